@@ -1,0 +1,117 @@
+"""The building blocks of a contract: typed fields with units, ranges, enums and keys, and the
+stable reason codes a record is rejected with."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+FieldType = Literal["string", "int", "float", "timestamp", "id"]
+
+# Device ids become Kafka keys, file-name fragments in reports and SQL literals in tools, so
+# they are deliberately narrow: letters, digits, '_', ':' and '-', no dots or slashes.
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_:\-]{0,63}$"
+# Event time is ISO-8601 in UTC with an explicit 'Z' (devices in local time are rejected).
+TS_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "string": pa.string(),
+    "id": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "timestamp": pa.timestamp("ms", tz="UTC"),
+}
+
+
+class Reason(str, enum.Enum):
+    """Stable reason codes for rejected records (DLQ header `reason`)."""
+
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    UNKNOWN_FIELD = "unknown_field"
+    MISSING_FIELD = "missing_field"
+    NULL_FIELD = "null_field"
+    WRONG_TYPE = "wrong_type"
+    NOT_FINITE = "not_finite"
+    OUT_OF_RANGE = "out_of_range"
+    BAD_ENUM = "bad_enum"
+    BAD_ID = "bad_id"
+    BAD_TIMESTAMP = "bad_timestamp"
+    TS_IN_FUTURE = "ts_in_future"
+    TS_TOO_OLD = "ts_too_old"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of a source: its type, unit, valid range or enum, and whether it may be null."""
+
+    name: str
+    type: FieldType
+    description: str
+    unit: str | None = None
+    nullable: bool = False
+    min: float | None = None
+    max: float | None = None
+    enum: tuple[str, ...] | None = None
+    since_version: int = 1
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return ARROW_TYPES[self.type]
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A source family's contract: its topic, key and fields (the latest version's)."""
+
+    source: str
+    topic: str
+    key: str
+    entity: str
+    description: str
+    fields: tuple[Field, ...]
+    version: int = 1
+    district_field: str | None = "district"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"contract {self.source}: duplicate field names in {names}")
+        if self.key not in names or "ts" not in names:
+            raise ValueError(f"contract {self.source}: key {self.key!r} and 'ts' must be fields")
+        for f in self.fields:
+            if f.since_version > 1 and not f.nullable:
+                raise ValueError(
+                    f"contract {self.source}: field {f.name!r} added in v{f.since_version} must be "
+                    "nullable, otherwise records from older producers would be rejected"
+                )
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields)
+
+    def field(self, name: str) -> Field:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"contract {self.source} has no field {name!r}")
+
+    def arrow_schema(self) -> pa.Schema:
+        """The schema of the decoded batch (contract fields only, in declaration order)."""
+        return pa.schema(
+            [pa.field(f.name, f.arrow_type, nullable=f.nullable) for f in self.fields],
+            metadata={"cityflow.source": self.source, "cityflow.version": str(self.version)},
+        )
+
+    def raw_schema(self) -> pa.Schema:
+        """The schema of the landed raw (bronze) table: fields plus Kafka coordinates."""
+        return self.arrow_schema().append(pa.field("kafka_partition", pa.int32(), False)).append(
+            pa.field("kafka_offset", pa.int64(), False)
+        )

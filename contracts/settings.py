@@ -1,0 +1,80 @@
+"""The one typed settings object, read from CITYFLOW_* environment variables (and an optional
+env file) at start-up and validated with an error naming the bad setting."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """A CITYFLOW_* setting is invalid; the message names it."""
+
+
+class Settings(BaseSettings):
+    """All cityflow configuration. Every field maps to env var CITYFLOW_<NAME>."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYFLOW_", env_file=None, extra="ignore")
+
+    # Kafka
+    kafka_bootstrap: str | None = Field(
+        None, description="host:port[,host:port]; unset = start the embedded broker"
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None
+    partitions: int = Field(4, ge=1, le=1024, description="partitions per source topic")
+    group_id: str = "cityflow"
+    session_timeout_s: float = Field(10.0, gt=0)
+    rebalance_timeout_s: float = Field(10.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    fetch_max_records: int = Field(5000, ge=1)
+
+    # Lake and warehouse
+    lake: str = Field("./lake", description="lake root: a path or s3://, gs://, abfs:// URI")
+    warehouse_db: Path = Path("./warehouse/city.duckdb")
+    flush_rows: int = Field(50_000, ge=1)
+    flush_seconds: float = Field(5.0, gt=0)
+
+    # Contracts
+    max_event_age_days: float = Field(7.0, gt=0)
+    max_event_future_s: float = Field(300.0, ge=0)
+
+    # Worker process
+    web_port: int = Field(6066, ge=0, le=65535)
+    datadir: Path = Path("./.cityflow")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_shape(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        for part in v.split(","):
+            host, _, port = part.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port], got {part!r}")
+        return v
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; raise SettingsError naming the bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "CITYFLOW_" + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+        raise SettingsError("invalid cityflow settings:\n  " + "\n  ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,23 @@
+"""Contract of traffic detector readings (topic city.traffic.v1): one row per detector and lane
+per reporting interval."""
+
+from contracts.districts import DISTRICTS
+from contracts.schema import Contract, Field
+
+TRAFFIC = Contract(
+    source="traffic",
+    topic="city.traffic.v1",
+    key="detector_id",
+    entity="detector",
+    description="Induction-loop and radar traffic detectors on Duisburg's roads.",
+    fields=(
+        Field("detector_id", "id", "Detector id, e.g. 'tdet-0042'; Kafka key"),
+        Field("ts", "timestamp", "Event time of the reading (end of the count interval), UTC"),
+        Field("district", "string", "City district the detector stands in", enum=DISTRICTS),
+        Field("road", "string", "Road name", min=1, max=80),
+        Field("lane", "int", "Lane number, 1 = rightmost", min=1, max=8),
+        Field("vehicle_count", "int", "Vehicles counted in the interval", "vehicles", min=0, max=500),
+        Field("avg_speed_kmh", "float", "Mean speed of counted vehicles", "km/h", min=0, max=250),
+        Field("occupancy_pct", "float", "Share of time the loop was occupied", "%", min=0, max=100),
+    ),
+)

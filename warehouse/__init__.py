@@ -1,0 +1,1 @@
+"""The warehouse: DuckDB views and models over the Parquet lake, and the query API."""
