@@ -1,0 +1,260 @@
+"""Exactly-once Parquet landing for one topic partition, and its recovery.
+
+Flush protocol (a crash at any step loses nothing and doubles nothing):
+  1. write the checkpoint with a *pending* entry naming the flush's offset range and files;
+  2. write each file: temp name, fsync, atomic rename (contracts.lake.Lake);
+  3. write the checkpoint with the range committed (and the watermark for replay);
+  4. only then does the caller commit offset last + 1 to Kafka.
+Recovery reads the checkpoint: a pending flush whose files are all present is committed,
+otherwise its files are deleted; consumption resumes at committed + 1, and the window engine is
+rebuilt by replaying the raw rows that can still change a window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from contracts import lake as L
+from contracts.schema import Contract
+from streams.batch import ProcessedBatch, events_frame
+from streams.windows import WindowEngine, WindowOutput
+
+log = logging.getLogger(__name__)
+_TS = pa.timestamp("ms", tz="UTC")
+HISTORY_LIMIT = 512
+
+
+@dataclass
+class FlushResult:
+    first: int
+    last: int
+    files: list[str]
+    rows: dict[str, int]
+    seconds: float
+
+
+@dataclass
+class _Buffer:
+    raw: list[pa.Table] = field(default_factory=list)
+    quarantine: list[pa.Table] = field(default_factory=list)
+    windows: list[pd.DataFrame] = field(default_factory=list)
+    district_windows: list[pd.DataFrame] = field(default_factory=list)
+    late: list[pd.DataFrame] = field(default_factory=list)
+    first: int | None = None
+    last: int = -1
+    rows: int = 0
+    since: float = 0.0
+
+
+class PartitionSink:
+    """Buffers one partition's processed batches and lands them atomically by offset range."""
+
+    def __init__(self, lake: L.Lake, contract: Contract, partition: int, engine: WindowEngine):
+        self.lake = lake
+        self.contract = contract
+        self.topic = contract.topic
+        self.partition = partition
+        self.engine = engine
+        self.committed = -1  # highest offset durably landed
+        self.history: list[list[int]] = []  # [last_offset, max_ts] per flush, oldest first
+        self._buf = _Buffer()
+        self._ckpt = L.checkpoint_path(self.topic, partition)
+
+    # -- buffering ------------------------------------------------------------------------
+    @property
+    def buffered_rows(self) -> int:
+        return self._buf.rows
+
+    @property
+    def buffered_age(self) -> float:
+        return time.monotonic() - self._buf.since if self._buf.first is not None else 0.0
+
+    def add(self, batch: ProcessedBatch) -> WindowOutput:
+        """Run the batch through the window engine and buffer everything it produced."""
+        if batch.consumed == 0:
+            return WindowOutput(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+        out = self.engine.process(batch.events)
+        b = self._buf
+        if b.first is None:
+            b.first, b.since = batch.first_offset, time.monotonic()
+        b.last = batch.last_offset
+        b.rows += batch.consumed
+        if batch.raw.num_rows:
+            b.raw.append(batch.raw)
+        if batch.quarantine.num_rows:
+            b.quarantine.append(batch.quarantine)
+        if not out.windows.empty:
+            b.windows.append(out.windows)
+        if not out.district_windows.empty:
+            b.district_windows.append(out.district_windows)
+        if not out.late_events.empty:
+            b.late.append(out.late_events)
+        return out
+
+    # -- flush ----------------------------------------------------------------------------
+    def flush(self) -> FlushResult | None:
+        """Land everything buffered; afterwards `committed` is the last landed offset."""
+        b = self._buf
+        if b.first is None:
+            return None
+        t0 = time.monotonic()
+        name = L.DataFileName(self.topic, self.partition, b.first, b.last)
+        tables = self._tables(b)
+        planned: list[tuple[str, pa.Table]] = []
+        rows: dict[str, int] = {}
+        for table_name, (table, ts_col) in tables.items():
+            if table is None or table.num_rows == 0:
+                continue
+            rows[table_name] = table.num_rows
+            for (date, hour), part in split_by_hour(table, ts_col):
+                planned.append((L.data_file_path(table_name, self.contract.source, date, hour, name), part))
+        files = [p for p, _ in planned]
+        self._write_checkpoint(pending={"first": b.first, "last": b.last, "files": files})
+        for path, part in planned:
+            self.lake.write_table_atomic(path, part, {"cityflow.flush": f"{b.first}-{b.last}"})
+        self.committed = b.last
+        self.history.append([b.last, int(self.engine.max_ts)])
+        self._trim_history()
+        self._write_checkpoint(pending=None)
+        self._buf = _Buffer()
+        return FlushResult(name.first, name.last, files, rows, time.monotonic() - t0)
+
+    def _tables(self, b: _Buffer) -> dict[str, tuple[pa.Table | None, str]]:
+        raw = pa.concat_tables(b.raw) if b.raw else None
+        quarantine = pa.concat_tables(b.quarantine) if b.quarantine else None
+        return {
+            L.RAW: (raw, "ts"),
+            L.QUARANTINE: (quarantine, "received_at"),
+            L.WINDOWS: (frame_to_arrow(b.windows), "window_start"),
+            L.DISTRICT_WINDOWS: (frame_to_arrow(b.district_windows), "window_start"),
+            L.LATE_EVENTS: (self._late_table(b.late), "ts"),
+        }
+
+    def _late_table(self, frames: list[pd.DataFrame]) -> pa.Table | None:
+        if not frames:
+            return None
+        late = pd.concat(frames, ignore_index=True)
+        cols = list(self.contract.field_names)
+        out = late[cols + ["offset", "window_start", "lateness_s"]].rename(columns={"offset": "kafka_offset"})
+        out.insert(len(cols), "kafka_partition", np.int32(self.partition))
+        table = _ms_to_ts(pa.Table.from_pandas(out, preserve_index=False), ["ts", "window_start"])
+        schema = self.contract.raw_schema().append(pa.field("window_start", _TS)).append(
+            pa.field("lateness_s", pa.float64()))
+        return table.select(schema.names).cast(schema)
+
+    def _trim_history(self) -> None:
+        """Keep the newest flush at or beyond the replay horizon and everything after it."""
+        cutoff = self.engine.max_ts - self.engine.spec.horizon_ms
+        keep_from = 0
+        for i, (_, max_ts) in enumerate(self.history):
+            if max_ts <= cutoff:
+                keep_from = i
+        self.history = self.history[keep_from:][-HISTORY_LIMIT:]
+
+    def _write_checkpoint(self, pending: dict[str, Any] | None) -> None:
+        self.lake.write_json_atomic(
+            self._ckpt,
+            {
+                "topic": self.topic,
+                "partition": self.partition,
+                "committed": self.committed,
+                "pending": pending,
+                "history": self.history,
+                "spec": [self.engine.spec.size_s, self.engine.spec.hop, self.engine.spec.allowed_lateness_s, self.engine.spec.grace_s],
+            },
+        )
+
+    # -- recovery -------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Restore committed offset and window state from the lake; return the next offset."""
+        ckpt = self.lake.read_json(self._ckpt) or {}
+        self.committed = int(ckpt.get("committed", -1))
+        self.history = [list(h) for h in ckpt.get("history", [])]
+        pending = ckpt.get("pending")
+        if pending:
+            present = [f for f in pending["files"] if self.lake.exists(f)]
+            if len(present) == len(pending["files"]):
+                log.info("recover topic=%s partition=%d completing flush %s-%s", self.topic, self.partition, pending["first"], pending["last"])
+                self.committed = int(pending["last"])
+            else:
+                log.warning("recover topic=%s partition=%d discarding partial flush %s-%s (%d/%d files)",
+                            self.topic, self.partition, pending["first"], pending["last"], len(present), len(pending["files"]))
+                for f in present:
+                    self.lake.delete(f)
+        self._replay()
+        self._write_checkpoint(pending=None)
+        return self.committed + 1
+
+    def _replay(self) -> None:
+        """Rebuild open windows: replay landed raw rows after the last flush behind the horizon."""
+        start_after, start_max_ts = -1, None
+        newest = self.history[-1][1] if self.history else None
+        if newest is not None:
+            for last, max_ts in self.history:
+                if max_ts <= newest - self.engine.spec.horizon_ms:
+                    start_after, start_max_ts = last, max_ts
+        self.engine.reset(start_max_ts)
+        raw = read_partition_raw(self.lake, self.contract, self.partition, start_after, self.committed)
+        if raw.num_rows:
+            self.engine.process(events_frame(self.contract, raw), emit=False)
+        log.info("replay topic=%s partition=%d rows=%d from_offset=%d open_windows=%d",
+                 self.topic, self.partition, raw.num_rows, start_after + 1, self.engine.open_windows)
+
+
+def read_partition_raw(lake: L.Lake, contract: Contract, partition: int, after: int, upto: int) -> pa.Table:
+    """Landed raw rows of one topic partition with after < offset <= upto, in offset order."""
+    tables = []
+    for rel in lake.list_files(f"{L.RAW}/source={contract.source}"):
+        name = L.parse_data_file_name(rel)
+        if not name or name.topic != contract.topic or name.partition != partition:
+            continue
+        if name.last <= after or name.first > upto:
+            continue
+        t = lake.read_table(rel)
+        off = t.column("kafka_offset")
+        tables.append(t.filter(pc.and_(pc.greater(off, after), pc.less_equal(off, upto))))
+    if not tables:
+        return contract.raw_schema().empty_table()
+    table = pa.concat_tables([t.select(contract.raw_schema().names).cast(contract.raw_schema()) for t in tables])
+    return table.sort_by("kafka_offset")
+
+
+def split_by_hour(table: pa.Table, ts_col: str):
+    """Yield ((date, hour), rows) groups of a table by the UTC hour of a timestamp column."""
+    ts = table.column(ts_col)
+    if pa.types.is_integer(ts.type):
+        ts = ts.cast(pa.int64()).cast(_TS)
+    hours = pc.floor_temporal(ts, unit="hour").cast(pa.int64()).to_numpy()
+    for h in np.unique(hours):
+        part = table.filter(pa.array(hours == h))
+        dt = pd.Timestamp(int(h), unit="ms", tz="UTC")
+        yield (dt.strftime("%Y-%m-%d"), dt.hour), part
+
+
+def frame_to_arrow(frames: list[pd.DataFrame]) -> pa.Table | None:
+    """Window frames (epoch-ms columns) as an Arrow table with UTC timestamp columns."""
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    df["emitted_at"] = int(time.time() * 1000)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for i, f in enumerate(table.schema):
+        if pa.types.is_null(f.type):  # e.g. district of logistics: always null, typed as string
+            table = table.set_column(i, f.name, table.column(i).cast(pa.string()))
+    return _ms_to_ts(table, ["window_start", "window_end", "emitted_at"])
+
+
+def _ms_to_ts(table: pa.Table, cols: list[str]) -> pa.Table:
+    for c in cols:
+        i = table.schema.get_field_index(c)
+        if i >= 0 and pa.types.is_integer(table.schema.field(i).type):
+            table = table.set_column(i, c, table.column(c).cast(pa.int64()).cast(_TS))
+    return table
