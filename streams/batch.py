@@ -51,10 +51,7 @@ class ProcessedBatch:
     events: pd.DataFrame
     first_offset: int
     last_offset: int
-
-    @property
-    def consumed(self) -> int:
-        return self.last_offset - self.first_offset + 1 if self.last_offset >= self.first_offset else 0
+    consumed: int
 
 
 def process_records(
@@ -77,6 +74,7 @@ def process_records(
         events=events_frame(contract, raw),
         first_offset=int(offsets[0]) if len(offsets) else 0,
         last_offset=int(offsets[-1]) if len(offsets) else -1,
+        consumed=len(offsets),
     )
 
 

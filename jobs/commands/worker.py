@@ -1,0 +1,40 @@
+"""`cityflow worker`: run one stream worker (a Faust app) against CITYFLOW_KAFKA_BOOTSTRAP."""
+
+from __future__ import annotations
+
+import argparse
+
+from contracts.registry import CONTRACTS
+from contracts.settings import SettingsError, load_settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run a stream worker (consume, validate, window, land Parquet)")
+    p.add_argument("--sources", default=",".join(CONTRACTS),
+                   help="comma-separated sources to consume (default: all four)")
+    p.add_argument("--web-port", type=int, default=None, help="metrics/health port (0 = no web server)")
+    p.add_argument("--bootstrap", default=None, help="Kafka host:port (default CITYFLOW_KAFKA_BOOTSTRAP)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from streams.app import run_worker
+    from streams.broker import city_topics, ensure_topics, kafka_client_config
+
+    overrides: dict[str, object] = {}
+    if args.web_port is not None:
+        overrides["web_port"] = args.web_port
+    settings = load_settings(**overrides)
+    bootstrap = args.bootstrap or settings.kafka_bootstrap
+    if not bootstrap:
+        raise SettingsError(
+            "CITYFLOW_KAFKA_BOOTSTRAP is not set: point it at your Kafka (host:port), "
+            "or start the embedded broker with `cityflow broker` and export the address it prints"
+        )
+    sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
+    unknown = [s for s in sources if s not in CONTRACTS]
+    if unknown:
+        raise SettingsError(f"--sources: unknown {unknown}; known: {list(CONTRACTS)}")
+    ensure_topics(kafka_client_config(settings, bootstrap), city_topics(settings.partitions))
+    run_worker(settings, bootstrap, sources, loglevel="debug" if args.verbose else "info")
+    return 0

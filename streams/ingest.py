@@ -1,0 +1,210 @@
+"""Batch-native ingest of the high-volume source topics inside the Faust worker.
+
+A mode.Service owns an aiokafka consumer in the ingest consumer group: `getmany` record
+batches go as raw bytes to pure code (decode, validate, window) and are landed per partition by
+a PartitionSink; offsets are committed only after a flush is durable. On revoke the sinks flush
+and commit; on assign they recover from the lake and the consumer seeks to landed + 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from typing import Iterable
+
+import mode
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from contracts.aggregates import WINDOW_DEFAULTS
+from contracts.decode import DecodeLimits
+from contracts.lake import Lake
+from contracts.registry import CONTRACTS, DLQ_TOPIC, contract_for_topic
+from contracts.settings import Settings
+from streams import metrics
+from streams.batch import ProcessedBatch, RecordBatch, process_records
+from streams.broker import aiokafka_client_config
+from streams.sink import PartitionSink
+from streams.windows import WindowEngine, WindowSpec
+
+log = logging.getLogger(__name__)
+
+
+def window_spec(source: str) -> WindowSpec:
+    d = WINDOW_DEFAULTS[source]
+    return WindowSpec(d.size_s, d.allowed_lateness_s, d.grace_s, d.hop_s)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, service: "IngestService"):
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self.service.release(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self.service.acquire(list(assigned))
+
+
+class IngestService(mode.Service):
+    """Consumes source topics with getmany and lands them exactly once."""
+
+    settings: Settings
+    bootstrap: str
+    sources: tuple[str, ...] = tuple(CONTRACTS)
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.lake = Lake(self.settings.lake)
+        self.sinks: dict[TopicPartition, PartitionSink] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.assignments_seen = 0
+        self.limits = DecodeLimits(
+            max_future=timedelta(seconds=self.settings.max_event_future_s),
+            max_age=timedelta(days=self.settings.max_event_age_days),
+        )
+        self._pending_dlq: dict[TopicPartition, list[tuple[ProcessedBatch, RecordBatch]]] = {}
+
+    async def on_start(self) -> None:
+        s = self.settings
+        cfg = aiokafka_client_config(s, self.bootstrap)
+        self.producer = AIOKafkaProducer(**cfg, acks="all", linger_ms=20)
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            **cfg,
+            group_id=f"{s.group_id}-ingest",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            rebalance_timeout_ms=int(s.rebalance_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
+            max_poll_records=s.fetch_max_records,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+        )
+        topics = [CONTRACTS[src].topic for src in self.sources]
+        self.consumer.subscribe(topics, listener=_Rebalance(self))
+        await self.consumer.start()
+        log.info("ingest started topics=%s group=%s-ingest", ",".join(topics), s.group_id)
+
+    async def on_stop(self) -> None:
+        if self.consumer is not None:
+            try:
+                await self.release(list(self.sinks))
+            finally:
+                await self.consumer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
+        log.info("ingest stopped")
+
+    @mode.Service.task
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        s = self.settings
+        while not self.should_stop:
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=s.fetch_max_records)
+            for tp, records in batches.items():
+                sink = self.sinks.get(tp)
+                if sink is None or not records:
+                    continue  # revoked while fetching; the new owner re-reads from the lake
+                self._process(tp, sink, records)
+            await self._flush_due()
+
+    def _process(self, tp: TopicPartition, sink: PartitionSink, records) -> None:
+        # Skip anything at or below the landed offset (re-delivery after a seek race).
+        records = [r for r in records if r.offset > sink.committed] if records[0].offset <= sink.committed else records
+        if not records:
+            return
+        rb = RecordBatch(tp.topic, tp.partition, [r.offset for r in records], [r.key for r in records],
+                         [r.value for r in records])
+        processed = process_records(sink.contract, rb, limits=self.limits)
+        out = sink.add(processed)
+        src = sink.contract.source
+        metrics.CONSUMED.labels(src, tp.partition).inc(processed.consumed)
+        if processed.rejects:
+            self._pending_dlq.setdefault(tp, []).append((processed, rb))
+        if not out.late_events.empty:
+            metrics.LATE.labels(src).inc(len(out.late_events))
+        if sink.engine.watermark is not None:
+            metrics.WATERMARK.labels(src, tp.partition).set(sink.engine.watermark / 1000)
+        metrics.BUFFERED.labels(src, tp.partition).set(sink.buffered_rows)
+
+    async def _flush_due(self) -> None:
+        s = self.settings
+        due = [tp for tp, sink in self.sinks.items()
+               if sink.buffered_rows >= s.flush_rows or (sink.buffered_rows and sink.buffered_age >= s.flush_seconds)]
+        if due:
+            await self.flush(due)
+
+    async def flush(self, tps: list[TopicPartition]) -> None:
+        """Land the buffers of these partitions, send their rejects to the DLQ, commit offsets."""
+        assert self.consumer is not None
+        commits: dict[TopicPartition, int] = {}
+        for tp in tps:
+            sink = self.sinks[tp]
+            await self._send_dlq(tp)
+            t0 = time.perf_counter()
+            result = sink.flush()
+            if result is None:
+                continue
+            src = sink.contract.source
+            metrics.FLUSH_SECONDS.labels(src).observe(time.perf_counter() - t0)
+            for table, n in result.rows.items():
+                metrics.LANDED.labels(table, src).inc(n)
+            metrics.BUFFERED.labels(src, tp.partition).set(0)
+            commits[tp] = result.last + 1
+            log.debug("flushed topic=%s partition=%d offsets=%d-%d rows=%s", tp.topic, tp.partition,
+                      result.first, result.last, result.rows)
+        if commits:
+            try:
+                await self.consumer.commit(commits)
+            except Exception as exc:  # noqa: BLE001 - the lake is the source of truth for offsets
+                log.warning("offset commit failed (lake checkpoint stands, resume is unaffected): %s", exc)
+
+    async def _send_dlq(self, tp: TopicPartition) -> None:
+        pending = self._pending_dlq.pop(tp, [])
+        if not pending or self.producer is None:
+            return
+        futures = []
+        for processed, rb in pending:
+            src = contract_for_topic(rb.topic).source
+            for r in processed.rejects:
+                metrics.DLQ.labels(src, r.reason).inc()
+                headers = [
+                    ("reason", r.reason.encode()), ("field", r.field.encode()),
+                    ("detail", r.detail.encode()[:1000]), ("source_topic", rb.topic.encode()),
+                    ("partition", str(rb.partition).encode()), ("offset", str(rb.offsets[r.position]).encode()),
+                ]
+                value = rb.values[r.position] or b""
+                futures.append(await self.producer.send(DLQ_TOPIC, value=value[:900_000], key=rb.keys[r.position], headers=headers))
+        if futures:
+            await asyncio.gather(*futures)
+
+    async def acquire(self, tps: list[TopicPartition]) -> None:
+        """On assignment: recover each partition's landed offset and window state, then seek."""
+        assert self.consumer is not None
+        self.assignments_seen += 1
+        for tp in tps:
+            contract = contract_for_topic(tp.topic)
+            engine = WindowEngine(window_spec(contract.source), contract.source, tp.partition)
+            sink = PartitionSink(self.lake, contract, tp.partition, engine)
+            t0 = time.perf_counter()
+            next_offset = sink.recover()
+            self.sinks[tp] = sink
+            self.consumer.seek(tp, next_offset)
+            log.info("assigned topic=%s partition=%d resume_offset=%d recovery_s=%.2f",
+                     tp.topic, tp.partition, next_offset, time.perf_counter() - t0)
+        metrics.ASSIGNED.set(len(self.sinks))
+
+    async def release(self, tps: list[TopicPartition]) -> None:
+        """On revoke or stop: land what is buffered and commit, then forget the partitions."""
+        owned = [tp for tp in tps if tp in self.sinks]
+        if owned:
+            await self.flush(owned)
+        for tp in owned:
+            del self.sinks[tp]
+            log.info("released topic=%s partition=%d", tp.topic, tp.partition)
+        metrics.ASSIGNED.set(len(self.sinks))

@@ -1,0 +1,13 @@
+"""Prometheus metrics of a worker (served at /metrics by the Faust web server)."""
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry()
+CONSUMED = Counter("cityflow_consumed_total", "Records consumed", ["source", "partition"], registry=REGISTRY)
+LANDED = Counter("cityflow_landed_rows_total", "Rows landed in the lake", ["table", "source"], registry=REGISTRY)
+DLQ = Counter("cityflow_dlq_total", "Records rejected to the DLQ", ["source", "reason"], registry=REGISTRY)
+LATE = Counter("cityflow_late_events_total", "Events later than the grace period", ["source"], registry=REGISTRY)
+FLUSH_SECONDS = Histogram("cityflow_flush_seconds", "Time to land one flush", ["source"], registry=REGISTRY)
+ASSIGNED = Gauge("cityflow_assigned_partitions", "Partitions assigned to this worker", registry=REGISTRY)
+WATERMARK = Gauge("cityflow_watermark_seconds", "Event-time watermark per partition", ["source", "partition"], registry=REGISTRY)
+BUFFERED = Gauge("cityflow_buffered_records", "Records consumed but not yet landed", ["source", "partition"], registry=REGISTRY)
