@@ -1,0 +1,479 @@
+"""The DuckDB warehouse: views over the Parquet lake built from the SQL models in
+warehouse/sql/, with typed empty fallbacks for tables that have no files yet, and the query API.
+
+    >>> build_warehouse("./lake", Path("warehouse/city.duckdb"))
+    ['anomalies', 'district_lighting_15m', ..., 'wifi_5m_history']
+    >>> query("SELECT district, sum(vehicle_count) FROM traffic_1m GROUP BY 1", settings)
+
+Each SQL file holds one view. Lake scans are written as
+``read_parquet('{lake}/<table>/source=<source>/...', ...)``; building substitutes the lake root,
+or, when the glob matches no file (a fresh lake), an empty relation typed from the contracts, so
+every view exists from the start. The build is recorded in the table ``_cityflow_build``;
+``connect`` rebuilds when a scan that was empty has files now, the lake root changed, or the view
+definitions changed. Everything is views, so new files are visible without rebuilding.
+
+Object stores: a lake root such as ``s3://bucket/lake`` (or gs://, r2://, https://) loads
+DuckDB's ``httpfs`` extension, az:// or abfss:// loads ``azure``. Credentials are not part of
+cityflow's settings: configure them as a DuckDB secret, e.g.
+``CREATE PERSISTENT SECRET lake (TYPE s3, PROVIDER credential_chain)``, which every connection
+to the database then picks up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from contracts import lake as L
+from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS, Aggregate
+from contracts.registry import CONTRACTS, contract_for_source
+
+if TYPE_CHECKING:
+    from contracts.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).with_name("sql")
+BUILD_TABLE = "_cityflow_build"
+# Bump when the way views are rendered changes, so existing databases are rebuilt.
+BUILD_FORMAT = "1"
+
+_TS = pa.timestamp("ms", tz="UTC")
+# Hive partition columns every lake path carries (see contracts/lake.py).
+HIVE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("source", "VARCHAR"),
+    ("date", "DATE"),
+    ("hour", "INTEGER"),
+)
+
+# Columns of a per-entity window row before its aggregates (written by the stream workers).
+WINDOW_COLUMNS: tuple[pa.Field, ...] = (
+    pa.field("source", pa.string()),
+    pa.field("entity", pa.string()),
+    pa.field("district", pa.string()),
+    pa.field("window_start", _TS),
+    pa.field("window_end", _TS),
+    pa.field("window_size_s", pa.int32()),
+    pa.field("hop_s", pa.int32()),
+    pa.field("version", pa.int32()),
+    pa.field("is_correction", pa.bool_()),
+    pa.field("kafka_partition", pa.int32()),
+    pa.field("emitted_at", _TS),
+)
+# Columns of a per-partition district partial before its aggregates.
+DISTRICT_WINDOW_COLUMNS: tuple[pa.Field, ...] = (
+    pa.field("source", pa.string()),
+    pa.field("district", pa.string()),
+    pa.field("window_start", _TS),
+    pa.field("window_end", _TS),
+    pa.field("window_size_s", pa.int32()),
+    pa.field("hop_s", pa.int32()),
+    pa.field("kafka_partition", pa.int32()),
+    pa.field("version", pa.int32()),
+    pa.field("is_correction", pa.bool_()),
+    pa.field("emitted_at", _TS),
+    pa.field("n_entities", pa.int64()),
+)
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source_topic", pa.string()),
+        pa.field("kafka_partition", pa.int32()),
+        pa.field("kafka_offset", pa.int64()),
+        pa.field("reason", pa.string()),
+        pa.field("field", pa.string()),
+        pa.field("detail", pa.string()),
+        pa.field("value", pa.binary()),
+        pa.field("key", pa.binary()),
+        pa.field("received_at", _TS),
+    ]
+)
+# Placeholder for an empty lake only: once detectors land files, the view shows their columns.
+ANOMALY_SCHEMA = pa.schema(
+    [
+        pa.field("detector", pa.string()),
+        pa.field("entity", pa.string()),
+        pa.field("district", pa.string()),
+        pa.field("window_start", _TS),
+        pa.field("window_end", _TS),
+        pa.field("severity", pa.string()),
+        pa.field("score", pa.float64()),
+        pa.field("detail", pa.string()),
+        pa.field("detected_at", _TS),
+    ]
+)
+
+_REMOTE_EXTENSIONS = {
+    "s3": "httpfs",
+    "s3a": "httpfs",
+    "s3n": "httpfs",
+    "gs": "httpfs",
+    "gcs": "httpfs",
+    "r2": "httpfs",
+    "http": "httpfs",
+    "https": "httpfs",
+    "az": "azure",
+    "azure": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+}
+_DUCKDB_TYPES: dict[pa.DataType, str] = {
+    pa.string(): "VARCHAR",
+    pa.large_string(): "VARCHAR",
+    pa.bool_(): "BOOLEAN",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.binary(): "BLOB",
+    pa.large_binary(): "BLOB",
+    pa.date32(): "DATE",
+}
+# A lake scan in a SQL model, or a {name} / {name:arg} placeholder.
+_TEMPLATE_RE = re.compile(
+    r"(?P<scan>read_parquet\(\s*'\{lake\}/(?P<table>[a-z_]+)/source=(?P<source>\*|[a-z][a-z0-9_]*)/"
+    r"(?P<rest>[^']*)'(?P<args>[^()]*)\))"
+    r"|\{(?P<name>[a-z_]+)(?::(?P<arg>[a-z][a-z0-9_]*))?\}"
+)
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse cannot be built or opened; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class ViewModel:
+    """One SQL model file: the view name (the file's stem) and its template text."""
+
+    name: str
+    path: Path
+    template: str
+
+
+@dataclass(frozen=True)
+class RenderedView:
+    """A view's final SQL and the lake globs that matched no file when it was rendered."""
+
+    name: str
+    sql: str
+    empty_scans: tuple[str, ...]
+
+
+# -- schemas of the lake tables (for empty fallbacks), derived from the contracts --------------
+def aggregate_type(source: str, agg: Aggregate) -> pa.DataType:
+    """Arrow type of an aggregate column: counts are int64, a sum keeps its input's type."""
+    if agg.fn in ("count", "count_eq"):
+        return pa.int64()
+    if agg.fn == "sum" and agg.field is not None:
+        return contract_for_source(source).field(agg.field).arrow_type
+    return pa.float64()
+
+
+def window_schema(source: str) -> pa.Schema:
+    """Schema of `windows/source=<source>` files: window columns then AGGREGATES[source]."""
+    aggs = [pa.field(a.name, aggregate_type(source, a)) for a in AGGREGATES[source]]
+    return pa.schema([*WINDOW_COLUMNS, *aggs])
+
+
+def district_window_schema(source: str) -> pa.Schema:
+    """Schema of `district_windows/source=<source>` files: mergeable partials per aggregate."""
+    fields = list(DISTRICT_WINDOW_COLUMNS)
+    for a in AGGREGATES[source]:
+        if a.fn == "mean":
+            fields += [pa.field(f"{a.name}_sum", pa.float64()), pa.field(f"{a.name}_n", pa.int64())]
+        elif a.fn != "p95":  # percentiles are not mergeable
+            fields.append(pa.field(a.name, aggregate_type(source, a)))
+    return pa.schema(fields)
+
+
+def late_events_schema(source: str) -> pa.Schema:
+    """Schema of `late_events/source=<source>` files: the raw columns plus the missed window."""
+    return (
+        contract_for_source(source)
+        .raw_schema()
+        .append(pa.field("window_start", _TS))
+        .append(pa.field("lateness_s", pa.float64()))
+    )
+
+
+def lake_table_schema(table: str, source: str) -> pa.Schema:
+    """The schema of one lake table for one source ('*' for the cross-source tables)."""
+    if table == L.QUARANTINE:
+        return QUARANTINE_SCHEMA
+    if table == L.ANOMALIES:
+        return ANOMALY_SCHEMA
+    if source == "*":
+        raise WarehouseError(f"lake table {table!r} needs a concrete source, not 'source=*'")
+    builders = {
+        L.RAW: lambda s: contract_for_source(s).raw_schema(),
+        L.WINDOWS: window_schema,
+        L.DISTRICT_WINDOWS: district_window_schema,
+        L.LATE_EVENTS: late_events_schema,
+    }
+    if table not in builders:
+        raise WarehouseError(f"unknown lake table {table!r}; known: {', '.join(L.TABLES)}")
+    return builders[table](source)
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    """The DuckDB type DuckDB gives a Parquet column of Arrow type `t`."""
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    try:
+        return _DUCKDB_TYPES[t]
+    except KeyError:
+        raise WarehouseError(f"no DuckDB type mapping for Arrow type {t}") from None
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def empty_relation(schema: pa.Schema) -> str:
+    """A zero-row subquery with the columns of `schema` plus the Hive partition columns."""
+    cols = [(f.name, duckdb_type(f.type)) for f in schema]
+    names = {n for n, _ in cols}
+    cols += [(n, t) for n, t in HIVE_COLUMNS if n not in names]
+    select = ", ".join(f"CAST(NULL AS {t}) AS {_ident(n)}" for n, t in cols)
+    return f"(SELECT {select} WHERE false)"
+
+
+# -- rendering -------------------------------------------------------------------------------
+def load_models(sql_dir: Path = SQL_DIR) -> list[ViewModel]:
+    """The view models, one per `*.sql` file, sorted by name."""
+    models = [ViewModel(p.stem, p, p.read_text()) for p in sorted(sql_dir.glob("*.sql"))]
+    if not models:
+        raise WarehouseError(f"no SQL models found in {sql_dir}")
+    return models
+
+
+def lake_uri(lake_root: str) -> str:
+    """The lake root as DuckDB reads it: an absolute local path or the URI unchanged."""
+    if "://" in lake_root:
+        return lake_root.rstrip("/")
+    return os.path.abspath(lake_root)
+
+
+def _district_measures(source: str) -> str:
+    """Combine per-partition partials: sum additive columns, max/min, weighted means."""
+    exprs = []
+    for a in AGGREGATES[source]:
+        if a.fn == "mean":
+            s, n = _ident(f"{a.name}_sum"), _ident(f"{a.name}_n")
+            exprs += [
+                f"sum({s}) / nullif(sum({n}), 0) AS {_ident(a.name)}",
+                f"sum({s}) AS {s}",
+                f"CAST(sum({n}) AS BIGINT) AS {n}",
+            ]
+        elif a.fn in ("max", "min"):
+            exprs.append(f"{a.fn}({_ident(a.name)}) AS {_ident(a.name)}")
+        elif a.fn in ("count", "count_eq") or (
+            a.fn == "sum" and pa.types.is_integer(aggregate_type(source, a))
+        ):
+            exprs.append(f"CAST(sum({_ident(a.name)}) AS BIGINT) AS {_ident(a.name)}")
+        elif a.fn in ("sum", "energy_wh"):
+            exprs.append(f"sum({_ident(a.name)}) AS {_ident(a.name)}")
+        # p95: not mergeable across partitions, computed from raw instead
+    return ",\n       ".join(exprs)
+
+
+def _known_source(source: str | None, model: ViewModel, placeholder: str) -> str:
+    if source not in CONTRACTS:
+        raise WarehouseError(
+            f"{model.path.name}: placeholder {{{placeholder}}} needs a known source, "
+            f"got {source!r}; known: {', '.join(CONTRACTS)}"
+        )
+    return source
+
+
+def render_view(model: ViewModel, lake_root: str, con: duckdb.DuckDBPyConnection) -> RenderedView:
+    """Substitute the lake root and placeholders; replace scans without files by empty relations."""
+    root = lake_uri(lake_root)
+    empty: list[str] = []
+
+    def substitute(m: re.Match[str]) -> str:
+        if m["scan"]:
+            pattern = f"{root}/{m['table']}/source={m['source']}/{m['rest']}"
+            if con.execute("SELECT 1 FROM glob(?) LIMIT 1", [pattern]).fetchone():
+                return f"read_parquet({_literal(pattern)}{m['args']})"
+            empty.append(pattern)
+            return empty_relation(lake_table_schema(m["table"], m["source"]))
+        name, arg = m["name"], m["arg"]
+        if name == "lake" and arg is None:
+            return root.replace("'", "''")
+        if name == "window_size_s":
+            return str(WINDOW_DEFAULTS[_known_source(arg, model, name)].size_s)
+        if name == "district_measures":
+            return _district_measures(_known_source(arg, model, name))
+        raise WarehouseError(f"{model.path.name}: unknown placeholder {m.group(0)}")
+
+    sql = _TEMPLATE_RE.sub(substitute, model.template)
+    return RenderedView(model.name, sql, tuple(empty))
+
+
+def fingerprint(models: list[ViewModel]) -> str:
+    """Changes whenever a view's definition would: SQL files, contracts, window defaults."""
+    h = hashlib.sha256(BUILD_FORMAT.encode())
+    for m in models:
+        h.update(f"\0{m.name}\0{m.template}".encode())
+    h.update(repr(sorted(AGGREGATES.items())).encode())
+    h.update(repr(sorted(WINDOW_DEFAULTS.items())).encode())
+    for source in sorted(CONTRACTS):
+        h.update(str(CONTRACTS[source].raw_schema()).encode())
+    return h.hexdigest()
+
+
+# -- building and connecting ------------------------------------------------------------------
+def prepare_connection(con: duckdb.DuckDBPyConnection, lake_root: str) -> None:
+    """Session settings every warehouse connection needs: UTC, object-store extensions."""
+    con.execute("SET TimeZone = 'UTC'")
+    if "://" in lake_root:
+        scheme = lake_root.split("://", 1)[0].lower()
+        ext = _REMOTE_EXTENSIONS.get(scheme)
+        if ext is None:
+            raise WarehouseError(
+                f"CITYFLOW_LAKE: DuckDB cannot read {scheme}:// URIs; "
+                f"use a local path or one of {', '.join(sorted(_REMOTE_EXTENSIONS))}"
+            )
+        con.execute(f"INSTALL {ext}")
+        con.execute(f"LOAD {ext}")
+
+
+def build_warehouse(lake_root: str, db_path: Path) -> list[str]:
+    """Create or replace every view in the DuckDB file `db_path`; return the view names.
+
+    Idempotent and atomic (one transaction); views whose SQL file was removed are dropped.
+    """
+    models = load_models()
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(db_path))
+    try:
+        prepare_connection(con, lake_root)
+        rendered = [render_view(m, lake_root, con) for m in models]
+        previous = _built_views(con)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for old in sorted(previous - {r.name for r in rendered}):
+                con.execute(f"DROP VIEW IF EXISTS {_ident(old)}")
+            for r in rendered:
+                try:
+                    con.execute(f"CREATE OR REPLACE VIEW {_ident(r.name)} AS\n{r.sql}")
+                except duckdb.Error as exc:
+                    first = str(exc).strip().splitlines()[0]
+                    raise WarehouseError(
+                        f"view {r.name} ({SQL_DIR / r.name}.sql): {first}"
+                    ) from exc
+            _record_build(con, rendered, lake_uri(lake_root), fingerprint(models))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
+    fallbacks = sum(1 for r in rendered if r.empty_scans)
+    log.info(
+        "warehouse built db=%s lake=%s views=%d with_empty_scans=%d",
+        db_path,
+        lake_uri(lake_root),
+        len(rendered),
+        fallbacks,
+    )
+    return [r.name for r in rendered]
+
+
+def _built_views(con: duckdb.DuckDBPyConnection) -> set[str]:
+    try:
+        return {row[0] for row in con.execute(f"SELECT view FROM {BUILD_TABLE}").fetchall()}
+    except duckdb.CatalogException:
+        return set()
+
+
+def _record_build(
+    con: duckdb.DuckDBPyConnection, rendered: list[RenderedView], root: str, digest: str
+) -> None:
+    con.execute(
+        f"CREATE OR REPLACE TABLE {BUILD_TABLE} (view VARCHAR, lake VARCHAR, fingerprint VARCHAR,"
+        " empty_scans VARCHAR[], built_at TIMESTAMPTZ)"
+    )
+    con.executemany(
+        f"INSERT INTO {BUILD_TABLE} VALUES (?, ?, ?, ?, now())",
+        [[r.name, root, digest, list(r.empty_scans)] for r in rendered],
+    )
+
+
+def stale_reason(db_path: Path, lake_root: str) -> str | None:
+    """Why the views in `db_path` must be (re)built for `lake_root`, or None if they are current."""
+    if not Path(db_path).exists():
+        return "database missing"
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        prepare_connection(con, lake_root)
+        try:
+            rows = con.execute(
+                f"SELECT view, lake, fingerprint, empty_scans FROM {BUILD_TABLE}"
+            ).fetchall()
+        except duckdb.CatalogException:
+            return "no build record"
+        if not rows:
+            return "no build record"
+        if {r[1] for r in rows} != {lake_uri(lake_root)}:
+            return "lake root changed"
+        if {r[2] for r in rows} != {fingerprint(load_models())}:
+            return "view definitions changed"
+        for pattern in sorted({p for r in rows for p in r[3]}):
+            if con.execute("SELECT 1 FROM glob(?) LIMIT 1", [pattern]).fetchone():
+                return f"files arrived for {pattern}"
+        return None
+    finally:
+        con.close()
+
+
+def connect(settings: Settings, *, read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse database, building (or refreshing) its views first when needed.
+
+    Read-only by default, so any number of `cityflow query`/report processes can read at once.
+    """
+    db_path = Path(settings.warehouse_db)
+    reason = stale_reason(db_path, settings.lake)
+    if reason:
+        log.info("warehouse rebuild db=%s reason=%r", db_path, reason)
+        try:
+            build_warehouse(settings.lake, db_path)
+        except duckdb.IOException as exc:
+            if not db_path.exists():
+                raise
+            # Another process holds the write lock: its views are usable, just not refreshed.
+            log.warning("warehouse rebuild skipped db=%s reason=%r error=%s", db_path, reason, exc)
+    con = duckdb.connect(str(db_path), read_only=read_only)
+    try:
+        prepare_connection(con, settings.lake)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def query(sql: str, settings: Settings) -> pd.DataFrame:
+    """Run one SQL statement against the warehouse and return its result (empty if none)."""
+    con = connect(settings)
+    try:
+        con.execute(sql)
+        if con.description is None:
+            return pd.DataFrame()
+        return con.fetchdf()
+    finally:
+        con.close()

@@ -1,0 +1,12 @@
+-- raw_traffic: traffic records as landed (bronze), one row per accepted Kafka record of
+-- city.traffic.v1, exactly as decoded and validated by contracts/traffic.py.
+-- grain:   one Kafka record
+-- keys:    (kafka_partition, kafka_offset)
+-- columns: detector_id, ts, district, road, lane, vehicle_count, avg_speed_kmh, occupancy_pct,
+--          kafka_partition, kafka_offset, date, hour
+-- note:    date/hour are the Hive partition (UTC date and hour of ts): filter on them to prune
+--          files. Landing is exactly-once, so there is nothing to dedupe here.
+SELECT * EXCLUDE (source)
+FROM read_parquet('{lake}/raw/source=traffic/date=*/hour=*/[!.]*.parquet',
+                  hive_partitioning = true, union_by_name = true,
+                  hive_types = {'source': VARCHAR, 'date': DATE, 'hour': INTEGER})
