@@ -1,0 +1,42 @@
+"""Shared pytest fixtures: a Kafka broker for the session (embedded Tansu unless
+CITYFLOW_KAFKA_BOOTSTRAP is set), unique topics on it, and a temporary lake directory."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from streams.broker import EmbeddedBroker, ensure_topics
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """host:port of a Kafka for the whole session: CITYFLOW_KAFKA_BOOTSTRAP or an embedded one."""
+    external = os.environ.get("CITYFLOW_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    log_path = tmp_path_factory.mktemp("broker") / "tansu.log"
+    with EmbeddedBroker().start(log_path=log_path) as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture
+def lake_dir(tmp_path: Path) -> Path:
+    return tmp_path / "lake"
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap: str) -> Callable[..., str]:
+    """Create a uniquely named topic: `topic_factory(partitions=4, prefix="traffic")` -> name."""
+
+    def create(partitions: int = 1, prefix: str = "test") -> str:
+        name = f"test.{prefix}.{uuid.uuid4().hex[:10]}"
+        ensure_topics(kafka_bootstrap, {name: partitions})
+        return name
+
+    return create
