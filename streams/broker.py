@@ -238,6 +238,12 @@ class EmbeddedBroker:
         self.stop()
 
 
+def quiet_kafka_client_logs(level: int = logging.CRITICAL) -> None:
+    """Silence kafka-python's own logging (connection retries, slow IO-loop warnings): the
+    helpers here turn its failures into one actionable error. Call from CLI code, not libraries."""
+    logging.getLogger("kafka").setLevel(level)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -305,11 +311,11 @@ def _as_config(bootstrap_or_config: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _admin(config: Mapping[str, Any], timeout: float) -> Any:
-    """A KafkaAdminClient that gives up bootstrapping after `timeout` seconds."""
+    """A KafkaAdminClient that gives up bootstrapping after `timeout` (at most 10) seconds."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
-    ms = max(100, int(timeout * 1000))
+    ms = max(100, int(min(timeout, 10.0) * 1000))
     try:
         return KafkaAdminClient(
             **{
@@ -321,7 +327,8 @@ def _admin(config: Mapping[str, Any], timeout: float) -> Any:
         )
     except KafkaError as exc:
         raise BrokerUnreachable(
-            f"no Kafka answered at {','.join(config.get('bootstrap_servers', []))}: {exc!r}"
+            f"no Kafka answered at {','.join(config.get('bootstrap_servers', []))}: {exc!r}; "
+            "is it running and is CITYFLOW_KAFKA_BOOTSTRAP right? (`cityflow broker` starts one)"
         ) from None
 
 
