@@ -50,7 +50,7 @@ class _Buffer:
     late: list[pd.DataFrame] = field(default_factory=list)
     first: int | None = None
     last: int = -1
-    rows: int = 0
+    rows: int = 0  # records consumed into this buffer
     since: float = 0.0
 
 
@@ -64,6 +64,7 @@ class PartitionSink:
         self.partition = partition
         self.engine = engine
         self.committed = -1  # highest offset durably landed
+        self.consumed = 0  # records landed so far (raw + quarantine), for the accounting invariant
         self.history: list[list[int]] = []  # [last_offset, max_ts] per flush, oldest first
         self._buf = _Buffer()
         self._ckpt = L.checkpoint_path(self.topic, partition)
@@ -117,10 +118,12 @@ class PartitionSink:
             for (date, hour), part in split_by_hour(table, ts_col):
                 planned.append((L.data_file_path(table_name, self.contract.source, date, hour, name), part))
         files = [p for p, _ in planned]
-        self._write_checkpoint(pending={"first": b.first, "last": b.last, "files": files})
+        self._write_checkpoint(pending={"first": b.first, "last": b.last, "files": files,
+                                        "records": b.rows, "max_ts": int(self.engine.max_ts)})
         for path, part in planned:
             self.lake.write_table_atomic(path, part, {"cityflow.flush": f"{b.first}-{b.last}"})
         self.committed = b.last
+        self.consumed += b.rows
         self.history.append([b.last, int(self.engine.max_ts)])
         self._trim_history()
         self._write_checkpoint(pending=None)
@@ -166,6 +169,7 @@ class PartitionSink:
                 "topic": self.topic,
                 "partition": self.partition,
                 "committed": self.committed,
+                "consumed": self.consumed,
                 "pending": pending,
                 "history": self.history,
                 "spec": [self.engine.spec.size_s, self.engine.spec.hop, self.engine.spec.allowed_lateness_s, self.engine.spec.grace_s],
@@ -177,13 +181,18 @@ class PartitionSink:
         """Restore committed offset and window state from the lake; return the next offset."""
         ckpt = self.lake.read_json(self._ckpt) or {}
         self.committed = int(ckpt.get("committed", -1))
+        self.consumed = int(ckpt.get("consumed", 0))
         self.history = [list(h) for h in ckpt.get("history", [])]
         pending = ckpt.get("pending")
         if pending:
+            # The pending checkpoint was written before the files, with `consumed` not yet
+            # including the flush; a complete flush adds its records (counted from its files).
             present = [f for f in pending["files"] if self.lake.exists(f)]
             if len(present) == len(pending["files"]):
                 log.info("recover topic=%s partition=%d completing flush %s-%s", self.topic, self.partition, pending["first"], pending["last"])
                 self.committed = int(pending["last"])
+                self.consumed += int(pending["records"])
+                self.history.append([self.committed, int(pending["max_ts"])])
             else:
                 log.warning("recover topic=%s partition=%d discarding partial flush %s-%s (%d/%d files)",
                             self.topic, self.partition, pending["first"], pending["last"], len(present), len(pending["files"]))

@@ -40,3 +40,14 @@ def topic_factory(kafka_bootstrap: str) -> Callable[..., str]:
         return name
 
     return create
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[str]:
+    """A broker of the test's own (memory storage) so the fixed city topics start empty;
+    for tests that run real workers on city.<source>.v1 topics."""
+    external = os.environ.get("CITYFLOW_KAFKA_BOOTSTRAP")
+    if external:
+        pytest.skip("needs its own broker; CITYFLOW_KAFKA_BOOTSTRAP points at a shared one")
+    with EmbeddedBroker().start(log_path=tmp_path / "tansu.log") as broker:
+        yield broker.bootstrap

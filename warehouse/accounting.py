@@ -17,12 +17,18 @@ class PartitionAccount:
     topic: str
     partition: int
     committed_offset: int
+    consumed: int
     raw_rows: int
     quarantined_rows: int
 
     @property
     def landed(self) -> int:
         return self.raw_rows + self.quarantined_rows
+
+    @property
+    def balanced(self) -> bool:
+        """good + quarantined == consumed for this partition."""
+        return self.landed == self.consumed
 
 
 def _file_rows(lake: L.Lake, rel: str) -> int:
@@ -49,7 +55,7 @@ def partition_accounts(lake: L.Lake) -> list[PartitionAccount]:
         ckpt = lake.read_json(rel) or {}
         key = (ckpt.get("topic", ""), int(ckpt.get("partition", -1)))
         accounts.append(PartitionAccount(key[0], key[1], int(ckpt.get("committed", -1)),
-                                         raw.get(key, 0), quarantine.get(key, 0)))
+                                         int(ckpt.get("consumed", 0)), raw.get(key, 0), quarantine.get(key, 0)))
     return sorted(accounts, key=lambda a: (a.topic, a.partition))
 
 
