@@ -42,6 +42,13 @@ class Settings(BaseSettings):
     flush_rows: int = Field(50_000, ge=1)
     flush_seconds: float = Field(5.0, gt=0)
 
+    # Windows: JSON overrides of contracts.aggregates.WINDOW_DEFAULTS per source, e.g.
+    # CITYFLOW_WINDOW_TRAFFIC='{"size_s": 60, "hop_s": 30, "allowed_lateness_s": 30, "grace_s": 600}'
+    window_traffic: dict[str, int | None] | None = None
+    window_lighting: dict[str, int | None] | None = None
+    window_wifi: dict[str, int | None] | None = None
+    window_logistics: dict[str, int | None] | None = None
+
     # Contracts
     max_event_age_days: float = Field(7.0, gt=0)
     max_event_future_s: float = Field(300.0, ge=0)

@@ -18,7 +18,7 @@ import mode
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
-from contracts.aggregates import WINDOW_DEFAULTS
+from contracts.aggregates import window_geometry
 from contracts.decode import DecodeLimits
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS, DLQ_TOPIC, contract_for_topic
@@ -32,8 +32,8 @@ from streams.windows import WindowEngine, WindowSpec
 log = logging.getLogger(__name__)
 
 
-def window_spec(source: str) -> WindowSpec:
-    d = WINDOW_DEFAULTS[source]
+def window_spec(source: str, settings: Settings | None = None) -> WindowSpec:
+    d = window_geometry(source, settings)
     return WindowSpec(d.size_s, d.allowed_lateness_s, d.grace_s, d.hop_s)
 
 
@@ -189,7 +189,7 @@ class IngestService(mode.Service):
         self.assignments_seen += 1
         for tp in tps:
             contract = contract_for_topic(tp.topic)
-            engine = WindowEngine(window_spec(contract.source), contract.source, tp.partition)
+            engine = WindowEngine(window_spec(contract.source, self.settings), contract.source, tp.partition)
             sink = PartitionSink(self.lake, contract, tp.partition, engine)
             t0 = time.perf_counter()
             next_offset = sink.recover()

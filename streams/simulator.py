@@ -10,13 +10,14 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import orjson
 
+from contracts.aggregates import WindowDefaults, window_geometry
 from contracts.districts import DISTRICTS, LAT_MAX, LAT_MIN, LON_MAX, LON_MIN
 from contracts.registry import CONTRACTS
 from streams.broker import BrokerUnreachable
@@ -606,6 +607,90 @@ def _build_fleet(
 
 
 # --------------------------------------------------------------------------------------------
+# Out-of-order delivery
+
+
+@dataclass(frozen=True)
+class Disorder:
+    """How to deliver events out of event-time order, like devices buffering in a tunnel.
+
+    jitter_s: every event is delayed by U(0, jitter_s) (keep it below the allowed lateness so
+    these stay on time); a `correction_fraction` of events is held back long enough that its
+    window is already final but still inside the grace period (-> a correction, version + 1); a
+    `late_fraction` is held back past window end + grace (-> late_events).
+    """
+
+    jitter_s: float = 0.0
+    correction_fraction: float = 0.0
+    late_fraction: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class DisorderLog:
+    """What `deliver_out_of_order` did: the (source, key, ts_ms) of every held-back event."""
+
+    corrections: list[tuple[str, str, int]] = field(default_factory=list)
+    late: list[tuple[str, str, int]] = field(default_factory=list)
+    dropped: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def count(self, kind: str, source: str) -> int:
+        return sum(1 for s, _, _ in getattr(self, kind) if s == source)
+
+
+def hold_back_s(geometry: WindowDefaults, kind: str) -> float:
+    """Delay (city seconds) that makes an event a correction or a late event for sure: a
+    correction needs the watermark past its window end but not past end + grace; late needs it
+    past end + grace (plus a margin for the partition's watermark lagging the newest event)."""
+    size, lateness, grace = geometry.size_s, geometry.allowed_lateness_s, geometry.grace_s
+    if kind == "late":
+        return size + lateness + grace + max(60.0, 0.2 * grace)
+    if grace < 2 * 30:
+        raise ValueError(f"grace {grace}s too short to inject corrections reliably")
+    return lateness + size + (grace - size) / 2
+
+
+def deliver_out_of_order(
+    events: Iterable[SimEvent], disorder: Disorder, log_to: DisorderLog | None = None,
+    geometries: Mapping[str, WindowDefaults] | None = None,
+) -> Iterator[SimEvent]:
+    """Re-order an event-time-ordered stream into delivery order (pure, seeded).
+
+    A held-back event whose hold-back has not elapsed when the stream ends would be neither
+    surely late nor surely a correction: it is dropped (the device never came back online) and
+    recorded in `log_to.dropped` instead.
+    """
+    rng = random.Random(f"cityflow:disorder:{disorder.seed}")
+    log_to = log_to if log_to is not None else DisorderLog()
+    heap: list[tuple[int, int, str, SimEvent]] = []  # (delivery ms, seq, kind, event)
+    seq, stream_end = 0, 0
+    for event in events:
+        geometry = (geometries or {}).get(event.source) or window_geometry(event.source)
+        u = rng.random()
+        delay_s, kind = rng.uniform(0, disorder.jitter_s), ""
+        if u < disorder.late_fraction:
+            delay_s, kind = hold_back_s(geometry, "late"), "late"
+        elif u < disorder.late_fraction + disorder.correction_fraction:
+            delay_s, kind = hold_back_s(geometry, "correction"), "corrections"
+        heapq.heappush(heap, (event.ts_ms + int(delay_s * 1000), seq, kind, event))
+        seq += 1
+        stream_end = max(stream_end, event.ts_ms)
+        while heap and heap[0][0] <= event.ts_ms:
+            _, _, kind, ready = heapq.heappop(heap)
+            if kind:
+                getattr(log_to, kind).append((ready.source, ready.key, ready.ts_ms))
+            yield ready
+    while heap:
+        due, _, kind, event = heapq.heappop(heap)
+        if kind and due > stream_end:
+            log_to.dropped.append((event.source, event.key, event.ts_ms))
+            continue
+        if kind:
+            getattr(log_to, kind).append((event.source, event.key, event.ts_ms))
+        yield event
+
+
+# --------------------------------------------------------------------------------------------
 # Generation
 
 
@@ -802,11 +887,16 @@ def produce_fast(
     start: datetime | None = None,
     sources: Sequence[str] = SOURCES,
     topics: Mapping[str, str] | None = None,
+    disorder: Disorder | None = None,
+    disorder_log: DisorderLog | None = None,
 ) -> dict[str, int]:
-    """Generate rate*seconds events and send them as fast as possible (preloading topics)."""
+    """Generate rate*seconds events and send them as fast as possible (preloading topics),
+    optionally out of order (`disorder`; what was held back is recorded in `disorder_log`)."""
     if producer_config is None:
         raise ValueError("producer_config is required (at least bootstrap_servers)")
-    events = generate(seed, rate, seconds, speedup, start, sources)
+    events: Iterable[SimEvent] = generate(seed, rate, seconds, speedup, start, sources)
+    if disorder is not None:
+        events = deliver_out_of_order(events, disorder, disorder_log)
     return produce(events, producer_config, progress, topics)
 
 
@@ -821,6 +911,8 @@ def produce_paced(
     sources: Sequence[str] = SOURCES,
     topics: Mapping[str, str] | None = None,
     slice_s: float = 0.1,
+    disorder: Disorder | None = None,
+    disorder_log: DisorderLog | None = None,
 ) -> dict[str, int]:
     """Send events at `rate` per wall-clock second, in slices of `slice_s`: city time advances
     `speedup` times faster than the wall clock.
@@ -833,7 +925,9 @@ def produce_paced(
     if start is None:
         start = datetime.now(UTC) - timedelta(seconds=seconds * (speedup - 1))
     start_ms = int(start.timestamp() * 1000)
-    events = generate(seed, rate, seconds, speedup, start, sources)
+    events: Iterator[SimEvent] = generate(seed, rate, seconds, speedup, start, sources)
+    if disorder is not None:  # delayed events come up later and are sent as soon as they do
+        events = deliver_out_of_order(events, disorder, disorder_log)
     producer = _producer(producer_config)
     try:
         sender = _Sender(producer, (), topics)

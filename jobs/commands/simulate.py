@@ -19,7 +19,14 @@ from streams.broker import (
     kafka_client_config,
     quiet_kafka_client_logs,
 )
-from streams.simulator import SOURCES, ProduceError, produce_fast, produce_paced
+from streams.simulator import (
+    SOURCES,
+    Disorder,
+    DisorderLog,
+    ProduceError,
+    produce_fast,
+    produce_paced,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,12 @@ def register(subparsers: Any) -> None:
         default=",".join(SOURCES),
         help=f"comma-separated sources ({','.join(SOURCES)})",
     )
+    parser.add_argument("--jitter-s", type=float, default=0.0,
+                        help="delay every event by up to this many city seconds (out of order, on time)")
+    parser.add_argument("--correction-fraction", type=float, default=0.0,
+                        help="share of events held back into their window's grace period (corrections)")
+    parser.add_argument("--late-fraction", type=float, default=0.0,
+                        help="share of events held back beyond grace (land in late_events)")
     parser.set_defaults(func=run_simulate)
 
 
@@ -82,6 +95,10 @@ def run_simulate(args: argparse.Namespace) -> int:
         print("error: --rate, --seconds and --speedup must be > 0", file=sys.stderr)
         return 2
     config = kafka_client_config(settings, bootstrap=bootstrap)
+    disorder = None
+    disorder_log = DisorderLog()
+    if args.jitter_s or args.correction_fraction or args.late_fraction:
+        disorder = Disorder(args.jitter_s, args.correction_fraction, args.late_fraction, seed=args.seed)
 
     def progress(counts: dict[str, int]) -> None:
         log.info("sent events=%d", sum(counts.values()))
@@ -98,6 +115,8 @@ def run_simulate(args: argparse.Namespace) -> int:
             producer_config=config,
             progress=progress,
             sources=sources,
+            disorder=disorder,
+            disorder_log=disorder_log,
         )
     except (BrokerUnreachable, ProduceError, TimeoutError, KafkaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -110,4 +129,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         f"{'total':10s} {total:>10,d} events in {elapsed:.1f}s = {total / elapsed:,.0f} events/s "
         f"to {bootstrap}"
     )
+    if disorder is not None:
+        print(f"held back: {len(disorder_log.corrections):,} into grace (corrections), "
+              f"{len(disorder_log.late):,} beyond grace (late events)")
     return 0
