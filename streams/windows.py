@@ -8,7 +8,9 @@ depend on how records were batched (which makes replay after a restart determini
 - a pair (event, window) is *on time* if window_end > watermark, a *correction* if
   window_end <= watermark < window_end + grace, and *late* otherwise (-> late_events)
 - a window is final (emitted as version 0) once the watermark reaches its end; every
-  correction event re-emits its window with version + 1 and is_correction = true.
+  correction event re-emits its window with version + 1. is_correction is true for any row
+  that includes events which arrived after the window was final (so also for a version 0 of a
+  window whose only events all came late, within grace).
 
     >>> eng = WindowEngine(WindowSpec(size_s=60, allowed_lateness_s=10, grace_s=120), "traffic")
     >>> out = eng.process(batch_df)          # columns: ts (ms), entity, district, offset, fields
@@ -212,7 +214,9 @@ class WindowEngine:
         sel = rows.set_index(["window_start", "entity"]).index.isin(versions.index)
         rows = rows[sel]
         out = aggregate_groups(rows, ["window_start", "entity"], self.aggregates, self.spec.size_s)
-        out["district"] = rows.groupby(["window_start", "entity"], sort=True)["district"].last()
+        grp = rows.groupby(["window_start", "entity"], sort=True)
+        out["district"] = grp["district"].last()
+        out["is_correction"] = grp["_corr"].any()
         out = out.join(versions)
         return self._finish(out.reset_index())
 
@@ -221,6 +225,7 @@ class WindowEngine:
         sel = rows.set_index(["window_start", "district"]).index.isin(versions.index)
         rows = rows[sel]
         out = partial_aggregate_groups(rows, ["window_start", "district"], self.aggregates, self.spec.size_s)
+        out["is_correction"] = rows.groupby(["window_start", "district"], sort=True)["_corr"].any()
         out = out.join(versions)
         return self._finish(out.reset_index())
 
@@ -230,7 +235,7 @@ class WindowEngine:
         out["window_size_s"] = np.int32(self.spec.size_s)
         out["hop_s"] = np.int32(self.spec.hop)
         out["version"] = out["version"].astype(np.int32)
-        out["is_correction"] = out["version"] > 0
+        out["is_correction"] = out.pop("is_correction").astype(bool)
         out["kafka_partition"] = np.int32(self.partition)
         return out
 
