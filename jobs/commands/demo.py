@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from jobs.runner import WorkerProcess, wait_until_landed
     from streams.broker import EmbeddedBroker, city_topics, ensure_topics, kafka_client_config
     from streams.simulator import produce_paced
+    import duckdb
+
     from warehouse.db import build_warehouse
     from warehouse.report import daily_report, format_report
 
@@ -103,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
             w.stop()
         workers.clear()
 
-        views = build_warehouse(str(lake_dir), Path(settings.warehouse_db))
+        try:
+            views = build_warehouse(str(lake_dir), Path(settings.warehouse_db))
+        except duckdb.IOException as exc:
+            print(f"error: cannot write the warehouse {settings.warehouse_db} (is a duckdb session "
+                  f"holding it open? close it and run again): {exc}", file=sys.stderr)
+            return 1
         say(f"warehouse {settings.warehouse_db} built with {len(views)} views")
         from warehouse.db import connect
 
