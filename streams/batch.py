@@ -15,21 +15,10 @@ import pandas as pd
 import pyarrow as pa
 
 from contracts.decode import DecodeLimits, Reject, decode_batch
+from contracts.quarantine import QUARANTINE_SCHEMA
 from contracts.schema import Contract
 
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("source_topic", pa.string()),
-        pa.field("kafka_partition", pa.int32()),
-        pa.field("kafka_offset", pa.int64()),
-        pa.field("reason", pa.string()),
-        pa.field("field", pa.string()),
-        pa.field("detail", pa.string()),
-        pa.field("value", pa.binary()),
-        pa.field("key", pa.binary()),
-        pa.field("received_at", pa.timestamp("ms", tz="UTC")),
-    ]
-)
+__all__ = ["QUARANTINE_SCHEMA", "ProcessedBatch", "RecordBatch", "process_records", "quarantine_table"]
 
 
 @dataclass

@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from contracts import lake as L
 from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS, Aggregate
+from contracts.quarantine import QUARANTINE_SCHEMA
 from contracts.registry import CONTRACTS, contract_for_source
 
 if TYPE_CHECKING:
@@ -82,19 +83,6 @@ DISTRICT_WINDOW_COLUMNS: tuple[pa.Field, ...] = (
     pa.field("is_correction", pa.bool_()),
     pa.field("emitted_at", _TS),
     pa.field("n_entities", pa.int64()),
-)
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("source_topic", pa.string()),
-        pa.field("kafka_partition", pa.int32()),
-        pa.field("kafka_offset", pa.int64()),
-        pa.field("reason", pa.string()),
-        pa.field("field", pa.string()),
-        pa.field("detail", pa.string()),
-        pa.field("value", pa.binary()),
-        pa.field("key", pa.binary()),
-        pa.field("received_at", _TS),
-    ]
 )
 # Placeholder for an empty lake only: once detectors land files, the view shows their columns.
 ANOMALY_SCHEMA = pa.schema(
