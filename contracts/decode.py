@@ -95,7 +95,8 @@ def decode_batch(
         raw = [o.get(f.name, _MISSING) for o in objs]
         missing = np.fromiter((v is _MISSING for v in raw), dtype=bool, count=n)
         if missing.any():
-            mark(missing, Reason.MISSING_FIELD, f.name, f"field {f.name!r} is missing")
+            if f.since_version == 1:  # added later: older producers omit it, it lands as null
+                mark(missing, Reason.MISSING_FIELD, f.name, f"field {f.name!r} is missing")
             raw = [None if v is _MISSING else v for v in raw]
         columns[f.name] = _column(f, raw, mark, now, limits)
 

@@ -46,10 +46,44 @@ class Reason(str, enum.Enum):
     TS_TOO_OLD = "ts_too_old"
     DUPLICATE = "duplicate"
 
+    @property
+    def description(self) -> str:
+        return REASON_DESCRIPTIONS[self]
+
+
+REASON_DESCRIPTIONS: dict[Reason, str] = {
+    Reason.EMPTY: "the message value is empty or null",
+    Reason.TOO_LARGE: "the value is larger than the record size limit (64 KiB)",
+    Reason.NOT_JSON: "the value is not valid UTF-8 JSON (truncated, binary, BOM, lone surrogate, ...)",
+    Reason.NOT_OBJECT: "the JSON is an array, string, number or null instead of an object",
+    Reason.UNKNOWN_FIELD: "the object has a field the contract does not declare",
+    Reason.MISSING_FIELD: "a declared field is absent (fields added in a later version may be absent)",
+    Reason.NULL_FIELD: "a non-nullable field is null",
+    Reason.WRONG_TYPE: "a field has the wrong JSON type (e.g. a string for a number, a float or "
+                       "bool for an integer, an integer beyond 64 bits)",
+    Reason.NOT_FINITE: "a number is NaN or infinite (NaN/Infinity literals or overflowing numbers)",
+    Reason.OUT_OF_RANGE: "a number is outside the field's range, or a string's length is",
+    Reason.BAD_ENUM: "a value is not one of the field's allowed values",
+    Reason.BAD_ID: "an id does not match " + ID_PATTERN + " (no dots, slashes, spaces, quotes or "
+                   "non-ASCII letters, at most 64 characters)",
+    Reason.BAD_TIMESTAMP: "a timestamp is not ISO-8601 UTC with a 'Z' (YYYY-MM-DDTHH:MM:SS[.ffffff]Z) "
+                          "or is not a real date",
+    Reason.TS_IN_FUTURE: "the event time is further ahead of the worker's clock than allowed "
+                         "(CITYFLOW_MAX_EVENT_FUTURE_S)",
+    Reason.TS_TOO_OLD: "the event time is older than allowed (CITYFLOW_MAX_EVENT_AGE_DAYS)",
+    Reason.DUPLICATE: "an exact copy (every field equal) of a record accepted earlier in the same "
+                      "partition, re-sent within the replay horizon",
+}
+
 
 @dataclass(frozen=True)
 class Field:
-    """One column of a source: its type, unit, valid range or enum, and whether it may be null."""
+    """One column of a source: its type, unit, valid range or enum, and whether it may be null.
+
+    For ints and floats `min`/`max` bound the value, for strings its length in characters.
+    `since_version` > 1 marks a field added by a later contract version: producers of older
+    versions omit it, so it must be nullable and may be absent from a record.
+    """
 
     name: str
     type: FieldType
@@ -115,3 +149,24 @@ class Contract:
         return self.arrow_schema().append(pa.field("kafka_partition", pa.int32(), False)).append(
             pa.field("kafka_offset", pa.int64(), False)
         )
+
+    def conform_raw(self, table: pa.Table) -> pa.Table:
+        """A landed raw table in today's raw schema: columns in order, fields added by a later
+        version (absent from files landed before it) as nulls. Raises SchemaMismatch otherwise."""
+        schema = self.raw_schema()
+        columns = []
+        for f in schema:
+            if f.name in table.column_names:
+                columns.append(table.column(f.name).cast(f.type))
+            elif f.nullable:
+                columns.append(pa.nulls(table.num_rows, f.type))
+            else:
+                raise SchemaMismatch(
+                    f"{self.source}: landed table lacks non-nullable column {f.name!r} "
+                    f"(has {table.column_names})"
+                )
+        return pa.Table.from_arrays(columns, schema=schema)
+
+
+class SchemaMismatch(ValueError):
+    """A landed table does not fit its contract's schema."""

@@ -1,5 +1,10 @@
 """Contract of traffic detector readings (topic city.traffic.v1): one row per detector and lane
-per reporting interval."""
+per reporting interval.
+
+Version 2 added `road_temp_c` (detectors with a road-weather sensor, for the winter service).
+Version 1 detectors keep sending records without it; both land in the same raw table, the
+field null for v1 records (see contracts/versions.py for the evolution rules).
+"""
 
 from contracts.districts import DISTRICTS
 from contracts.schema import Contract, Field
@@ -10,6 +15,7 @@ TRAFFIC = Contract(
     key="detector_id",
     entity="detector",
     description="Induction-loop and radar traffic detectors on Duisburg's roads.",
+    version=2,
     fields=(
         Field("detector_id", "id", "Detector id, e.g. 'tdet-0042'; Kafka key"),
         Field("ts", "timestamp", "Event time of the reading (end of the count interval), UTC"),
@@ -19,5 +25,7 @@ TRAFFIC = Contract(
         Field("vehicle_count", "int", "Vehicles counted in the interval", "vehicles", min=0, max=500),
         Field("avg_speed_kmh", "float", "Mean speed of counted vehicles", "km/h", min=0, max=250),
         Field("occupancy_pct", "float", "Share of time the loop was occupied", "%", min=0, max=100),
+        Field("road_temp_c", "float", "Road-surface temperature (detectors with a road-weather "
+              "sensor; null for v1 detectors)", "°C", nullable=True, min=-40, max=80, since_version=2),
     ),
 )

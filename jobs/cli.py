@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "jobs.commands.worker",
     "jobs.commands.warehouse",
     "jobs.commands.demo",
+    "jobs.commands.contracts",
 )
 
 

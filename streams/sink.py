@@ -232,7 +232,7 @@ def read_partition_raw(lake: L.Lake, contract: Contract, partition: int, after: 
         tables.append(t.filter(pc.and_(pc.greater(off, after), pc.less_equal(off, upto))))
     if not tables:
         return contract.raw_schema().empty_table()
-    table = pa.concat_tables([t.select(contract.raw_schema().names).cast(contract.raw_schema()) for t in tables])
+    table = pa.concat_tables([contract.conform_raw(t) for t in tables])
     return table.sort_by("kafka_offset")
 
 

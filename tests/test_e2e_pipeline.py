@@ -42,6 +42,7 @@ def test_pipeline_lands_exactly_what_was_produced(fresh_broker, tmp_path):
 
     for source, contract in CONTRACTS.items():
         mine = pd.DataFrame([{**e.record, "ts": e.ts_ms} for e in events if e.source == source])
+        mine = mine.reindex(columns=list(contract.field_names))  # fields added in v2+ absent: null
         raw = duckdb.sql(
             f"SELECT *, epoch_ms(ts) AS ts_ms FROM read_parquet('{lake}/raw/source={source}/**/*.parquet')"
         ).df()

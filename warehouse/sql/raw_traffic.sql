@@ -3,9 +3,11 @@
 -- grain:   one Kafka record
 -- keys:    (kafka_partition, kafka_offset)
 -- columns: detector_id, ts, district, road, lane, vehicle_count, avg_speed_kmh, occupancy_pct,
---          kafka_partition, kafka_offset, date, hour
+--          road_temp_c, kafka_partition, kafka_offset, date, hour
 -- note:    date/hour are the Hive partition (UTC date and hour of ts): filter on them to prune
 --          files. Landing is exactly-once, so there is nothing to dedupe here.
+-- note:    road_temp_c came with contract v2: null for v1 detectors and in files landed
+--          before v2 (union_by_name).
 SELECT * EXCLUDE (source)
 FROM read_parquet('{lake}/raw/source=traffic/date=*/hour=*/[!.]*.parquet',
                   hive_partitioning = true, union_by_name = true,
