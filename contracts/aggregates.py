@@ -93,7 +93,7 @@ WINDOW_DEFAULTS: dict[str, WindowDefaults] = {
 WINDOW_KEY_COLUMNS = ("source", "entity", "window_start", "window_size_s", "version")
 
 
-def window_geometry(source: str, settings: "Settings | None" = None) -> WindowDefaults:
+def window_geometry(source: str, settings: Settings | None = None) -> WindowDefaults:
     """The window geometry in force for a source: the defaults, overridden by
     CITYFLOW_WINDOW_<SOURCE> (JSON object with any of size_s, hop_s, allowed_lateness_s,
     grace_s). Raises ValueError naming the variable when an override is malformed."""

@@ -13,8 +13,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from contracts.lake import Lake
 from warehouse.accounting import landed_by_source
@@ -52,9 +52,9 @@ class WorkerProcess:
         self.args = [sys.executable, "-m", "jobs.cli", "worker"] + (["--sources", sources] if sources else [])
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "WorkerProcess":
+    def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the child
         self.proc = subprocess.Popen(self.args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         return self
 

@@ -3,27 +3,27 @@ exactly the produced events and every final window equals an independent pandas 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pandas as pd
 import pytest
 
 from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS
-from contracts.registry import CONTRACTS
 from contracts.lake import Lake
+from contracts.registry import CONTRACTS
 from jobs.runner import WorkerProcess, wait_until_landed
 from streams.broker import city_topics, ensure_topics
 from streams.simulator import generate, produce
-from warehouse.accounting import partition_accounts
 from tests.oracle import assert_frames_close, recompute_windows
+from warehouse.accounting import partition_accounts
 
 pytestmark = pytest.mark.e2e
 
 
 def test_pipeline_lands_exactly_what_was_produced(fresh_broker, tmp_path):
     ensure_topics(fresh_broker, city_topics(4))
-    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    start = datetime.now(UTC) - timedelta(hours=2)
     events = list(generate(seed=11, rate=400, seconds=20, speedup=180, start=start))
     sent = produce(events, {"bootstrap_servers": fresh_broker})
     assert sum(sent.values()) == len(events) > 5000

@@ -3,7 +3,7 @@ late events, and a worker restart mid-window; `verify` (DuckDB recompute) finds 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pytest
@@ -19,7 +19,7 @@ SOURCES = ["traffic", "wifi"]
 
 
 def _events(seed: int, disorder: Disorder, log: DisorderLog):
-    start = datetime.now(timezone.utc) - timedelta(hours=3)
+    start = datetime.now(UTC) - timedelta(hours=3)
     events = generate(seed=seed, rate=300, seconds=20, speedup=360, start=start, sources=SOURCES)
     return list(deliver_out_of_order(events, disorder, log))
 

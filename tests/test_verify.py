@@ -3,7 +3,7 @@ tampered or missing window is reported."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.compute as pc
 import pytest
@@ -22,7 +22,7 @@ from warehouse.verify import verify_windows
 @pytest.fixture
 def landed_lake(tmp_path):
     contract = CONTRACTS["traffic"]
-    start = datetime.now(timezone.utc) - timedelta(hours=2)
+    start = datetime.now(UTC) - timedelta(hours=2)
     events = list(deliver_out_of_order(
         generate(3, rate=200, seconds=10, speedup=360, start=start, sources=["traffic"]),
         Disorder(jitter_s=20, correction_fraction=0.02, late_fraction=0.01, seed=1)))

@@ -42,11 +42,11 @@ def prepare_lake(lake_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import duckdb
+
     from jobs.runner import WorkerProcess, wait_until_landed
     from streams.broker import EmbeddedBroker, city_topics, ensure_topics, kafka_client_config
     from streams.simulator import produce_paced
-    import duckdb
-
     from warehouse.db import build_warehouse
     from warehouse.report import daily_report, format_report
 
