@@ -5,11 +5,16 @@
     (1, ['not_json'])
 
 Every input record ends up either in ``good`` (with its input position in ``good_positions``)
-or in ``rejects`` with a stable reason code: nothing is dropped.
+or in ``rejects`` with a stable reason code: nothing is dropped. A record with several problems
+gets the first one found: whole-record reasons (empty, too_large, not_json, not_object,
+unknown_field) first, then per field in declaration order, in the order missing, null, type,
+finite, id, enum, range, timestamp; `duplicate` (with a DuplicateIndex) only for otherwise valid
+records.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,6 +25,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contracts.duplicates import DuplicateIndex
 from contracts.schema import ID_PATTERN, TS_PATTERN, Contract, Field, Reason
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -59,8 +65,14 @@ def decode_batch(
     values: Sequence[bytes | None],
     now: datetime | None = None,
     limits: DecodeLimits = DecodeLimits(),
+    duplicates: DuplicateIndex | None = None,
+    offsets: Sequence[int] | None = None,
 ) -> DecodedBatch:
-    """Decode JSON values into a table of the contract's schema; reject the rest with a reason."""
+    """Decode JSON values into a table of the contract's schema; reject the rest with a reason.
+
+    With `duplicates` (the partition's index; `offsets` are the records' Kafka offsets, in
+    order), exact re-sent copies of accepted records are rejected as `duplicate`.
+    """
     now = now or datetime.now(timezone.utc)
     rejects: list[Reject] = []
     objs: list[dict[str, Any]] = []
@@ -110,7 +122,32 @@ def decode_batch(
     table = pa.table(columns, schema=_nullable_schema(contract)).filter(keep)
     table = table.cast(contract.arrow_schema())
     good_positions = np.asarray(positions, dtype=np.int64)[ok]
+    if duplicates is not None and table.num_rows:
+        table, good_positions = _reject_duplicates(
+            contract, table, good_positions, duplicates, offsets, rejects)
     return DecodedBatch(table, good_positions, rejects)
+
+
+def _reject_duplicates(
+    contract: Contract,
+    table: pa.Table,
+    good_positions: np.ndarray,
+    duplicates: DuplicateIndex,
+    offsets: Sequence[int] | None,
+    rejects: list[Reject],
+) -> tuple[pa.Table, np.ndarray]:
+    good_offsets = np.asarray(offsets, dtype=np.int64)[good_positions] if offsets is not None else good_positions
+    dup, first = duplicates.check(contract, table, good_offsets)
+    if not dup.any():
+        return table, good_positions
+    key = table.column(contract.key)
+    for j in np.flatnonzero(dup).tolist():
+        rejects.append(Reject(int(good_positions[j]), Reason.DUPLICATE.value, contract.key,
+                              f"exact duplicate of the record at offset {int(first[j])} "
+                              f"({contract.key}={str(key[j].as_py())[:64]!r})"))
+    rejects.sort(key=lambda r: r.position)
+    keep = ~dup
+    return table.filter(pa.array(keep)), good_positions[keep]
 
 
 def _nullable_schema(contract: Contract) -> pa.Schema:
@@ -127,13 +164,27 @@ def _parse_one(
     try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        return (Reason.NOT_JSON, "", f"not valid JSON: {exc}")
+        return _not_json(value, exc)
     if type(obj) is not dict:
         return (Reason.NOT_OBJECT, "", f"expected a JSON object, got {type(obj).__name__}")
     if not known.issuperset(obj):
         extra = sorted(set(obj) - known)
         return (Reason.UNKNOWN_FIELD, extra[0][:64], f"unknown fields: {extra[:5]}")
     return obj
+
+
+def _not_json(value: bytes, exc: Exception) -> tuple[Reason, str, str]:
+    """Why orjson refused a value (cold path): NaN/Infinity literals and numbers overflowing a
+    double are JSON to lenient encoders (Python's json.dumps), so name them `not_finite`."""
+    try:
+        obj = json.loads(value)
+    except (ValueError, RecursionError):
+        return (Reason.NOT_JSON, "", f"not valid JSON: {exc}")
+    if type(obj) is dict:
+        for name, v in obj.items():
+            if type(v) is float and not math.isfinite(v):
+                return (Reason.NOT_FINITE, str(name)[:64], f"field {str(name)[:64]!r} is {v!r} (not a finite number)")
+    return (Reason.NOT_JSON, "", f"not valid JSON: {exc}")
 
 
 def _column(f: Field, raw: list[Any], mark: Any, now: datetime, limits: DecodeLimits) -> pa.Array:
@@ -210,18 +261,21 @@ def _timestamps(
     mark(~shaped_np, Reason.BAD_TIMESTAMP, f.name,
          lambda j: f"{str(raw[j])[:40]!r} is not ISO-8601 UTC (YYYY-MM-DDTHH:MM:SS[.fff]Z)")
     candidates = pc.if_else(shaped, arr, pa.scalar(None, pa.string()))
+    # Parse at microseconds (the pattern allows 6 digits), then truncate to the landed ms.
+    us = pa.timestamp("us", tz="UTC")
     try:
-        ts = candidates.cast(pa.timestamp("ms", tz="UTC"))
+        ts = candidates.cast(us)
     except pa.ArrowInvalid:  # well-shaped but impossible dates, e.g. month 13: find them one by one
         parsed, bad = [], np.zeros(len(raw), dtype=bool)
         for j, v in enumerate(candidates.to_pylist()):
             try:
-                parsed.append(pa.scalar(v).cast(pa.timestamp("ms", tz="UTC")).value if v else None)
+                parsed.append(pa.scalar(v).cast(us).value if v else None)
             except pa.ArrowInvalid:
                 parsed.append(None)
                 bad[j] = True
         mark(bad, Reason.BAD_TIMESTAMP, f.name, lambda j: f"{str(raw[j])[:40]!r} is not a valid date")
-        ts = pa.array(parsed, type=pa.int64()).cast(pa.timestamp("ms", tz="UTC"))
+        ts = pa.array(parsed, type=pa.int64()).cast(us)
+    ts = pc.floor_temporal(ts, unit="millisecond").cast(pa.timestamp("ms", tz="UTC"))
     now_ms = int(now.timestamp() * 1000)
     epoch = ts.cast(pa.int64())
     future = pc.fill_null(pc.greater(epoch, now_ms + int(limits.max_future.total_seconds() * 1000)), False)

@@ -28,7 +28,7 @@ QUARANTINE_SCHEMA = pa.schema([pa.field(name, typ) for name, typ, _ in QUARANTIN
 DLQ_HEADERS: tuple[tuple[str, str], ...] = (
     ("reason", "Reason code"),
     ("field", "Contract field the reason applies to"),
-    ("detail", "Human-readable explanation (at most 1000 bytes)"),
+    ("detail", "Human-readable explanation (the quarantine `detail`, at most 500 characters)"),
     ("source_topic", "Topic the record was consumed from"),
     ("partition", "Its partition"),
     ("offset", "Its offset"),

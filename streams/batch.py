@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from contracts.decode import DecodeLimits, Reject, decode_batch
+from contracts.duplicates import DuplicateIndex
 from contracts.quarantine import QUARANTINE_SCHEMA
 from contracts.schema import Contract
 
@@ -44,11 +45,18 @@ class ProcessedBatch:
 
 
 def process_records(
-    contract: Contract, batch: RecordBatch, now: datetime | None = None, limits: DecodeLimits = DecodeLimits()
+    contract: Contract,
+    batch: RecordBatch,
+    now: datetime | None = None,
+    limits: DecodeLimits = DecodeLimits(),
+    duplicates: DuplicateIndex | None = None,
 ) -> ProcessedBatch:
-    """Decode a record batch; split it into raw rows, quarantine rows and window-engine events."""
+    """Decode a record batch; split it into raw rows, quarantine rows and window-engine events.
+
+    `duplicates` is the partition's DuplicateIndex (None: no duplicate detection)."""
     now = now or datetime.now(timezone.utc)
-    decoded = decode_batch(contract, batch.values, now=now, limits=limits)
+    decoded = decode_batch(contract, batch.values, now=now, limits=limits, duplicates=duplicates,
+                           offsets=batch.offsets)
     offsets = np.asarray(batch.offsets, dtype=np.int64)
     good_offsets = offsets[decoded.good_positions]
     raw = decoded.good.append_column(

@@ -20,8 +20,11 @@ from aiokafka.abc import ConsumerRebalanceListener
 
 from contracts.aggregates import window_geometry
 from contracts.decode import DecodeLimits
+from contracts.duplicates import DuplicateIndex, rebuild_duplicate_index
 from contracts.lake import Lake
+from contracts.quarantine import DLQ_MAX_VALUE_BYTES
 from contracts.registry import CONTRACTS, DLQ_TOPIC, contract_for_topic
+from contracts.schema import Contract
 from contracts.settings import Settings
 from streams import metrics
 from streams.batch import ProcessedBatch, RecordBatch, process_records
@@ -35,6 +38,19 @@ log = logging.getLogger(__name__)
 def window_spec(source: str, settings: Settings | None = None) -> WindowSpec:
     d = window_geometry(source, settings)
     return WindowSpec(d.size_s, d.allowed_lateness_s, d.grace_s, d.hop_s)
+
+
+def recover_partition(
+    lake: Lake, contract: Contract, partition: int, settings: Settings | None = None
+) -> tuple[PartitionSink, DuplicateIndex, int]:
+    """A partition's sink and duplicate index as of its last landed offset, and the offset to
+    resume at: window state and duplicate fingerprints are both rebuilt from the raw lake."""
+    engine = WindowEngine(window_spec(contract.source, settings), contract.source, partition)
+    sink = PartitionSink(lake, contract, partition, engine)
+    next_offset = sink.recover()
+    duplicates = rebuild_duplicate_index(lake, contract, partition, sink.committed, engine.max_ts,
+                                         engine.spec.horizon_ms)
+    return sink, duplicates, next_offset
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -59,6 +75,7 @@ class IngestService(mode.Service):
         super().__init__(**kwargs)
         self.lake = Lake(self.settings.lake)
         self.sinks: dict[TopicPartition, PartitionSink] = {}
+        self.duplicates: dict[TopicPartition, DuplicateIndex] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.assignments_seen = 0
@@ -120,7 +137,7 @@ class IngestService(mode.Service):
             return
         rb = RecordBatch(tp.topic, tp.partition, [r.offset for r in records], [r.key for r in records],
                          [r.value for r in records])
-        processed = process_records(sink.contract, rb, limits=self.limits)
+        processed = process_records(sink.contract, rb, limits=self.limits, duplicates=self.duplicates.get(tp))
         out = sink.add(processed)
         src = sink.contract.source
         metrics.CONSUMED.labels(src, tp.partition).inc(processed.consumed)
@@ -175,11 +192,12 @@ class IngestService(mode.Service):
                 metrics.DLQ.labels(src, r.reason).inc()
                 headers = [
                     ("reason", r.reason.encode()), ("field", r.field.encode()),
-                    ("detail", r.detail.encode()[:1000]), ("source_topic", rb.topic.encode()),
+                    ("detail", r.detail.encode()), ("source_topic", rb.topic.encode()),
                     ("partition", str(rb.partition).encode()), ("offset", str(rb.offsets[r.position]).encode()),
+                    ("value_bytes", str(len(rb.values[r.position] or b"")).encode()),
                 ]
                 value = rb.values[r.position] or b""
-                futures.append(await self.producer.send(DLQ_TOPIC, value=value[:900_000], key=rb.keys[r.position], headers=headers))
+                futures.append(await self.producer.send(DLQ_TOPIC, value=value[:DLQ_MAX_VALUE_BYTES], key=rb.keys[r.position], headers=headers))
         if futures:
             await asyncio.gather(*futures)
 
@@ -189,10 +207,9 @@ class IngestService(mode.Service):
         self.assignments_seen += 1
         for tp in tps:
             contract = contract_for_topic(tp.topic)
-            engine = WindowEngine(window_spec(contract.source, self.settings), contract.source, tp.partition)
-            sink = PartitionSink(self.lake, contract, tp.partition, engine)
             t0 = time.perf_counter()
-            next_offset = sink.recover()
+            sink, self.duplicates[tp], next_offset = recover_partition(
+                self.lake, contract, tp.partition, self.settings)
             self.sinks[tp] = sink
             self.consumer.seek(tp, next_offset)
             log.info("assigned topic=%s partition=%d resume_offset=%d recovery_s=%.2f",
@@ -206,5 +223,6 @@ class IngestService(mode.Service):
             await self.flush(owned)
         for tp in owned:
             del self.sinks[tp]
+            self.duplicates.pop(tp, None)
             log.info("released topic=%s partition=%d", tp.topic, tp.partition)
         metrics.ASSIGNED.set(len(self.sinks))
