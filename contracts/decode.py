@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import orjson
@@ -73,7 +74,7 @@ def decode_batch(
     With `duplicates` (the partition's index; `offsets` are the records' Kafka offsets, in
     order), exact re-sent copies of accepted records are rejected as `duplicate`.
     """
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     rejects: list[Reject] = []
     objs: list[dict[str, Any]] = []
     positions: list[int] = []
@@ -92,7 +93,7 @@ def decode_batch(
     detail = np.full(n, "", dtype=object)
 
     def mark(mask: np.ndarray, why: Reason, fname: str, text: Any) -> None:
-        sel = mask & (reason == None)  # noqa: E711 - element-wise on an object array
+        sel = mask & (reason == None)
         if sel.any():
             reason[sel] = why.value
             field_of[sel] = fname
@@ -112,7 +113,7 @@ def decode_batch(
             raw = [None if v is _MISSING else v for v in raw]
         columns[f.name] = _column(f, raw, mark, now, limits)
 
-    ok = reason == None  # noqa: E711
+    ok = reason == None
     bad_idx = np.flatnonzero(~ok)
     for j in bad_idx:
         rejects.append(Reject(positions[j], reason[j], field_of[j], str(detail[j])[:500]))

@@ -55,10 +55,10 @@ def contract_section(contract: Contract) -> list[str]:
         "",
         contract.description,
         "",
-        f"- topic `{contract.topic}`, Kafka key `{contract.key}` (one {contract.entity}), "
-        f"contract version {contract.version}",
-        f"- landed as `lake/raw/source={contract.source}/date=…/hour=…/` (view `raw_{contract.source}`), "
-        f"Hive partition by the UTC hour of `ts`",
+        (f"- topic `{contract.topic}`, Kafka key `{contract.key}` (one {contract.entity}), "
+         f"contract version {contract.version}"),
+        (f"- landed as `lake/raw/source={contract.source}/date=…/hour=…/` (view `raw_{contract.source}`), "
+         "Hive partition by the UTC hour of `ts`"),
         f"- windows: {w.size_s} s"
         + (f" hopping by {w.hop_s} s" if w.hop_s else " tumbling")
         + f", allowed lateness {w.allowed_lateness_s} s, grace {w.grace_s} s",

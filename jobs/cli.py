@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "jobs.commands.warehouse",
     "jobs.commands.demo",
     "jobs.commands.contracts",
+    "jobs.commands.verify",
 )
 
 

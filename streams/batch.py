@@ -6,9 +6,9 @@ rejects, and the event frame the window engine consumes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Sequence
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -54,7 +54,7 @@ def process_records(
     """Decode a record batch; split it into raw rows, quarantine rows and window-engine events.
 
     `duplicates` is the partition's DuplicateIndex (None: no duplicate detection)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     decoded = decode_batch(contract, batch.values, now=now, limits=limits, duplicates=duplicates,
                            offsets=batch.offsets)
     offsets = np.asarray(batch.offsets, dtype=np.int64)

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.decode import DecodeLimits, decode_batch
 from contracts.registry import CONTRACTS
 from contracts.schema import ID_PATTERN, Contract, Field, Reason
 
-NOW = datetime(2024, 3, 2, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
 LIMITS = DecodeLimits()
 SOURCES = sorted(CONTRACTS)
 _TEXT = st.characters(blacklist_categories=("Cs",))  # JSON cannot carry lone surrogates
@@ -142,7 +142,7 @@ def _expected_value(f: Field, v: Any) -> Any:
     if v is None:
         return None
     if f.type == "timestamp":
-        dt = datetime.strptime(v[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        dt = datetime.strptime(v[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
         micros = int((v[20:-1] + "000000")[:6]) if "." in v else 0
         return dt + timedelta(microseconds=micros - micros % 1000)
     if f.type == "float":

@@ -21,8 +21,8 @@ from contracts.versions import (
     at_version,
     check_against_published,
     compatibility_problems,
-    published_contracts,
     publish,
+    published_contracts,
     snapshot,
 )
 from jobs.cli import main as cli

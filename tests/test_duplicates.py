@@ -4,7 +4,7 @@ replay horizon, and identical after a restart that rebuilds the index from the l
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -19,7 +19,7 @@ from streams.batch import RecordBatch, process_records
 from streams.ingest import recover_partition, window_spec
 
 TRAFFIC = CONTRACTS["traffic"]
-NOW = datetime(2024, 3, 2, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
 HORIZON_MS = window_spec("traffic").horizon_ms
 
 
