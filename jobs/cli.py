@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "jobs.commands.demo",
     "jobs.commands.contracts",
     "jobs.commands.verify",
+    "jobs.commands.validate",
 )
 
 
