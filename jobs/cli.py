@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "jobs.commands.contracts",
     "jobs.commands.verify",
     "jobs.commands.validate",
+    "jobs.commands.dlq",
 )
 
 

@@ -9,8 +9,10 @@ import sys
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from contracts.registry import DLQ_TOPIC
 from contracts.settings import Settings
 from streams import metrics
+from streams.dlq_monitor import SUMMARY_INTERVAL_S, DlqTally
 from streams.ingest import IngestService
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,23 @@ def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> 
             if isinstance(s, IngestService):
                 return s
         return None
+
+    # The DLQ monitor: a thin agent on city.dlq.v1 (low rate) that counts rejects by source
+    # topic and reason across all workers and logs a summary. Quarantine Parquet is landed by
+    # the ingest sink itself, in the same flush as the good rows (see streams/ingest.py).
+    dlq_topic = app.topic(DLQ_TOPIC, key_serializer="raw", value_serializer="raw")
+    tally = DlqTally()
+
+    @app.agent(dlq_topic, name="dlq-monitor")
+    async def dlq_monitor(stream):  # type: ignore[no-untyped-def]
+        async for event in stream.events():
+            tally.add(event.headers)
+
+    @app.timer(interval=SUMMARY_INTERVAL_S)
+    async def dlq_summary() -> None:
+        line = tally.drain()
+        if line:
+            log.warning("dlq rejected records since last summary: %s", line)
 
     @app.page("/metrics")
     async def metrics_page(self, request):  # type: ignore[no-untyped-def]
