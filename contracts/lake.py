@@ -2,6 +2,16 @@
 partitions by event time, offset-range file names, and atomic writes on local or object storage.
 
     lake/<table>/source=<s>/date=YYYY-MM-DD/hour=HH/<topic>+<partition>+<first>-<last>.parquet
+
+A compacted file carries the tag ``c`` (``<topic>+<p>+<first>-<last>.c.parquet``) and
+*supersedes* every other file of the same directory and topic partition whose offset range it
+covers: readers skip superseded files (``Lake.list_files``, ``live_scan_sql``), so between the
+moment compaction publishes a merged file and the moment it deletes the inputs, queries see the
+merged rows exactly once.
+
+Bookkeeping lives next to the tables, under names no table glob matches:
+``_checkpoints/`` (per-partition landing snapshot), ``_commits/`` (the per-partition flush log),
+``_staging/`` (flushed files not yet committed) and ``_retention/`` (what retention dropped).
 """
 
 from __future__ import annotations
@@ -11,8 +21,11 @@ import json
 import os
 import re
 import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -25,11 +38,16 @@ LATE_EVENTS = "late_events"
 QUARANTINE = "quarantine"
 ANOMALIES = "anomalies"
 CHECKPOINTS = "_checkpoints"
+COMMITS = "_commits"
+STAGING = "_staging"
+RETENTION = "_retention"
 TABLES = (RAW, WINDOWS, DISTRICT_WINDOWS, LATE_EVENTS, QUARANTINE, ANOMALIES)
+COMPACTED_TAG = "c"
 
 _FILE_RE = re.compile(r"^(?P<topic>[a-z0-9._-]+)\+(?P<partition>\d+)\+(?P<first>\d+)-(?P<last>\d+)(?:\.(?P<tag>[a-z0-9]+))?\.parquet$")
 _TOPIC_RE = re.compile(r"^[a-z0-9._-]+$")
 _SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_PARQUET_ROW_GROUP = 128_000
 
 
 class LakePathError(ValueError):
@@ -49,6 +67,15 @@ class DataFileName:
     def __str__(self) -> str:
         tag = f".{self.tag}" if self.tag else ""
         return f"{self.topic}+{self.partition}+{self.first}-{self.last}{tag}.parquet"
+
+    @property
+    def compacted(self) -> bool:
+        return self.tag == COMPACTED_TAG
+
+    def covers(self, other: DataFileName) -> bool:
+        """Same topic partition and `other`'s offset range lies inside this one."""
+        return (self.topic, self.partition) == (other.topic, other.partition) and \
+            self.first <= other.first and other.last <= self.last
 
 
 def parse_data_file_name(name: str) -> DataFileName | None:
@@ -75,103 +102,327 @@ def data_file_path(table: str, source: str, date: str, hour: int, name: DataFile
     return f"{partition_dir(table, source, date, hour)}/{name}"
 
 
-def checkpoint_path(topic: str, partition: int) -> str:
+def _topic_partition(topic: str, partition: int) -> str:
     if not _TOPIC_RE.match(topic):
         raise LakePathError(f"unsafe topic name {topic!r}")
-    return f"{CHECKPOINTS}/{topic}+{int(partition)}.json"
+    return f"{topic}+{int(partition)}"
+
+
+def checkpoint_path(topic: str, partition: int) -> str:
+    """The landing snapshot of one topic partition (committed offset, counts, replay history)."""
+    return f"{CHECKPOINTS}/{_topic_partition(topic, partition)}.json"
+
+
+def commit_dir(topic: str, partition: int) -> str:
+    """The flush log of one topic partition: one `<first>.json` per committed flush."""
+    return f"{COMMITS}/{_topic_partition(topic, partition)}"
+
+
+def commit_path(topic: str, partition: int, first: int) -> str:
+    return f"{commit_dir(topic, partition)}/{int(first):020d}.json"
+
+
+def staging_dir(topic: str, partition: int, first: int | None = None, flush_id: str | None = None) -> str:
+    """Where a flush writes its files before it commits: `_staging/<topic>+<p>/<first>-<id>`."""
+    base = f"{STAGING}/{_topic_partition(topic, partition)}"
+    if first is None:
+        return base
+    if flush_id is None or not re.fullmatch(r"[0-9a-f]+", flush_id):
+        raise LakePathError(f"bad flush id {flush_id!r}")
+    return f"{base}/{int(first):020d}-{flush_id}"
+
+
+def retention_ledger_dir(table: str, source: str, date: str) -> str:
+    """Where retention records the files (and rows) it dropped from one date partition."""
+    if table not in TABLES or not _SOURCE_RE.match(source) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        raise LakePathError(f"bad retention partition {table!r}/{source!r}/{date!r}")
+    return f"{RETENTION}/{table}/source={source}/date={date}"
+
+
+def parse_staging_name(name: str) -> tuple[int, str] | None:
+    """(first offset, flush id) of a staging directory name `<first>-<id>`."""
+    m = re.fullmatch(r"(\d{20})-([0-9a-f]+)", os.path.basename(name.rstrip("/")))
+    return (int(m[1]), m[2]) if m else None
+
+
+def superseded(paths: Iterable[str]) -> set[str]:
+    """The paths hidden by a compacted file of the same directory and topic partition that
+    covers their offset range (an older, narrower compacted file included)."""
+    groups: dict[tuple[str, str, int], list[tuple[str, DataFileName]]] = defaultdict(list)
+    for p in paths:
+        name = parse_data_file_name(p)
+        if name is not None:
+            groups[(os.path.dirname(p), name.topic, name.partition)].append((p, name))
+    hidden: set[str] = set()
+    for files in groups.values():
+        compacted = [(p, n) for p, n in files if n.compacted]
+        if not compacted:
+            continue
+        for p, n in files:
+            if any(cp != p and c.covers(n) for cp, c in compacted):
+                hidden.add(p)
+    return hidden
+
+
+def live_scan_sql(pattern: str, options: str = "") -> str:
+    """A DuckDB relation reading the Parquet files matching `pattern` minus superseded ones.
+
+    `options` is the rest of the read_parquet argument list (", hive_partitioning = true, ...").
+    Mirrors `superseded`: a file is skipped when a compacted file (tag `c`) in its directory,
+    for its topic partition, covers its offset range. Only compacted files are joined against,
+    so the cost is one glob plus a join against a handful of rows.
+    """
+    lit = "'" + pattern.replace("'", "''") + "'"
+    name_re = r"'^(.*)/([a-z0-9._-]+)\+(\d+)\+(\d+)-(\d+)(?:\.([a-z0-9]+))?\.parquet$'"
+    files = (f"SELECT file, regexp_extract(file, {name_re}, ['dir', 'topic', 'part', 'first', 'last', 'tag']) AS n "
+             f"FROM glob({lit})")
+    hidden = (
+        f"SELECT f.file FROM ({files}) AS f JOIN ({files}) AS c "
+        "ON f.n.dir = c.n.dir AND f.n.topic = c.n.topic AND f.n.part = c.n.part "
+        f"WHERE c.n.tag = '{COMPACTED_TAG}' AND f.file <> c.file "
+        "AND TRY_CAST(c.n.first AS BIGINT) <= TRY_CAST(f.n.first AS BIGINT) "
+        "AND TRY_CAST(f.n.last AS BIGINT) <= TRY_CAST(c.n.last AS BIGINT)"
+    )
+    return (f"(SELECT * EXCLUDE (filename) FROM read_parquet({lit}{options}, filename = true) "
+            f"WHERE filename NOT IN ({hidden}))")
+
+
+@dataclass(frozen=True)
+class LakeFile:
+    """A file's relative path, size and modification time."""
+
+    path: str
+    size: int
+    mtime: datetime | None
 
 
 class Lake:
     """A lake root on a pyarrow filesystem with atomic, durable writes.
 
     Local paths: write a hidden temp file, fsync it, rename over the target, fsync the directory.
-    Object stores: upload under a hidden temp key, then move (a PUT is atomic per object there).
+    Any other pyarrow filesystem (S3, GCS, Azure, or one passed in): upload under a hidden temp
+    name, then move it over the target (an object store PUT/copy is atomic per object).
+
+        Lake("./lake"); Lake("s3://bucket/lake")
+        Lake("lake", filesystem=pafs.SubTreeFileSystem("/data", pafs.LocalFileSystem()))
     """
 
-    def __init__(self, root: str):
-        if "://" in root:
+    def __init__(self, root: str, filesystem: pafs.FileSystem | None = None):
+        if filesystem is not None:
+            self.fs, path = filesystem, root.split("://", 1)[-1]
+        elif "://" in root:
             self.fs, path = pafs.FileSystem.from_uri(root)
         else:
             self.fs, path = pafs.LocalFileSystem(), os.path.abspath(root)
         self.root = path.rstrip("/")
-        self.uri = root if "://" in root else self.root
+        self.uri = root if "://" in root or filesystem is not None else self.root
         self.is_local = isinstance(self.fs, pafs.LocalFileSystem)
 
+    def __repr__(self) -> str:
+        return f"Lake({self.uri!r}, fs={self.fs.type_name})"
+
     def path(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
+        return f"{self.root}/{rel}" if self.root else rel
+
+    def rel(self, path: str) -> str:
+        return path[len(self.root) + 1:] if self.root else path
 
     def glob_uri(self, rel: str) -> str:
         """A path DuckDB can read (local path or the original URI scheme)."""
-        if self.is_local:
+        if self.is_local or "://" not in self.uri:
             return self.path(rel)
         scheme = self.uri.split("://", 1)[0]
         return f"{scheme}://{self.path(rel)}"
 
     # -- writes ---------------------------------------------------------------------------
-    def write_bytes_atomic(self, rel: str, data: bytes) -> None:
-        target = self.path(rel)
+    def _tmp_for(self, target: str) -> tuple[str, str]:
         parent, base = target.rsplit("/", 1)
-        tmp = f"{parent}/.tmp-{base}-{uuid.uuid4().hex[:8]}"
+        return parent, f"{parent}/.tmp-{base}-{uuid.uuid4().hex[:8]}"
+
+    def _write_local_tmp(self, tmp: str, data: bytes) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def write_bytes_atomic(self, rel: str, data: bytes) -> None:
+        parent, tmp = self._tmp_for(self.path(rel))
         if self.is_local:
             os.makedirs(parent, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, target)
-            dfd = os.open(parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            self._write_local_tmp(tmp, data)
+            os.replace(tmp, self.path(rel))
+            _fsync_dir(parent)
         else:
             self.fs.create_dir(parent, recursive=True)
             with self.fs.open_output_stream(tmp) as out:
                 out.write(data)
-            self.fs.move(tmp, target)
+            self.fs.move(tmp, self.path(rel))
 
     def write_table_atomic(self, rel: str, table: pa.Table, metadata: dict[str, str] | None = None) -> None:
-        if metadata:
-            merged = dict(table.schema.metadata or {})
-            merged.update({k.encode(): v.encode() for k, v in metadata.items()})
-            table = table.replace_schema_metadata(merged)
         buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd", row_group_size=128_000)
+        pq.write_table(_with_metadata(table, metadata), buf, compression="zstd", row_group_size=_PARQUET_ROW_GROUP)
         self.write_bytes_atomic(rel, buf.getvalue())
+
+    def write_parquet_atomic(self, rel: str, schema: pa.Schema, tables: Iterable[pa.Table],
+                             metadata: dict[str, str] | None = None) -> int:
+        """Stream tables (each cast to `schema`) into one Parquet file, atomically; return rows.
+        Only one input table is held in memory at a time."""
+        schema = _with_metadata(schema.empty_table(), metadata).schema
+        parent, tmp = self._tmp_for(self.path(rel))
+        if self.is_local:
+            os.makedirs(parent, exist_ok=True)
+            with open(tmp, "wb") as f:
+                rows = _write_parquet(f, schema, tables)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path(rel))
+            _fsync_dir(parent)
+        else:
+            self.fs.create_dir(parent, recursive=True)
+            with self.fs.open_output_stream(tmp) as out:
+                rows = _write_parquet(out, schema, tables)
+            self.fs.move(tmp, self.path(rel))
+        return rows
 
     def write_json_atomic(self, rel: str, obj: Any) -> None:
         self.write_bytes_atomic(rel, json.dumps(obj, sort_keys=True).encode())
+
+    def create_exclusive(self, rel: str, obj: Any) -> bool:
+        """Write JSON to `rel` only if nothing is there; False if it already exists.
+
+        Local filesystems: atomic (hard-link the fsynced temp file; link fails if the name
+        exists), so of two writers racing for one name exactly one wins. Other filesystems:
+        pyarrow has no conditional put, so this is check-then-write (see DESIGN: fencing).
+        """
+        data = json.dumps(obj, sort_keys=True).encode()
+        target = self.path(rel)
+        parent, tmp = self._tmp_for(target)
+        if self.is_local:
+            os.makedirs(parent, exist_ok=True)
+            self._write_local_tmp(tmp, data)
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            _fsync_dir(parent)
+            return True
+        if self.exists(rel):
+            return False
+        self.write_bytes_atomic(rel, data)
+        return True
+
+    def move(self, src_rel: str, dst_rel: str) -> bool:
+        """Rename a file over `dst_rel` (atomic replace locally); False if `src_rel` is gone."""
+        src, dst = self.path(src_rel), self.path(dst_rel)
+        parent = dst.rsplit("/", 1)[0]
+        try:
+            if self.is_local:
+                os.makedirs(parent, exist_ok=True)
+                os.replace(src, dst)
+                _fsync_dir(parent)
+            else:
+                self.fs.create_dir(parent, recursive=True)
+                self.fs.move(src, dst)
+        except FileNotFoundError:
+            if self.exists(src_rel):
+                raise
+            return False
+        return True
+
+    def delete(self, rel: str) -> bool:
+        """Delete a file; False if it was not there."""
+        try:
+            self.fs.delete_file(self.path(rel))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def delete_dir(self, rel: str) -> bool:
+        """Delete a directory and everything under it; False if it was not there."""
+        if self.fs.get_file_info(self.path(rel)).type != pafs.FileType.Directory:
+            return False
+        self.fs.delete_dir(self.path(rel))
+        return True
 
     # -- reads ----------------------------------------------------------------------------
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.File
 
+    def is_dir(self, rel: str) -> bool:
+        return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
+
     def read_json(self, rel: str) -> Any | None:
-        if not self.exists(rel):
+        """The parsed JSON file, or None if it does not exist."""
+        try:
+            with self.fs.open_input_stream(self.path(rel)) as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
             return None
-        with self.fs.open_input_stream(self.path(rel)) as f:
-            return json.loads(f.read())
+        except OSError:
+            if self.exists(rel):
+                raise
+            return None
 
     def read_table(self, rel: str) -> pa.Table:
         with self.fs.open_input_file(self.path(rel)) as f:
             return pq.read_table(f)
 
-    def delete(self, rel: str) -> None:
-        info = self.fs.get_file_info(self.path(rel))
-        if info.type == pafs.FileType.File:
-            self.fs.delete_file(self.path(rel))
+    def parquet_metadata(self, rel: str) -> pq.FileMetaData:
+        with self.fs.open_input_file(self.path(rel)) as f:
+            return pq.ParquetFile(f).metadata
 
-    def list_files(self, rel_dir: str, suffix: str = ".parquet") -> Iterator[str]:
-        """Relative paths of the files under rel_dir (recursive), hidden temp files excluded."""
+    def list_entries(self, rel_dir: str, recursive: bool = True) -> list[LakeFile]:
+        """Every file under rel_dir (hidden ones too), with size and mtime."""
         base = self.path(rel_dir)
         if self.fs.get_file_info(base).type != pafs.FileType.Directory:
-            return
-        sel = pafs.FileSelector(base, recursive=True)
-        for info in self.fs.get_file_info(sel):
-            name = info.base_name
-            if info.type == pafs.FileType.File and name.endswith(suffix) and not name.startswith("."):
-                yield info.path[len(self.root) + 1 :]
+            return []
+        sel = pafs.FileSelector(base, recursive=recursive)
+        return [LakeFile(self.rel(i.path), i.size or 0, i.mtime)
+                for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.File]
+
+    def list_dirs(self, rel_dir: str) -> list[str]:
+        """Relative paths of the directories directly under rel_dir."""
+        base = self.path(rel_dir)
+        if self.fs.get_file_info(base).type != pafs.FileType.Directory:
+            return []
+        sel = pafs.FileSelector(base, recursive=False)
+        return sorted(self.rel(i.path) for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.Directory)
+
+    def list_files(self, rel_dir: str, suffix: str = ".parquet", include_superseded: bool = False) -> Iterator[str]:
+        """Relative paths of the files under rel_dir (recursive): hidden temp files and files
+        superseded by a compacted file excluded (pass include_superseded=True to keep those)."""
+        paths = [f.path for f in self.list_entries(rel_dir)
+                 if f.path.endswith(suffix) and not os.path.basename(f.path).startswith(".")]
+        hidden = set() if include_superseded else superseded(paths)
+        yield from (p for p in paths if p not in hidden)
+
+
+def _with_metadata(table: pa.Table, metadata: dict[str, str] | None) -> pa.Table:
+    if not metadata:
+        return table
+    merged = dict(table.schema.metadata or {})
+    merged.update({k.encode(): v.encode() for k, v in metadata.items()})
+    return table.replace_schema_metadata(merged)
+
+
+def _write_parquet(sink: Any, schema: pa.Schema, tables: Iterable[pa.Table]) -> int:
+    rows = 0
+    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        for t in tables:
+            writer.write_table(t.cast(schema), row_group_size=_PARQUET_ROW_GROUP)
+            rows += t.num_rows
+    return rows
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -29,7 +29,7 @@ from contracts.settings import Settings
 from streams import metrics
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.broker import aiokafka_client_config
-from streams.sink import PartitionSink
+from streams.sink import FlushFenced, PartitionSink
 from streams.windows import WindowEngine, WindowSpec
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class IngestService(mode.Service):
             max_age=timedelta(days=self.settings.max_event_age_days),
         )
         self._pending_dlq: dict[TopicPartition, list[tuple[ProcessedBatch, RecordBatch]]] = {}
+        self._landing = asyncio.Lock()  # flush, acquire and release never interleave
 
     async def on_start(self) -> None:
         s = self.settings
@@ -158,13 +159,29 @@ class IngestService(mode.Service):
 
     async def flush(self, tps: list[TopicPartition]) -> None:
         """Land the buffers of these partitions, send their rejects to the DLQ, commit offsets."""
+        async with self._landing:
+            await self._flush_owned(tps, resync=True)
+
+    async def _flush_owned(self, tps: list[TopicPartition], resync: bool) -> None:
+        """Flush the partitions of `tps` still owned (hold self._landing). A partition whose
+        flush is fenced (another worker landed those offsets first) is recovered from the lake
+        and re-sought if `resync`, else just dropped (it is being released anyway)."""
         assert self.consumer is not None
         commits: dict[TopicPartition, int] = {}
         for tp in tps:
-            sink = self.sinks[tp]
+            sink = self.sinks.get(tp)
+            if sink is None:
+                continue  # released meanwhile: its buffer was flushed by release()
             await self._send_dlq(tp)
             t0 = time.perf_counter()
-            result = sink.flush()
+            try:
+                result = sink.flush()
+            except FlushFenced as exc:
+                metrics.FENCED.labels(sink.contract.source).inc()
+                log.warning("flush fenced topic=%s partition=%d: %s", tp.topic, tp.partition, exc)
+                if resync and self.sinks.get(tp) is sink:
+                    self._recover(tp)
+                continue
             if result is None:
                 continue
             src = sink.contract.source
@@ -201,28 +218,39 @@ class IngestService(mode.Service):
         if futures:
             await asyncio.gather(*futures)
 
+    def _recover(self, tp: TopicPartition) -> int:
+        """(Re)build a partition's sink from the lake and seek the consumer to its resume offset."""
+        assert self.consumer is not None
+        t0 = time.perf_counter()
+        self._pending_dlq.pop(tp, None)  # rejects of an unlanded buffer are re-read after the seek
+        sink, self.duplicates[tp], next_offset = recover_partition(
+            self.lake, contract_for_topic(tp.topic), tp.partition, self.settings)
+        self.sinks[tp] = sink
+        self.consumer.seek(tp, next_offset)
+        log.info("assigned topic=%s partition=%d resume_offset=%d recovery_s=%.2f",
+                 tp.topic, tp.partition, next_offset, time.perf_counter() - t0)
+        return next_offset
+
     async def acquire(self, tps: list[TopicPartition]) -> None:
         """On assignment: recover each partition's landed offset and window state, then seek."""
-        assert self.consumer is not None
-        self.assignments_seen += 1
-        for tp in tps:
-            contract = contract_for_topic(tp.topic)
-            t0 = time.perf_counter()
-            sink, self.duplicates[tp], next_offset = recover_partition(
-                self.lake, contract, tp.partition, self.settings)
-            self.sinks[tp] = sink
-            self.consumer.seek(tp, next_offset)
-            log.info("assigned topic=%s partition=%d resume_offset=%d recovery_s=%.2f",
-                     tp.topic, tp.partition, next_offset, time.perf_counter() - t0)
-        metrics.ASSIGNED.set(len(self.sinks))
+        async with self._landing:
+            for tp in tps:
+                self._recover(tp)
+            self.assignments_seen += 1
+            metrics.ASSIGNED.set(len(self.sinks))
 
     async def release(self, tps: list[TopicPartition]) -> None:
-        """On revoke or stop: land what is buffered and commit, then forget the partitions."""
-        owned = [tp for tp in tps if tp in self.sinks]
-        if owned:
-            await self.flush(owned)
-        for tp in owned:
-            del self.sinks[tp]
-            self.duplicates.pop(tp, None)
-            log.info("released topic=%s partition=%d", tp.topic, tp.partition)
-        metrics.ASSIGNED.set(len(self.sinks))
+        """On revoke or stop: land what is buffered and commit, then forget the partitions.
+
+        Holds the landing lock, so a flush the consume loop has started finishes first and no
+        flush of these partitions starts after they are released."""
+        async with self._landing:
+            owned = [tp for tp in tps if tp in self.sinks]
+            if owned:
+                await self._flush_owned(owned, resync=False)
+            for tp in owned:
+                del self.sinks[tp]
+                self.duplicates.pop(tp, None)
+                self._pending_dlq.pop(tp, None)
+                log.info("released topic=%s partition=%d", tp.topic, tp.partition)
+            metrics.ASSIGNED.set(len(self.sinks))

@@ -11,3 +11,4 @@ FLUSH_SECONDS = Histogram("cityflow_flush_seconds", "Time to land one flush", ["
 ASSIGNED = Gauge("cityflow_assigned_partitions", "Partitions assigned to this worker", registry=REGISTRY)
 WATERMARK = Gauge("cityflow_watermark_seconds", "Event-time watermark per partition", ["source", "partition"], registry=REGISTRY)
 BUFFERED = Gauge("cityflow_buffered_records", "Records consumed but not yet landed", ["source", "partition"], registry=REGISTRY)
+FENCED = Counter("cityflow_flush_fenced_total", "Flushes dropped because another worker landed those offsets first", ["source"], registry=REGISTRY)

@@ -1,19 +1,31 @@
 """Exactly-once Parquet landing for one topic partition, and its recovery.
 
-Flush protocol (a crash at any step loses nothing and doubles nothing):
-  1. write the checkpoint with a *pending* entry naming the flush's offset range and files;
-  2. write each file: temp name, fsync, atomic rename (contracts.lake.Lake);
-  3. write the checkpoint with the range committed (and the watermark for replay);
-  4. only then does the caller commit offset last + 1 to Kafka.
-Recovery reads the checkpoint: a pending flush whose files are all present is committed,
-otherwise its files are deleted; consumption resumes at committed + 1, and the window engine is
-rebuilt by replaying the raw rows that can still change a window.
+Flush protocol (a crash at any step loses nothing and doubles nothing, and of two workers that
+both believe they own the partition exactly one lands each offset):
+  1. stage: write every file of the flush under `_staging/<topic>+<p>/<chain>-<id>/` (temp
+     name, fsync, rename: contracts.lake.Lake); readers never look there;
+  2. commit: create `_commits/<topic>+<p>/<chain>.json` naming the offset range, the files and
+     the running counts, *only if it does not exist* (chain = committed offset + 1). This is
+     the commit point. Losing that race means another writer landed these offsets first:
+     the staged files are dropped and FlushFenced is raised (the caller recovers and seeks);
+  3. publish: move the staged files to their table paths (idempotent: a staged file that is
+     gone was moved already);
+  4. snapshot: rewrite `_checkpoints/<topic>+<p>.json` (committed offset, counts, replay
+     history); only then does the caller commit offset last + 1 to Kafka.
+Recovery reads the snapshot, then follows the commit log from committed + 1, publishing any
+commit whose files are still staged; staged flushes that never committed are garbage. It
+resumes at the last committed offset + 1 and rebuilds the window engine by replaying the raw
+rows that can still change a window. The newest COMMIT_LOG_KEEP commits are kept: they are
+what fences a writer that fell behind (the same idea as a Delta Lake log with put-if-absent).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +42,14 @@ from streams.windows import WindowEngine, WindowOutput
 log = logging.getLogger(__name__)
 _TS = pa.timestamp("ms", tz="UTC")
 HISTORY_LIMIT = 512
+COMMIT_LOG_KEEP = 1000  # commits kept per partition (the fence against a writer far behind)
+COMMIT_GC_EVERY = 100  # flushes between clean-ups of the commit log and of dead staged flushes
+
+
+class FlushFenced(RuntimeError):
+    """Another writer committed this partition's next offsets first (the new owner after a
+    rebalance, or an old owner that had not yet noticed it lost the partition). Nothing of this
+    flush was landed; call PartitionSink.recover() and resume at the offset it returns."""
 
 
 @dataclass
@@ -54,18 +74,26 @@ class _Buffer:
     since: float = 0.0
 
 
+def writer_id() -> str:
+    """Who is writing (host, pid and a random tag): recorded in commits for forensics."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
 class PartitionSink:
     """Buffers one partition's processed batches and lands them atomically by offset range."""
 
-    def __init__(self, lake: L.Lake, contract: Contract, partition: int, engine: WindowEngine):
+    def __init__(self, lake: L.Lake, contract: Contract, partition: int, engine: WindowEngine,
+                 writer: str | None = None):
         self.lake = lake
         self.contract = contract
         self.topic = contract.topic
         self.partition = partition
         self.engine = engine
+        self.writer = writer or writer_id()
         self.committed = -1  # highest offset durably landed
         self.consumed = 0  # records landed so far (raw + quarantine), for the accounting invariant
         self.history: list[list[int]] = []  # [last_offset, max_ts] per flush, oldest first
+        self.flushes = 0
         self._buf = _Buffer()
         self._ckpt = L.checkpoint_path(self.topic, partition)
 
@@ -102,33 +130,81 @@ class PartitionSink:
 
     # -- flush ----------------------------------------------------------------------------
     def flush(self) -> FlushResult | None:
-        """Land everything buffered; afterwards `committed` is the last landed offset."""
+        """Land everything buffered; afterwards `committed` is the last landed offset.
+
+        Raises FlushFenced (buffer dropped, nothing landed) if another writer committed the
+        partition's next offsets first."""
         b = self._buf
         if b.first is None:
             return None
         t0 = time.monotonic()
+        chain = self.committed + 1
         name = L.DataFileName(self.topic, self.partition, b.first, b.last)
-        tables = self._tables(b)
         planned: list[tuple[str, pa.Table]] = []
         rows: dict[str, int] = {}
-        for table_name, (table, ts_col) in tables.items():
+        for table_name, (table, ts_col) in self._tables(b).items():
             if table is None or table.num_rows == 0:
                 continue
             rows[table_name] = table.num_rows
             for (date, hour), part in split_by_hour(table, ts_col):
                 planned.append((L.data_file_path(table_name, self.contract.source, date, hour, name), part))
         files = [p for p, _ in planned]
-        self._write_checkpoint(pending={"first": b.first, "last": b.last, "files": files,
-                                        "records": b.rows, "max_ts": int(self.engine.max_ts)})
-        for path, part in planned:
-            self.lake.write_table_atomic(path, part, {"cityflow.flush": f"{b.first}-{b.last}"})
+        flush_id = uuid.uuid4().hex[:12]
+        stage = L.staging_dir(self.topic, self.partition, chain, flush_id)
+        for path, part in planned:  # 1. stage
+            self.lake.write_table_atomic(f"{stage}/{path}", part, {"cityflow.flush": f"{b.first}-{b.last}"})
+        commit = {"chain": chain, "first": b.first, "last": b.last, "files": files, "staging": stage,
+                  "flush_id": flush_id, "records": b.rows, "consumed": self.consumed + b.rows,
+                  "max_ts": int(self.engine.max_ts), "writer": self.writer, "committed_at": time.time()}
+        self._commit(chain, commit)  # 2. commit (or FlushFenced)
+        self._publish(commit)  # 3. publish
         self.committed = b.last
         self.consumed += b.rows
         self.history.append([b.last, int(self.engine.max_ts)])
         self._trim_history()
-        self._write_checkpoint(pending=None)
+        self._write_snapshot()  # 4. snapshot
         self._buf = _Buffer()
+        self.flushes += 1
+        if self.flushes % COMMIT_GC_EVERY == 0:
+            self._gc_commits()
+            self._gc_staging()
         return FlushResult(name.first, name.last, files, rows, time.monotonic() - t0)
+
+    def _commit(self, chain: int, commit: dict[str, Any]) -> None:
+        rel = L.commit_path(self.topic, self.partition, chain)
+        if not self.lake.create_exclusive(rel, commit):
+            winner = self.lake.read_json(rel) or {}
+            self._abandon(commit)
+            raise FlushFenced(
+                f"{self.topic}:{self.partition} offsets from {chain} were committed by "
+                f"{winner.get('writer', 'another writer')} (up to {winner.get('last')}); this writer "
+                f"({self.writer}) drops its buffer {commit['first']}-{commit['last']} and recovers")
+        # A writer that fell more than COMMIT_LOG_KEEP commits behind could recreate a commit the
+        # log no longer holds: the snapshot, rewritten after every flush, tells.
+        snapshot = self.lake.read_json(self._ckpt) or {}
+        if int(snapshot.get("committed", -1)) >= chain:
+            self.lake.delete(rel)
+            self._abandon(commit)
+            raise FlushFenced(f"{self.topic}:{self.partition} offset {chain} is already landed "
+                              f"(snapshot at {snapshot.get('committed')}); this writer is stale")
+
+    def _abandon(self, commit: dict[str, Any]) -> None:
+        self.lake.delete_dir(commit["staging"])
+        self._buf = _Buffer()
+
+    def _publish(self, commit: dict[str, Any]) -> None:
+        """Move a committed flush's staged files to their table paths (idempotent)."""
+        for path in commit["files"]:
+            self.lake.move(f"{commit['staging']}/{path}", path)
+        self.lake.delete_dir(commit["staging"])
+
+    def _gc_commits(self) -> None:
+        """Drop all but the newest COMMIT_LOG_KEEP commits at or below the committed offset."""
+        entries = sorted(f.path for f in self.lake.list_entries(L.commit_dir(self.topic, self.partition), recursive=False)
+                         if f.path.endswith(".json"))
+        for rel in entries[:-COMMIT_LOG_KEEP] if len(entries) > COMMIT_LOG_KEEP else []:
+            if int(os.path.basename(rel).split(".")[0]) <= self.committed:
+                self.lake.delete(rel)
 
     def _tables(self, b: _Buffer) -> dict[str, tuple[pa.Table | None, str]]:
         raw = pa.concat_tables(b.raw) if b.raw else None
@@ -162,45 +238,73 @@ class PartitionSink:
                 keep_from = i
         self.history = self.history[keep_from:][-HISTORY_LIMIT:]
 
-    def _write_checkpoint(self, pending: dict[str, Any] | None) -> None:
-        self.lake.write_json_atomic(
-            self._ckpt,
-            {
-                "topic": self.topic,
-                "partition": self.partition,
-                "committed": self.committed,
-                "consumed": self.consumed,
-                "pending": pending,
-                "history": self.history,
-                "spec": [self.engine.spec.size_s, self.engine.spec.hop, self.engine.spec.allowed_lateness_s, self.engine.spec.grace_s],
-            },
-        )
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "partition": self.partition,
+            "committed": self.committed,
+            "consumed": self.consumed,
+            "history": self.history,
+            "writer": self.writer,
+            "spec": [self.engine.spec.size_s, self.engine.spec.hop, self.engine.spec.allowed_lateness_s, self.engine.spec.grace_s],
+        }
+
+    def _write_snapshot(self) -> None:
+        """Rewrite the snapshot unless another writer already moved it past our offset."""
+        current = self.lake.read_json(self._ckpt) or {}
+        if int(current.get("committed", -1)) > self.committed:
+            return
+        self.lake.write_json_atomic(self._ckpt, self._snapshot())
 
     # -- recovery -------------------------------------------------------------------------
     def recover(self) -> int:
-        """Restore committed offset and window state from the lake; return the next offset."""
+        """Restore committed offset and window state from the lake; return the next offset.
+
+        Follows the commit log past the snapshot (publishing commits whose files are still
+        staged), drops staged flushes that lost or never reached their commit, and replays."""
+        self._buf = _Buffer()
         ckpt = self.lake.read_json(self._ckpt) or {}
         self.committed = int(ckpt.get("committed", -1))
         self.consumed = int(ckpt.get("consumed", 0))
         self.history = [list(h) for h in ckpt.get("history", [])]
-        pending = ckpt.get("pending")
-        if pending:
-            # The pending checkpoint was written before the files, with `consumed` not yet
-            # including the flush; a complete flush adds its records (counted from its files).
-            present = [f for f in pending["files"] if self.lake.exists(f)]
-            if len(present) == len(pending["files"]):
-                log.info("recover topic=%s partition=%d completing flush %s-%s", self.topic, self.partition, pending["first"], pending["last"])
-                self.committed = int(pending["last"])
-                self.consumed += int(pending["records"])
-                self.history.append([self.committed, int(pending["max_ts"])])
-            else:
-                log.warning("recover topic=%s partition=%d discarding partial flush %s-%s (%d/%d files)",
-                            self.topic, self.partition, pending["first"], pending["last"], len(present), len(pending["files"]))
-                for f in present:
-                    self.lake.delete(f)
+        if ckpt.get("pending"):
+            self._recover_legacy_pending(ckpt["pending"])
+        rolled = 0
+        while (commit := self.lake.read_json(L.commit_path(self.topic, self.partition, self.committed + 1))) is not None:
+            self._publish(commit)
+            self.committed = int(commit["last"])
+            self.consumed = int(commit["consumed"])
+            self.history.append([self.committed, int(commit["max_ts"])])
+            rolled += 1
+        if rolled:
+            log.info("recover topic=%s partition=%d completed %d committed flush(es) up to offset %d",
+                     self.topic, self.partition, rolled, self.committed)
+        self._gc_staging()
         self._replay()
-        self._write_checkpoint(pending=None)
+        self._trim_history()
+        self._write_snapshot()
         return self.committed + 1
+
+    def _gc_staging(self) -> None:
+        """Delete staged flushes for offsets already committed: they lost the race or crashed
+        before committing. Later ones are left alone (a live writer may be about to commit)."""
+        for rel in self.lake.list_dirs(L.staging_dir(self.topic, self.partition)):
+            parsed = L.parse_staging_name(rel)
+            if parsed is not None and parsed[0] <= self.committed:
+                log.info("recover topic=%s partition=%d dropping uncommitted staged flush %s",
+                         self.topic, self.partition, rel)
+                self.lake.delete_dir(rel)
+
+    def _recover_legacy_pending(self, pending: dict[str, Any]) -> None:
+        """Checkpoints written before the commit log named a pending flush's files directly."""
+        present = [f for f in pending["files"] if self.lake.exists(f)]
+        if len(present) == len(pending["files"]):
+            self.committed = int(pending["last"])
+            self.consumed += int(pending["records"])
+            self.history.append([self.committed, int(pending["max_ts"])])
+        else:
+            for f in present:
+                self.lake.delete(f)
 
     def _replay(self) -> None:
         """Rebuild open windows: replay landed raw rows after the last flush behind the horizon."""
