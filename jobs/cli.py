@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "jobs.commands.verify",
     "jobs.commands.validate",
     "jobs.commands.dlq",
+    "jobs.commands.compact",
 )
 
 

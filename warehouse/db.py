@@ -8,7 +8,9 @@ warehouse/sql/, with typed empty fallbacks for tables that have no files yet, an
 Each SQL file holds one view. Lake scans are written as
 ``read_parquet('{lake}/<table>/source=<source>/...', ...)``; building substitutes the lake root,
 or, when the glob matches no file (a fresh lake), an empty relation typed from the contracts, so
-every view exists from the start. The build is recorded in the table ``_cityflow_build``;
+every view exists from the start. Every scan skips files superseded by a compacted file
+(``contracts.lake.live_scan_sql``), so compaction never makes a view count a row twice. The
+build is recorded in the table ``_cityflow_build``;
 ``connect`` rebuilds when a scan that was empty has files now, the lake root changed, or the view
 definitions changed. Everything is views, so new files are visible without rebuilding.
 
@@ -46,7 +48,7 @@ log = logging.getLogger(__name__)
 SQL_DIR = Path(__file__).with_name("sql")
 BUILD_TABLE = "_cityflow_build"
 # Bump when the way views are rendered changes, so existing databases are rebuilt.
-BUILD_FORMAT = "1"
+BUILD_FORMAT = "2"
 
 _TS = pa.timestamp("ms", tz="UTC")
 # Hive partition columns every lake path carries (see contracts/lake.py).
@@ -296,7 +298,8 @@ def render_view(model: ViewModel, lake_root: str, con: duckdb.DuckDBPyConnection
         if m["scan"]:
             pattern = f"{root}/{m['table']}/source={m['source']}/{m['rest']}"
             if con.execute("SELECT 1 FROM glob(?) LIMIT 1", [pattern]).fetchone():
-                return f"read_parquet({_literal(pattern)}{m['args']})"
+                # skip files a compacted file supersedes (jobs/compaction.py, contracts/lake.py)
+                return L.live_scan_sql(pattern, m["args"])
             empty.append(pattern)
             return empty_relation(lake_table_schema(m["table"], m["source"]))
         name, arg = m["name"], m["arg"]
