@@ -59,7 +59,7 @@ def contract_section(contract: Contract) -> list[str]:
          f"contract version {contract.version}"),
         (f"- landed as `lake/raw/source={contract.source}/date=…/hour=…/` (view `raw_{contract.source}`), "
          "Hive partition by the UTC hour of `ts`"),
-        f"- windows: {w.size_s} s"
+        f"- default windows (CITYFLOW_WINDOW_{contract.source.upper()}): {w.size_s} s"
         + (f" hopping by {w.hop_s} s" if w.hop_s else " tumbling")
         + f", allowed lateness {w.allowed_lateness_s} s, grace {w.grace_s} s",
         "",
