@@ -63,3 +63,20 @@ def test_tampered_and_missing_windows_are_reported(landed_lake):
     assert list(differs["column"]) == ["n_events"]
     assert int(differs["streamed"].iloc[0]) == int(differs["recomputed"].iloc[0]) + 1
     assert (m.problem == "missing_in_stream").sum() >= min(dropped, 1)
+
+
+def test_verify_command_exit_codes(landed_lake, monkeypatch, capsys):
+    import argparse
+
+    from jobs.commands import verify as verify_cmd
+
+    monkeypatch.setenv("CITYFLOW_LAKE", landed_lake.root)
+    args = argparse.Namespace(counts=False, windows=True, since=None, until=None)
+    assert verify_cmd.run(args) == 0
+    assert "0 mismatches" in capsys.readouterr().out
+
+    files = sorted(landed_lake.list_files("windows/source=traffic"))
+    landed_lake.delete(files[0])
+    assert verify_cmd.run(args) == 1
+    out = capsys.readouterr().out
+    assert "missing_in_stream" in out and "MISMATCH" in out

@@ -2,8 +2,10 @@
 returning a CheckOutcome; exit 1 if any selected check fails (no flag = every check).
 
     cityflow verify --counts     good + quarantined == consumed per topic partition
+    cityflow verify --windows [--since T --until T]
+                                 every final window == its DuckDB recompute from raw events
 
-To add a check: write `check_<name>(settings) -> CheckOutcome` and list it in CHECKS.
+To add a check: write `check_<name>(settings, args) -> CheckOutcome` and list it in CHECKS.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from contracts.lake import Lake
 from contracts.settings import Settings, load_settings
@@ -40,7 +43,7 @@ def format_rows(header: list[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def check_counts(settings: Settings) -> CheckOutcome:
+def check_counts(settings: Settings, args: argparse.Namespace | None = None) -> CheckOutcome:
     """The accounting invariant: per topic partition, raw rows + quarantined rows == records
     consumed (from the landing checkpoints), i.e. nothing lost and nothing landed twice."""
     from warehouse.accounting import partition_accounts
@@ -62,9 +65,41 @@ def check_counts(settings: Settings) -> CheckOutcome:
     return CheckOutcome("counts", not bad, table, summary)
 
 
+def check_windows(settings: Settings, args: argparse.Namespace | None = None) -> CheckOutcome:
+    """Every final streamed window (latest version) equals its recompute from the raw lake, and
+    no final window is missing on either side (warehouse/verify.py)."""
+    from contracts.aggregates import window_geometry
+    from contracts.registry import CONTRACTS
+    from warehouse.verify import verify_windows
+
+    since = getattr(args, "since", None)
+    until = getattr(args, "until", None)
+    result = verify_windows(settings.lake, {s: window_geometry(s, settings) for s in CONTRACTS},
+                            since, until)
+    rows = [[c.source, c.windows_checked, len(c.mismatches), "ok" if c.ok else "MISMATCH"]
+            for c in result.checks]
+    table = format_rows(["source", "windows", "mismatches", "status"], rows)
+    details = [c.mismatches.head(20).to_string(index=False) for c in result.checks if not c.ok]
+    if details:
+        table += "\n\nfirst mismatches:\n" + "\n".join(details)
+    checked = sum(c.windows_checked for c in result.checks)
+    summary = (f"windows: {checked:,} windows checked, 0 mismatches" if result.ok else
+               f"windows: {result.mismatch_count:,} mismatches in {checked:,} windows")
+    return CheckOutcome("windows", result.ok, table, summary)
+
+
+def _utc(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO date or time, e.g. 2026-11-25T08:00, got {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
 # name -> (check, help). Order is the order they run and print in.
-CHECKS: dict[str, tuple[Callable[[Settings], CheckOutcome], str]] = {
+CHECKS: dict[str, tuple[Callable[[Settings, argparse.Namespace | None], CheckOutcome], str]] = {
     "counts": (check_counts, "good + quarantined == consumed per topic partition"),
+    "windows": (check_windows, "every final window equals its DuckDB recompute from raw events"),
 }
 
 
@@ -73,6 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run correctness checks over the lake; with no flag, all of them.")
     for name, (_, help_text) in CHECKS.items():
         p.add_argument(f"--{name}", action="store_true", help=help_text)
+    p.add_argument("--since", type=_utc, default=None, help="windows starting at or after (UTC)")
+    p.add_argument("--until", type=_utc, default=None, help="windows starting at or before (UTC)")
     p.set_defaults(func=run)
 
 
@@ -81,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     selected = [n for n in CHECKS if getattr(args, n, False)] or list(CHECKS)
     ok = True
     for name in selected:
-        outcome = CHECKS[name][0](settings)
+        outcome = CHECKS[name][0](settings, args)
         if outcome.table:
             print(outcome.table)
         print(outcome.summary)
