@@ -1,0 +1,146 @@
+"""One benchmark run: an embedded broker, N preloaded events, then every case in turn (each in
+its own process, consuming the same topics from the start with its own consumer group), the
+latency and warehouse cases, and the optional soak. Returns the raw figures of every case;
+bench/report.py derives rates, ratios and targets from them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.cityflow_case import run_cityflow
+from bench.latency import run_latency
+from bench.procstat import ProcessSample
+from bench.soak import run_soak
+from bench.warehouse_case import run_warehouse
+from bench.workload import PreloadPlan, preload
+from contracts.settings import load_settings
+from streams.broker import EmbeddedBroker, city_topics, ensure_topics
+
+log = logging.getLogger("bench")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Everything a run depends on (recorded in the results)."""
+
+    events: int = 2_000_000
+    case_seconds: float = 20.0
+    partitions: int = 4
+    flush_seconds: float | None = None  # None: the worker's default (CITYFLOW_FLUSH_SECONDS)
+    latency_rate: float = 2000.0
+    latency_seconds: float = 40.0
+    warehouse_events: int = 1_000_000
+    warehouse_days: int = 30
+    soak_minutes: float = 0.0
+    soak_warmup_minutes: float = 2.0
+    soak_rate: float = 2000.0
+    seed: int = 8
+    group_timeout_s: float | None = None  # None: the worker's default session/rebalance timeout
+
+
+_T0 = time.monotonic()
+
+
+def say(msg: str) -> None:
+    print(f"[bench {time.monotonic() - _T0:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+def machine_facts() -> dict:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def run_child(name: str, args: list[str], workdir: Path, broker_pid: int, timeout: float) -> dict:
+    """Run `python -m <args> --out <json>` and return what it wrote, plus the broker's CPU
+    over the child's whole life (start-up included) and its wall time."""
+    out = workdir / f"{name}.json"
+    log_path = workdir / f"{name}.log"
+    broker0 = ProcessSample.of(broker_pid).cpu_s
+    t0 = time.monotonic()
+    with open(log_path, "ab") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", *args, "--out", str(out)], stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"case {name} did not finish in {timeout:.0f}s; log: {log_path}") from None
+    if code != 0 or not out.exists():
+        tail = log_path.read_text(errors="replace").splitlines()[-20:]
+        raise RuntimeError(f"case {name} failed (exit {code}); log {log_path}:\n" + "\n".join(tail))
+    result = json.loads(out.read_text())
+    result["broker_cpu_s"] = ProcessSample.of(broker_pid).cpu_s - broker0
+    result["wall_s"] = time.monotonic() - t0
+    return result
+
+
+def run_all(cfg: BenchConfig, workdir: Path) -> dict:
+    """Run every case; return the raw results (see bench/report.py for the derived figures)."""
+    started, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
+    cases: dict[str, dict] = {}
+    env = {"CITYFLOW_PARTITIONS": str(cfg.partitions)}
+    if cfg.flush_seconds:
+        env["CITYFLOW_FLUSH_SECONDS"] = str(cfg.flush_seconds)
+    group_timeout = cfg.group_timeout_s or load_settings().rebalance_timeout_s
+    if cfg.group_timeout_s:
+        env["CITYFLOW_SESSION_TIMEOUT_S"] = env["CITYFLOW_REBALANCE_TIMEOUT_S"] = str(cfg.group_timeout_s)
+    with EmbeddedBroker().start(log_path=workdir / "tansu.log") as broker:
+        assert broker.pid is not None
+        ensure_topics(broker.bootstrap, city_topics(cfg.partitions))
+        plan = PreloadPlan.for_events(cfg.events, seed=cfg.seed)
+        say(f"preloading {cfg.events:,} events into {cfg.partitions} partitions per source topic ...")
+        t = time.monotonic()
+        counts = preload(broker.bootstrap, plan)
+        total = sum(counts.values())
+        preload_info = {"events": total, "per_source": counts, "seconds": time.monotonic() - t,
+                        "event_time_start": plan.start.isoformat(), "event_time_span_s": plan.span_s}
+        say(f"preloaded {total:,} events in {preload_info['seconds']:.1f}s")
+        common = ["--bootstrap", broker.bootstrap, "--group-timeout", str(group_timeout)]
+        child_timeout = cfg.case_seconds * 3 + 180
+        say(f"ceiling: raw aiokafka getmany + orjson + pyarrow (>= {cfg.case_seconds:g}s) ...")
+        cases["ceiling"] = run_child("ceiling", ["bench.ceiling", *common, "--events", str(total),
+                                                 "--min-seconds", str(cfg.case_seconds)],
+                                     workdir, broker.pid, child_timeout)
+        for mode in ("naive", "take"):
+            say(f"{mode}: Faust agent (budget {cfg.case_seconds:g}s or all {total:,} events) ...")
+            cases[mode] = run_child(mode, ["bench.faust_agents", mode, *common, "--max-events", str(total),
+                                           "--seconds", str(cfg.case_seconds), "--workdir", str(workdir / mode)],
+                                    workdir, broker.pid, child_timeout)
+        for workers in (1, 2):
+            say(f"cityflow with {workers} worker(s): all {total:,} events to the lake ...")
+            cases[f"cityflow_{workers}w"] = run_cityflow(broker.bootstrap, counts, workers, workdir, broker.pid, env)
+    say(f"latency: {cfg.latency_rate:g} events/s for {cfg.latency_seconds:g}s into a live worker ...")
+    latency = run_latency(workdir, cfg.latency_rate, cfg.latency_seconds, env)
+    say(f"warehouse: {cfg.warehouse_days}-day lake of {cfg.warehouse_events:,} events, then the report queries ...")
+    warehouse = run_warehouse(workdir, cfg.warehouse_events, cfg.warehouse_days, cfg.partitions)
+    soak = None
+    if cfg.soak_minutes > 0:
+        say(f"soak: {cfg.soak_warmup_minutes:g} min warm-up + {cfg.soak_minutes:g} min at {cfg.soak_rate:g} events/s ...")
+        soak = run_soak(workdir, cfg.soak_minutes, cfg.soak_warmup_minutes, cfg.soak_rate, env=env)
+    return {
+        "started_at": started_at,
+        "wall_s": time.monotonic() - started,
+        "machine": machine_facts(),
+        "config": asdict(cfg),
+        "preload": preload_info,
+        "cases": cases,
+        "latency": latency,
+        "warehouse": warehouse,
+        "soak": soak,
+    }

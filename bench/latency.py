@@ -1,0 +1,180 @@
+"""The latency case: a cityflow worker on a broker of its own, a simulator producing at a steady
+rate (speedup 1: live data), and the time from each event's produce to the moment it is
+queryable in DuckDB, as p50/p99 over every event.
+
+- produced: the Kafka record timestamp (CreateTime, set by kafka-python at send);
+- queryable: when the raw Parquet file holding the record's offset appears in the lake listing
+  (files are renamed into place atomically, so from then on every DuckDB scan of the glob sees
+  it). The lake is listed every 0.1 s; the offset range is in each file's name. When a flush is
+  split over two hour directories the later of its files counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import numpy as np
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from contracts import lake as L
+from contracts.registry import CONTRACTS
+from contracts.settings import load_settings
+from jobs.runner import WorkerProcess, wait_until_landed
+from streams.broker import EmbeddedBroker, city_topics, ensure_topics
+
+WATCH_INTERVAL_S = 0.1
+
+
+class LakeWatcher:
+    """Remembers when each raw file of the lake was first listed (wall clock)."""
+
+    def __init__(self, lake_dir: Path):
+        self.raw_dir = Path(lake_dir) / L.RAW
+        self.seen: dict[str, float] = {}
+
+    def poll(self) -> None:
+        now = time.time()
+        for dirpath, _, files in os.walk(self.raw_dir):
+            for f in files:
+                if f.endswith(".parquet") and not f.startswith(".") and f not in self.seen:
+                    self.seen[f] = now
+
+    def visible_ranges(self) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per topic partition: sorted first offsets, last offsets and visibility times."""
+        by_range: dict[tuple[str, int, int, int], float] = {}
+        for name, t in self.seen.items():
+            parsed = L.parse_data_file_name(name)
+            if parsed is None:
+                continue
+            key = (parsed.topic, parsed.partition, parsed.first, parsed.last)
+            by_range[key] = max(t, by_range.get(key, t))
+        grouped: dict[tuple[str, int], list[tuple[int, int, float]]] = defaultdict(list)
+        for (topic, part, first, last), t in by_range.items():
+            grouped[(topic, part)].append((first, last, t))
+        out = {}
+        for tp, rows in grouped.items():
+            rows.sort()
+            arr = np.array(rows, dtype=np.float64)
+            out[tp] = (arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2])
+        return out
+
+
+async def _record_times(bootstrap: str, total: int) -> dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]:
+    """(offsets, produce time in s) per topic partition, read back from the broker."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_poll_records=10_000, fetch_max_bytes=64 * 1024 * 1024)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches cluster metadata
+        tps = [TopicPartition(c.topic, p) for c in CONTRACTS.values()
+               for p in sorted(consumer.partitions_for_topic(c.topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        offsets: dict[tuple[str, int], list[int]] = defaultdict(list)
+        stamps: dict[tuple[str, int], list[int]] = defaultdict(list)
+        n = 0
+        deadline = time.monotonic() + 120
+        while n < total and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                offsets[(tp.topic, tp.partition)].extend(r.offset for r in records)
+                stamps[(tp.topic, tp.partition)].extend(r.timestamp for r in records)
+                n += len(records)
+        return {k: (np.asarray(offsets[k]), np.asarray(stamps[k]) / 1000.0) for k in offsets}
+    finally:
+        await consumer.stop()
+
+
+def latencies(watcher: LakeWatcher, produced: Mapping[tuple[str, int], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, int]:
+    """Produce -> visible seconds of every record that became visible, and how many did not."""
+    ranges = watcher.visible_ranges()
+    out, missing = [], 0
+    for tp, (offsets, stamps) in produced.items():
+        if tp not in ranges:
+            missing += len(offsets)
+            continue
+        firsts, lasts, seen = ranges[tp]
+        i = np.searchsorted(firsts, offsets, side="right") - 1
+        ok = (i >= 0) & (offsets <= lasts[np.clip(i, 0, None)])
+        missing += int((~ok).sum())
+        out.append(seen[i[ok]] - stamps[ok])
+    return (np.concatenate(out) if out else np.array([])), missing
+
+
+@contextmanager
+def live_worker(workdir: Path, name: str, env: Mapping[str, str] | None = None) -> Iterator[tuple[EmbeddedBroker, WorkerProcess, Path]]:
+    """A fresh broker with the city topics, and one ready cityflow worker on a fresh lake."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    lake = workdir / f"lake-{name}"
+    with EmbeddedBroker().start(log_path=workdir / f"tansu-{name}.log") as broker:
+        partitions = int((env or {}).get("CITYFLOW_PARTITIONS") or load_settings().partitions)
+        ensure_topics(broker.bootstrap, city_topics(partitions))
+        worker = WorkerProcess(broker.bootstrap, str(lake), workdir / f"{name}-worker.log", name=f"{name}-worker",
+                               env={"CITYFLOW_GROUP_ID": f"bench-{name}-{uuid.uuid4().hex[:8]}", **(env or {})})
+        try:
+            worker.start()
+            worker.wait_ready(timeout=120)
+            yield broker, worker, lake
+        finally:
+            worker.stop()
+
+
+def start_producer(bootstrap: str, rate: float, seconds: float, speedup: float, out: Path, log: Path) -> subprocess.Popen:
+    args = [sys.executable, "-m", "bench.producer", "--bootstrap", bootstrap, "--rate", str(rate),
+            "--seconds", str(seconds), "--speedup", str(speedup), "--out", str(out)]
+    with open(log, "ab") as fh:
+        return subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def run_latency(workdir: Path, rate: float, seconds: float, env: Mapping[str, str] | None = None) -> dict:
+    """Produce `rate` events/s for `seconds` into a live worker (CITYFLOW_* `env` on top of the
+    defaults); p50/p99 produce -> queryable."""
+    env = dict(env or {})
+    flush_s = float(env.get("CITYFLOW_FLUSH_SECONDS") or load_settings().flush_seconds)
+    with live_worker(workdir, "latency", env) as (broker, _worker, lake):
+        watcher = LakeWatcher(lake)
+        counts_path = workdir / "latency-counts.json"
+        producer = start_producer(broker.bootstrap, rate, seconds, 1.0, counts_path, workdir / "latency-producer.log")
+        while producer.poll() is None:
+            watcher.poll()
+            time.sleep(WATCH_INTERVAL_S)
+        if producer.returncode != 0:
+            raise RuntimeError(f"latency producer failed ({producer.returncode}); see {workdir / 'latency-producer.log'}")
+        counts = json.loads(counts_path.read_text())
+        total = sum(counts.values())
+        deadline = time.monotonic() + flush_s + 60
+        landed: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            watcher.poll()
+            landed = wait_until_landed(str(lake), {}, timeout=1)
+            if all(landed.get(s, 0) >= n for s, n in counts.items()):
+                break
+            time.sleep(WATCH_INTERVAL_S)
+        watcher.poll()
+        produced = asyncio.run(_record_times(broker.bootstrap, total))
+        rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{lake}/raw/*/*/*/[!.]*.parquet')").fetchall()[0][0]
+    lat, missing = latencies(watcher, produced)
+    return {
+        "events": total,
+        "rate": rate,
+        "seconds": seconds,
+        "flush_seconds": flush_s,
+        "p50_s": float(np.percentile(lat, 50)) if len(lat) else None,
+        "p90_s": float(np.percentile(lat, 90)) if len(lat) else None,
+        "p99_s": float(np.percentile(lat, 99)) if len(lat) else None,
+        "max_s": float(lat.max()) if len(lat) else None,
+        "measured": len(lat),
+        "not_visible": missing,
+        "duckdb_rows": int(rows),
+        "target_p99_s": flush_s + 2.0,
+    }

@@ -1,0 +1,94 @@
+"""The benchmark harness on a tiny workload, so it cannot rot: every case runs end to end on
+its own embedded brokers and the results JSON carries every figure, consistently derived.
+No timing is asserted (tests never time things: see STYLE.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.report import CASE_ORDER, TARGETS
+
+pytestmark = pytest.mark.e2e
+
+EVENTS = 3000
+# Tiny and quick: one partition per topic (fewer files), 1 s flushes, 2 s group timeouts
+# (Tansu joins take about half of it), a short latency run and a one-day warehouse lake.
+ARGS = ["--events", str(EVENTS), "--partitions", "1", "--case-seconds", "2", "--flush-seconds", "1",
+        "--group-timeout", "2", "--latency-rate", "500", "--latency-seconds", "3",
+        "--warehouse-events", "3000", "--warehouse-days", "1"]
+
+
+def _positive(v: object) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    tmp = tmp_path_factory.mktemp("bench")
+    out = tmp / "latest.json"
+    proc = subprocess.run([sys.executable, "-m", "bench", *ARGS, "--out", str(out), "--workdir", str(tmp / "work")],
+                          check=False, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).parent.parent)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "cityflow, 2 workers" in proc.stdout  # the printed table
+    return json.loads(out.read_text())
+
+
+@pytest.mark.timeout(300)
+def test_every_case_has_sane_figures(results: dict) -> None:
+    assert results["machine"]["cores"] >= 1
+    assert results["config"]["events"] == EVENTS
+    assert results["preload"]["events"] == sum(results["preload"]["per_source"].values()) > 0.9 * EVENTS
+    total = results["preload"]["events"]
+    for name in CASE_ORDER:
+        c = results["cases"][name]
+        for key in ("events", "seconds", "events_per_s", "cpu_s", "cpu_s_per_M_events", "peak_rss_mb"):
+            assert _positive(c[key]), (name, key, c[key])
+        assert c["events_per_s"] == pytest.approx(c["events"] / c["seconds"])
+        assert c["cpu_s_per_M_events"] == pytest.approx(c["cpu_s"] / c["events"] * 1e6)
+        assert c["broker_cpu_s_per_M_events"] is None or c["broker_cpu_s_per_M_events"] >= 0
+    assert results["cases"]["ceiling"]["events"] >= total  # at least one full pass
+    for name in ("naive", "take"):
+        assert results["cases"][name]["events"] <= total
+    for name in ("cityflow_1w", "cityflow_2w"):
+        c = results["cases"][name]
+        assert c["events"] == total
+        assert 0 < c["consumed_seconds"] <= c["seconds"]
+        assert _positive(c["consumed_events_per_s"])
+    assert results["cases"]["cityflow_2w"]["workers"] == 2
+    assert len(results["cases"]["cityflow_2w"]["peak_rss_mb_per_worker"]) == 2
+
+
+@pytest.mark.timeout(300)
+def test_ratios_are_computed_from_the_rates(results: dict) -> None:
+    rate = {k: v["events_per_s"] for k, v in results["cases"].items()}
+    r = results["ratios"]
+    assert r["cityflow_vs_ceiling"] == pytest.approx(rate["cityflow_1w"] / rate["ceiling"])
+    assert r["cityflow_vs_naive"] == pytest.approx(rate["cityflow_1w"] / rate["naive"])
+    assert r["cityflow_vs_take"] == pytest.approx(rate["cityflow_1w"] / rate["take"])
+    assert r["scale_2w_vs_1w"] == pytest.approx(rate["cityflow_2w"] / rate["cityflow_1w"])
+    assert all(_positive(v) for v in r.values()), r
+    for name in TARGETS:
+        t = results["targets"][name]
+        assert t["value"] == r[name] and t["met"] == (r[name] >= float(t["target"].split()[1]))
+
+
+@pytest.mark.timeout(300)
+def test_latency_warehouse_and_soak_fields(results: dict) -> None:
+    lat = results["latency"]
+    assert lat["events"] > 0 and lat["measured"] == lat["events"] and lat["not_visible"] == 0
+    assert lat["duckdb_rows"] == lat["events"]  # everything produced is queryable
+    assert 0 < lat["p50_s"] <= lat["p90_s"] <= lat["p99_s"] <= lat["max_s"]
+    assert lat["flush_seconds"] == 1.0 and lat["target_p99_s"] == 3.0
+    assert "latency_p99_s" in results["targets"]
+    wh = results["warehouse"]
+    assert wh["events"] > 0 and wh["files"] > 0 and wh["days"] == 1 and _positive(wh["build_s"])
+    assert {"daily_report_latest_day", "daily_report_mid_month"} <= set(wh["query_s"])
+    assert len(wh["query_s"]) >= 5 and all(_positive(s) for s in wh["query_s"].values())
+    assert results["soak"] is None  # off unless --soak-minutes is given
