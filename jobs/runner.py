@@ -13,13 +13,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from contracts.lake import Lake
 from warehouse.accounting import landed_by_source
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class WorkerError(RuntimeError):
@@ -110,6 +112,42 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        if self.proc is not None:
+            self._log.close()
+
+    def pause(self) -> None:
+        """SIGSTOP: the worker freezes (no heartbeats) but keeps its state - a stale owner
+        once the group gives its partitions to another worker."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGCONT)
+
+    def partitions(self) -> set[str]:
+        """The `topic:partition`s this worker owns now (empty while it is not ready)."""
+        return set(self.status().get("partitions", []))
+
+
+def wait_for(condition: Callable[[], T | None], timeout: float, what: str,
+             workers: Iterable[WorkerProcess] = (), interval: float = 0.2) -> T:
+    """Poll `condition` until it returns something truthy and return that; raise TimeoutError
+    naming `what` after `timeout` seconds, or WorkerError as soon as a worker has died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        for w in workers:
+            if not w.alive:
+                raise WorkerError(f"{w.name} died while waiting for {what}:\n{w.log_tail()}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not after {timeout}s")
+        time.sleep(interval)
 
 
 def wait_until_landed(

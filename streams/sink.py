@@ -167,7 +167,8 @@ class PartitionSink:
         self.flushes += 1
         if self.flushes % COMMIT_GC_EVERY == 0:
             self._gc_commits()
-            self._gc_staging()
+        if self.flushes % COMMIT_GC_EVERY == 1:  # the first flush after recovery, and now and then
+            self._gc_staging()  # a flush staged at this chain position by a writer that died
         return FlushResult(name.first, name.last, files, rows, time.monotonic() - t0)
 
     def _commit(self, chain: int, commit: dict[str, Any]) -> None:
@@ -263,6 +264,7 @@ class PartitionSink:
         Follows the commit log past the snapshot (publishing commits whose files are still
         staged), drops staged flushes that lost or never reached their commit, and replays."""
         self._buf = _Buffer()
+        self.flushes = 0
         ckpt = self.lake.read_json(self._ckpt) or {}
         self.committed = int(ckpt.get("committed", -1))
         self.consumed = int(ckpt.get("consumed", 0))
