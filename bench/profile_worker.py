@@ -1,0 +1,130 @@
+"""Profile cityflow's hot path without Kafka: the benchmark's workload (one day of city time,
+four partitions per source) cut into per-partition record batches, run through
+streams.batch.process_records, PartitionSink.add (the window engine) and PartitionSink.flush,
+timed per stage and optionally under cProfile.
+
+    python -m bench.profile_worker --events 400000 --batch 5000 --cprofile 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import tempfile
+import time
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.warehouse_case import disable_fsync
+from bench.workload import SPAN_S
+from contracts.lake import Lake
+from contracts.registry import CONTRACTS
+from streams.batch import RecordBatch, process_records
+from streams.ingest import window_spec
+from streams.simulator import encode, generate
+from streams.sink import PartitionSink
+from streams.windows import WindowEngine
+
+_GEN_SECONDS = 100.0
+
+
+@dataclass
+class Workload:
+    """Per (source, partition): keys and values in offset order."""
+
+    start: datetime
+    records: dict[tuple[str, int], list[tuple[bytes, bytes]]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def events(self) -> int:
+        return sum(len(r) for r in self.records.values())
+
+
+def build_workload(events: int, partitions: int = 4, seed: int = 8, span_s: int = SPAN_S) -> Workload:
+    """The preload's events (same simulator parameters), partitioned by key like the producer."""
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=span_s)
+    w = Workload(start)
+    for e in generate(seed, events / _GEN_SECONDS, _GEN_SECONDS, span_s / _GEN_SECONDS, start):
+        key, value = encode(e)
+        w.records[(e.source, zlib.crc32(key) % partitions)].append((key, value))
+    return w
+
+
+def batches(w: Workload, batch: int):
+    """Record batches of `batch` per partition, interleaved round-robin like a consumer's fetches."""
+    cursors = {tp: 0 for tp in w.records}
+    while cursors:
+        for tp in list(cursors):
+            i = cursors[tp]
+            recs = w.records[tp][i:i + batch]
+            if not recs:
+                del cursors[tp]
+                continue
+            cursors[tp] = i + len(recs)
+            contract = CONTRACTS[tp[0]]
+            yield tp, RecordBatch(contract.topic, tp[1], range(i, i + len(recs)),
+                                  [k for k, _ in recs], [v for _, v in recs])
+
+
+def run_pipeline(w: Workload, batch: int, lake: Lake, flush_rows: int = 50_000) -> dict[str, float]:
+    """Seconds spent per stage over the whole workload."""
+    sinks: dict[tuple[str, int], PartitionSink] = {}
+    spent = {"process_records": 0.0, "sink.add (windows)": 0.0, "sink.flush (landing)": 0.0}
+    for tp, rb in batches(w, batch):
+        sink = sinks.get(tp)
+        if sink is None:
+            src = tp[0]
+            sink = sinks[tp] = PartitionSink(lake, CONTRACTS[src], tp[1], WindowEngine(window_spec(src), src, tp[1]))
+        t0 = time.perf_counter()
+        pb = process_records(sink.contract, rb)
+        t1 = time.perf_counter()
+        sink.add(pb)
+        t2 = time.perf_counter()
+        if sink.buffered_rows >= flush_rows:
+            sink.flush()
+        t3 = time.perf_counter()
+        spent["process_records"] += t1 - t0
+        spent["sink.add (windows)"] += t2 - t1
+        spent["sink.flush (landing)"] += t3 - t2
+    t = time.perf_counter()
+    for sink in sinks.values():
+        sink.flush()
+    spent["sink.flush (landing)"] += time.perf_counter() - t
+    return spent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=400_000)
+    p.add_argument("--batch", type=int, default=5000, help="records per partition batch")
+    p.add_argument("--fsync", action="store_true", help="keep fsync (default: off, to profile CPU work)")
+    p.add_argument("--cprofile", type=int, default=0, metavar="N", help="also print the top N functions")
+    args = p.parse_args()
+    w = build_workload(args.events)
+    root = tempfile.mkdtemp(prefix="cityflow-profile-")
+    if not args.fsync:
+        disable_fsync()
+    lake = Lake(root)
+    prof = cProfile.Profile() if args.cprofile else None
+    t = time.perf_counter()
+    if prof:
+        prof.enable()
+    spent = run_pipeline(w, args.batch, lake)
+    if prof:
+        prof.disable()
+    wall = time.perf_counter() - t
+    print(f"{w.events:,} events in batches of {args.batch} per partition: {wall:.2f}s, "
+          f"{w.events / wall:,.0f} events/s{' (under cProfile)' if prof else ''}")
+    for stage, s in spent.items():
+        print(f"  {stage:<24} {s:7.2f}s  {s / w.events * 1e6:6.1f} us/event  {s / wall * 100:5.1f} %")
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(args.cprofile)
+    print(f"lake: {Path(root)}")
+
+
+if __name__ == "__main__":
+    main()
