@@ -166,3 +166,17 @@ def assert_windows_match_recompute(lake_root: str, produced: pd.DataFrame, db_pa
     finally:
         con.close()
     return compared
+
+
+def replayed_window_rows(lake_root: str) -> int:
+    """Window rows landed more than once (a replay after a crash re-emitting a version another
+    flush had landed): present in the files, deduplicated by the views' keys."""
+    lake = L.Lake(lake_root)
+    files = list(lake.list_files(L.WINDOWS))
+    if not files:
+        return 0
+    listed = ", ".join("'" + lake.path(f).replace("'", "''") + "'" for f in files)
+    total, distinct = duckdb.connect().execute(
+        f"SELECT count(*), count(DISTINCT (source, entity, window_start, window_size_s, version)) "
+        f"FROM read_parquet([{listed}], union_by_name = true)").fetchone()
+    return int(total - distinct)

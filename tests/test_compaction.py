@@ -13,6 +13,7 @@ import pytest
 from contracts import lake as L
 from jobs.cli import main as cli
 from jobs.compaction import compact
+from jobs.runner import wait_for
 from tests.faults import FaultyLake, SimulatedCrash
 from tests.lake_checks import NOW, Records, assert_views_equal, data_files, lake_state, view_frames
 from warehouse.accounting import partition_accounts
@@ -190,3 +191,48 @@ def test_compact_command(small_files_lake, tmp_path, monkeypatch, capsys):
     assert f"merged {n} files into {len(data_files(root))}" in out
     with pytest.raises(SystemExit):
         cli(["compact", "--older-than", "soon"])
+
+
+@pytest.mark.slow
+def test_compaction_survives_kill_9_of_the_real_command(small_files_lake, tmp_path):
+    """`cityflow compact` in a child process, SIGKILLed at seeded random moments and run again
+    each time: the views read the same after every kill and after the final complete run."""
+    import os
+    import random
+    import subprocess
+    import sys
+
+    template, before = small_files_lake
+    root = copy_lake(template, tmp_path / "lake")
+    reference = copy_lake(template, tmp_path / "reference")
+    compact(L.Lake(str(reference)), older_than=timedelta(hours=1), now=datetime.now(UTC))
+    seed = random.SystemRandom().randrange(10_000)
+    rng = random.Random(seed)
+    env = {**os.environ, "CITYFLOW_LAKE": str(root)}
+    outcomes = []
+    for i in range(8):
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "compact", "--older-than", "1h"], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # kill once the merging has begun (a merged or temp file shows up), a little later
+        started = wait_for(lambda r=root, p=proc: p.poll() is not None or any(
+            ".c.parquet" in f or "/.tmp-" in f for f in (e.path for e in L.Lake(str(r)).list_entries("raw"))),
+            60, "compaction to start", interval=0.005)
+        delay = rng.uniform(0.0, 0.25)
+        try:
+            proc.wait(delay)
+            outcomes.append(f"run {i}: finished{'' if started else ' early'}")
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            outcomes.append(f"run {i}: killed {delay:.3f}s into merging")
+        assert_views_equal(view_frames(str(root), tmp_path / f"kill-{i}.duckdb"), before,
+                           f"seed {seed}: {outcomes}")
+        if proc.returncode == 0:
+            root = copy_lake(template, tmp_path / f"lake-{i}")  # start over on a fresh copy
+            env["CITYFLOW_LAKE"] = str(root)
+    done = subprocess.run([sys.executable, "-m", "jobs.cli", "compact", "--older-than", "1h"], env=env,
+                          capture_output=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert data_files(root) == data_files(reference), f"seed {seed}: {outcomes}"
+    assert_views_equal(view_frames(str(root), tmp_path / "final.duckdb"), before, f"seed {seed}")
+    print(f"\ncompaction kill test seed={seed}: " + "; ".join(outcomes))

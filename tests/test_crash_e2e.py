@@ -23,11 +23,12 @@ from tests.e2e_checks import (
     TrackedProducer,
     assert_exactly_once,
     assert_windows_match_recompute,
+    replayed_window_rows,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-KILLS = 6
+KILLS = 7
 
 
 def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, tmp_path):
@@ -38,7 +39,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, tmp_pa
     ensure_topics(fresh_broker, city_topics(4))
     events = list(generate(seed=seed, rate=600, seconds=60, speedup=120,
                            start=datetime.now(UTC) - timedelta(hours=3)))
-    producer = TrackedProducer(fresh_broker, events, seconds=75)
+    producer = TrackedProducer(fresh_broker, events, seconds=90)
     lake = str(tmp_path / "lake")
     env = {**FAST_GROUP, "CITYFLOW_FLUSH_SECONDS": "0.5", "CITYFLOW_FLUSH_ROWS": "1500"}
     producer.start()
@@ -68,6 +69,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, tmp_pa
         assert worker.stop() == 0, worker.log_tail()
         checked = assert_exactly_once(lake, produced, tmp_path / "w.duckdb")
         windows = assert_windows_match_recompute(lake, produced, tmp_path / "w.duckdb")
+        replayed = replayed_window_rows(lake)
     except BaseException as exc:
         raise AssertionError("kill schedule:\n  " + "\n  ".join(schedule)) from exc
     finally:
@@ -77,6 +79,7 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, tmp_pa
     rolled = sum(int(n) for n in re.findall(r"completed (\d+) committed flush", logs))
     dropped = logs.count("dropping uncommitted staged flush")
     print(f"{KILLS} kills ({kills_while_producing} while producing), {sum(checked.values())} events "
-          f"checked exactly once {checked}, {windows} windows equal the recompute; recoveries "
+          f"checked exactly once {checked}, {windows} windows equal the recompute ({replayed} window "
+          f"rows landed twice by replays, deduplicated by the views); recoveries "
           f"completed {rolled} flush(es) killed after their commit and dropped {dropped} killed before it")
     assert kills_while_producing >= 5, schedule
