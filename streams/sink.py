@@ -173,6 +173,10 @@ class PartitionSink:
 
     def _commit(self, chain: int, commit: dict[str, Any]) -> None:
         rel = L.commit_path(self.topic, self.partition, chain)
+        if self._snapshot_committed()[0] >= chain:
+            self._abandon(commit)
+            raise FlushFenced(f"{self.topic}:{self.partition} offset {chain} is already landed; "
+                              f"this writer ({self.writer}) is stale and recovers")
         if not self.lake.create_exclusive(rel, commit):
             winner = self.lake.read_json(rel) or {}
             self._abandon(commit)
@@ -180,14 +184,19 @@ class PartitionSink:
                 f"{self.topic}:{self.partition} offsets from {chain} were committed by "
                 f"{winner.get('writer', 'another writer')} (up to {winner.get('last')}); this writer "
                 f"({self.writer}) drops its buffer {commit['first']}-{commit['last']} and recovers")
-        # A writer that fell more than COMMIT_LOG_KEEP commits behind could recreate a commit the
-        # log no longer holds: the snapshot, rewritten after every flush, tells.
-        snapshot = self.lake.read_json(self._ckpt) or {}
-        if int(snapshot.get("committed", -1)) >= chain:
+        # A writer that fell more than COMMIT_LOG_KEEP commits behind between the check above and
+        # the create could recreate a commit the log no longer holds: the snapshot tells. (If a
+        # recovery elsewhere already rolled this very commit forward, the snapshot says so too.)
+        committed, history = self._snapshot_committed()
+        if committed >= chain and not any(last == commit["last"] for last, _ in history):
             self.lake.delete(rel)
             self._abandon(commit)
             raise FlushFenced(f"{self.topic}:{self.partition} offset {chain} is already landed "
-                              f"(snapshot at {snapshot.get('committed')}); this writer is stale")
+                              f"(snapshot at {committed}); this writer is stale")
+
+    def _snapshot_committed(self) -> tuple[int, list[list[int]]]:
+        snapshot = self.lake.read_json(self._ckpt) or {}
+        return int(snapshot.get("committed", -1)), list(snapshot.get("history", []))
 
     def _abandon(self, commit: dict[str, Any]) -> None:
         self.lake.delete_dir(commit["staging"])

@@ -195,8 +195,31 @@ def test_fenced_flush_lands_nothing(tmp_path):
     b.add(batch(0, 300))
     b.flush()
     files_after_b = sorted(L.Lake(str(root)).list_files(""))
-    with pytest.raises(FlushFenced, match="committed by B"):
+    with pytest.raises(FlushFenced, match="already landed"):
         a.flush()
     assert sorted(L.Lake(str(root)).list_files("")) == files_after_b
     assert L.Lake(str(root)).list_dirs(L.staging_dir(CONTRACT.topic, 0)) == []
     assert a.buffered_rows == 0 and a.recover() == 300
+
+
+def test_a_commit_rolled_forward_by_another_recovery_is_kept(tmp_path):
+    """Right after A creates its commit, B recovers: B publishes A's flush and moves the
+    snapshot past it. A must not mistake that for being stale and undo its own commit."""
+    root = tmp_path / "lake"
+
+    class RecoveryAfterCommit(L.Lake):
+        def create_exclusive(self, rel, obj):
+            won = super().create_exclusive(rel, obj)
+            if won and rel.startswith(L.COMMITS):
+                assert new_sink(L.Lake(str(root)), "B").recover() == obj["last"] + 1
+            return won
+
+    a = new_sink(RecoveryAfterCommit(str(root)), "A")
+    a.recover()
+    a.add(batch(0, 300))
+    result = a.flush()
+    assert result is not None and result.last == 299
+    assert L.Lake(str(root)).exists(L.commit_path(CONTRACT.topic, 0, 0))
+    feed(a, 300, 300, flush_every=1)
+    state = lake_state(root)
+    assert state["raw"]["kafka_offset"].is_unique and len(state["raw"]) + len(state["quarantine"]) == N
