@@ -3,6 +3,7 @@ writes bench/results/latest.json. See bench/harness.py for what is run and how i
 
     make bench                                   # the defaults: ~2M events, >= 20 s per case
     make bench BENCH_ARGS="--events 500000 --soak-minutes 10"
+    make bench BENCH_ARGS="--worker-env CITYFLOW_FETCH_MAX_RECORDS=50000"   # try a setting
 """
 
 from __future__ import annotations
@@ -42,15 +43,24 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
     p.add_argument("--group-timeout", type=float, default=d.group_timeout_s,
                    help="consumer session/rebalance timeout in s for every case (default: the worker's; "
                         "Tansu joins take about half of it)")
+    p.add_argument("--worker-env", action="append", default=[], metavar="CITYFLOW_NAME=VALUE",
+                   help="a setting for every cityflow worker of the run (repeatable)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (default bench/results/latest.json)")
     p.add_argument("--workdir", type=Path, default=None, help="keep logs and lakes here (default: a temp dir, removed)")
     args = p.parse_args(argv)
+    worker_env = []
+    for item in args.worker_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name.startswith("CITYFLOW_"):
+            p.error(f"--worker-env expects CITYFLOW_NAME=VALUE, got {item!r}")
+        worker_env.append((name, value))
     cfg = BenchConfig(
         events=args.events, case_seconds=args.case_seconds, partitions=args.partitions,
         flush_seconds=args.flush_seconds, latency_rate=args.latency_rate, latency_seconds=args.latency_seconds,
         warehouse_events=args.warehouse_events, warehouse_days=args.warehouse_days,
         soak_minutes=args.soak_minutes, soak_warmup_minutes=args.soak_warmup_minutes,
         soak_rate=args.soak_rate, seed=args.seed, group_timeout_s=args.group_timeout,
+        worker_env=tuple(worker_env),
     )
     return cfg, args
 

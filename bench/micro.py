@@ -8,6 +8,7 @@ prototype against the code it would replace on the benchmark's own workload, the
 - windows:  streams.windows.aggregate_groups vs bench.prototypes.aggregate_groups_np, on the
             exact frames the window engine passes it while processing the workload
 - batch:    events/s of the whole hot path (bench.profile_worker) by records per partition batch
+- combined: the whole hot path with both prototypes patched in, at 5000 and 16000 per batch
 - fetch:    what `getmany(max_records=5000)` hands the ingest service per partition on Tansu
 """
 
@@ -116,6 +117,28 @@ def bench_batch_size(w: Workload, sizes: tuple[int, ...] = (300, 1000, 2500, 500
         print(f"  batch {size:>6}: {w.events / wall:8,.0f} events/s   us/event: {per}")
 
 
+def bench_combined(w: Workload, sizes: tuple[int, ...] = (5000, 16000)) -> None:
+    """The whole hot path with both prototypes patched in (decode fast path, numpy window
+    aggregates), at today's batch size and at getmany(max_records=50000)'s median."""
+    import streams.batch as B
+
+    print("whole hot path, current code vs both prototypes patched in:")
+    for size in sizes:
+        rates = []
+        for patched in (False, True):
+            saved = B.decode_batch, W.aggregate_groups
+            if patched:
+                B.decode_batch, W.aggregate_groups = decode_batch_fast, aggregate_groups_np
+            try:
+                t = time.perf_counter()
+                run_pipeline(w, size, Lake(tempfile.mkdtemp(prefix="cityflow-micro-")))
+                rates.append(w.events / (time.perf_counter() - t))
+            finally:
+                B.decode_batch, W.aggregate_groups = saved
+        print(f"  batch {size:>6}: current {rates[0]:8,.0f} events/s   prototypes {rates[1]:8,.0f} events/s   "
+              f"x{rates[1] / rates[0]:4.2f}")
+
+
 def bench_fetch(events: int = 400_000, partitions: int = 4) -> None:
     """Preload a fresh broker and record the per-partition batch sizes getmany returns with the
     ingest service's consumer settings, and with a larger max_records."""
@@ -161,6 +184,7 @@ def main() -> None:
     bench_decode(w)
     bench_window_aggregates(w)
     bench_batch_size(w)
+    bench_combined(w)
     if args.fetch:
         bench_fetch()
 

@@ -23,7 +23,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contracts.decode import DecodedBatch, DecodeLimits, decode_batch
+from contracts.decode import DecodedBatch, DecodeLimits, _reject_duplicates, decode_batch
+from contracts.duplicates import DuplicateIndex
 from contracts.schema import ID_PATTERN, TS_PATTERN, Contract
 
 _TS = pa.timestamp("ms", tz="UTC")
@@ -35,15 +36,21 @@ class _Fallback(Exception):
 
 def decode_batch_fast(
     contract: Contract, values: Sequence[bytes | None], now: datetime | None = None,
-    limits: DecodeLimits | None = None,
+    limits: DecodeLimits | None = None, duplicates: DuplicateIndex | None = None,
+    offsets: Sequence[int] | None = None,
 ) -> DecodedBatch:
     """contracts.decode.decode_batch, fast when every record is valid (the common case)."""
     now = now or datetime.now(UTC)
     limits = limits or DecodeLimits()
     try:
-        return _decode_all_valid(contract, values, now, limits)
+        decoded = _decode_all_valid(contract, values, now, limits)
     except (_Fallback, orjson.JSONDecodeError, pa.ArrowException, OverflowError, TypeError, ValueError):
-        return decode_batch(contract, values, now=now, limits=limits)
+        return decode_batch(contract, values, now=now, limits=limits, duplicates=duplicates, offsets=offsets)
+    if duplicates is not None and decoded.good.num_rows:  # as decode_batch does, after decoding
+        table, positions = _reject_duplicates(contract, decoded.good, decoded.good_positions,
+                                              duplicates, offsets, decoded.rejects)
+        return DecodedBatch(table, positions, decoded.rejects)
+    return decoded
 
 
 def _decode_all_valid(contract: Contract, values: Sequence[bytes | None], now: datetime,
