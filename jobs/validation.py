@@ -108,8 +108,10 @@ def _read(con: duckdb.DuckDBPyConnection, pattern: str, ts_col: str, since: date
     if since is not None:
         where = f"WHERE date >= ?::DATE AND {ts_col} >= ?::TIMESTAMPTZ"
         params = [since.date().isoformat(), since.isoformat()]
-    sql = f"SELECT * EXCLUDE (source, date, hour) FROM read_parquet(?, {_HIVE}) {where}"
-    return con.sql(sql, params=[pattern, *params]).to_arrow_table()
+    # live files only: a compacted file hides the inputs it replaced (contracts/lake.py)
+    scan = L.live_scan_sql(pattern, f", {_HIVE}")
+    sql = f"SELECT * EXCLUDE (source, date, hour) FROM {scan} {where}"
+    return con.sql(sql, params=params).to_arrow_table()
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> tuple[pa.Table, list[str]]:

@@ -1,8 +1,11 @@
 """Event-time window engine (pure: no Faust, no Kafka): tumbling and hopping windows per
 entity and per district, a per-partition watermark, versioned corrections and late events.
 
-Semantics are per event in offset order, computed vectorised per batch, so results do not
-depend on how records were batched (which makes replay after a restart deterministic):
+Semantics are per event in offset order, computed vectorised per batch, so every window's
+version number and content do not depend on how records were batched (which makes replay after
+a restart deterministic). A batch emits only the newest version of each window it touched, so
+intermediate versions may be skipped (e.g. version 0 when the batch that finalises a window
+also corrects it); the latest version is always the same:
 
 - watermark before event i = max(ts of all earlier events) - allowed_lateness
 - a pair (event, window) is *on time* if window_end > watermark, a *correction* if

@@ -80,3 +80,20 @@ def test_verify_command_exit_codes(landed_lake, monkeypatch, capsys):
     assert verify_cmd.run(args) == 1
     out = capsys.readouterr().out
     assert "missing_in_stream" in out and "MISMATCH" in out
+
+
+def test_verify_reads_only_live_files_after_compaction(landed_lake):
+    """Merged files next to their not-yet-deleted inputs must not be counted twice."""
+    import os
+    from datetime import timedelta
+
+    from jobs.compaction import compact
+
+    report = compact(landed_lake, older_than=timedelta(0), keep_superseded=timedelta(hours=1))
+    assert report.merges > 0
+    on_disk = sum(len([f for f in fs if f.endswith(".parquet")])
+                  for _, _, fs in os.walk(f"{landed_lake.root}/raw"))
+    assert on_disk > len(list(landed_lake.list_files("raw")))  # inputs are still there
+    result = verify_windows(landed_lake.root, {"traffic": WINDOW_DEFAULTS["traffic"]})
+    assert result.checks[0].windows_checked > 100
+    assert result.ok, result.checks[0].mismatches.head()

@@ -50,8 +50,9 @@ def _scan(lake: L.Lake, table: str, source: str) -> str | None:
     rel = f"{table}/source={source}"
     if not any(True for _ in lake.list_files(rel)):
         return None
-    return (f"read_parquet('{lake.glob_uri(rel)}/date=*/hour=*/[!.]*.parquet', "
-            "hive_partitioning = true, union_by_name = true)")
+    # live files only: a compacted file hides the inputs it replaced (contracts/lake.py)
+    return L.live_scan_sql(f"{lake.glob_uri(rel)}/date=*/hour=*/[!.]*.parquet",
+                           ", hive_partitioning = true, union_by_name = true")
 
 
 def _agg_sql(agg: Aggregate, size_s: int) -> str:
