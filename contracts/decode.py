@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts.duplicates import DuplicateIndex
+from contracts.fastpath import FAST_PATH_ERRORS, decode_all_valid
 from contracts.schema import ID_PATTERN, TS_PATTERN, Contract, Field, Reason
 
 MAX_RECORD_BYTES = 64 * 1024
@@ -75,6 +76,22 @@ def decode_batch(
     order), exact re-sent copies of accepted records are rejected as `duplicate`.
     """
     now = now or datetime.now(UTC)
+    try:
+        table = decode_all_valid(contract, values, now, limits)
+        good_positions = np.arange(len(values), dtype=np.int64)
+        rejects: list[Reject] = []
+    except FAST_PATH_ERRORS:
+        table, good_positions, rejects = _decode_checked(contract, values, now, limits)
+    if duplicates is not None and table.num_rows:
+        table, good_positions = _reject_duplicates(
+            contract, table, good_positions, duplicates, offsets, rejects)
+    return DecodedBatch(table, good_positions, rejects)
+
+
+def _decode_checked(
+    contract: Contract, values: Sequence[bytes | None], now: datetime, limits: DecodeLimits
+) -> tuple[pa.Table, np.ndarray, list[Reject]]:
+    """Record by record: every record is accepted or rejected with its first failing rule."""
     rejects: list[Reject] = []
     objs: list[dict[str, Any]] = []
     positions: list[int] = []
@@ -123,10 +140,7 @@ def decode_batch(
     table = pa.table(columns, schema=_nullable_schema(contract)).filter(keep)
     table = table.cast(contract.arrow_schema())
     good_positions = np.asarray(positions, dtype=np.int64)[ok]
-    if duplicates is not None and table.num_rows:
-        table, good_positions = _reject_duplicates(
-            contract, table, good_positions, duplicates, offsets, rejects)
-    return DecodedBatch(table, good_positions, rejects)
+    return table, good_positions, rejects
 
 
 def _reject_duplicates(

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     session_timeout_s: float = Field(10.0, gt=0)
     rebalance_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
-    fetch_max_records: int = Field(5000, ge=1)
+    # 50k per getmany: measured +31-41 % events/s over 5k (pandas fixed cost per batch), ~+150 MB RSS
+    fetch_max_records: int = Field(50_000, ge=1)
 
     # Lake and warehouse
     lake: str = Field("./lake", description="lake root: a path or s3://, gs://, abfs:// URI")
