@@ -1,35 +1,28 @@
-"""Micro-benchmarks behind the optimisation proposals of issue #8 (Part 2): each one checks a
-prototype against the code it would replace on the benchmark's own workload, then times both.
+"""Micro-benchmarks of the hot path on the benchmark's own workload (issue #8, Part 2).
 
-    python -m bench.micro                 # decode, window aggregates, batch size
+    python -m bench.micro                 # decode paths, batch size
     python -m bench.micro --fetch         # also: per-partition batch sizes getmany delivers
 
-- decode:   contracts.decode.decode_batch vs bench.prototypes.decode_batch_fast
-- windows:  streams.windows.aggregate_groups vs bench.prototypes.aggregate_groups_np, on the
-            exact frames the window engine passes it while processing the workload
+- decode:   the batch fast path (contracts/fastpath.py, what decode_batch uses when a batch is
+            plainly valid) vs the record-by-record decoder it falls back to; same output checked
 - batch:    events/s of the whole hot path (bench.profile_worker) by records per partition batch
-- combined: the whole hot path with both prototypes patched in, at 5000 and 16000 per batch
-- fetch:    what `getmany(max_records=5000)` hands the ingest service per partition on Tansu
+- fetch:    what `getmany(max_records=N)` hands the ingest service per partition on Tansu
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import numpy as np
-import pandas as pd
 
-import streams.windows as W
 from bench.profile_worker import Workload, build_workload, run_pipeline
-from bench.prototypes import aggregate_groups_np, decode_batch_fast
 from bench.warehouse_case import disable_fsync
-from contracts.decode import decode_batch
+from contracts.decode import DecodedBatch, DecodeLimits, _decode_checked, decode_batch
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS
 
@@ -44,67 +37,29 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
     return min(times)
 
 
+def _checked(contract, values, now):  # type: ignore[no-untyped-def]
+    """The record-by-record decoder alone (the fallback of decode_batch)."""
+    table, positions, rejects = _decode_checked(contract, values, now, DecodeLimits())
+    return DecodedBatch(table, positions, rejects)
+
+
 def bench_decode(w: Workload, batch: int = 5000) -> None:
-    print(f"decode_batch, {batch} records per batch (us/record; same output checked):")
+    print(f"decode, {batch} records per batch (us/record; same output checked):")
     now = datetime.now(UTC)
     for source, contract in CONTRACTS.items():
         busiest = max((tp for tp in w.records if tp[0] == source), key=lambda tp: len(w.records[tp]))
         values = [v for _, v in w.records[busiest][:batch]]
-        a, b = decode_batch(contract, values, now), decode_batch_fast(contract, values, now)
+        a, b = _checked(contract, values, now), decode_batch(contract, values, now)
         assert a.good.equals(b.good) and np.array_equal(a.good_positions, b.good_positions) and a.rejects == b.rejects
         bad = [*values[:-1], b'{"not": "in the contract"}']  # one bad record: the fallback path
-        c, d = decode_batch(contract, bad, now), decode_batch_fast(contract, bad, now)
+        c, d = _checked(contract, bad, now), decode_batch(contract, bad, now)
         assert c.good.equals(d.good) and c.rejects == d.rejects and len(d.rejects) == 1
-        t_old = best_of(lambda c=contract, v=values: decode_batch(c, v, now))
-        t_new = best_of(lambda c=contract, v=values: decode_batch_fast(c, v, now))
-        t_bad = best_of(lambda c=contract, v=bad: decode_batch_fast(c, v, now), 3)
+        t_old = best_of(lambda c=contract, v=values: _checked(c, v, now))
+        t_new = best_of(lambda c=contract, v=values: decode_batch(c, v, now))
+        t_bad = best_of(lambda c=contract, v=bad: decode_batch(c, v, now), 3)
         n = len(values)
-        print(f"  {source:<10} current {t_old / n * 1e6:6.2f}  fast {t_new / n * 1e6:6.2f}  "
+        print(f"  {source:<10} record-by-record {t_old / n * 1e6:6.2f}  fast path {t_new / n * 1e6:6.2f}  "
               f"x{t_old / t_new:4.1f}   (batch with a bad record: {t_bad / n * 1e6:6.2f}, falls back)")
-
-
-def capture_aggregate_calls(w: Workload, batch: int) -> list[tuple]:
-    """The (rows, keys, aggregates, size_s) arguments the window engine passes to
-    aggregate_groups while the workload runs through the hot path."""
-    calls: list[tuple] = []
-    original = W.aggregate_groups
-
-    def recording(rows, keys, aggregates, size_s):  # type: ignore[no-untyped-def]
-        calls.append((rows.copy(), list(keys), aggregates, size_s))
-        return original(rows, keys, aggregates, size_s)
-
-    W.aggregate_groups = recording
-    try:
-        run_pipeline(w, batch, Lake(tempfile.mkdtemp(prefix="cityflow-micro-")))
-    finally:
-        W.aggregate_groups = original
-    return calls
-
-
-def bench_window_aggregates(w: Workload, batch: int = 5000) -> None:
-    calls = capture_aggregate_calls(w, batch)
-    print(f"window aggregates per emitted batch ({len(calls)} calls captured at {batch} records per "
-          "partition batch; same output checked):")
-    for rows, keys, aggs, size_s in calls:
-        expect = W.aggregate_groups(rows, keys, aggs, size_s)
-        got = aggregate_groups_np(rows, keys, aggs, size_s)
-        pd.testing.assert_frame_equal(got, expect, check_dtype=False, check_index_type=False, rtol=1e-9)
-    by_source: dict[str, list[tuple]] = {}
-    for call in calls:
-        by_source.setdefault(_source_of(call[2]), []).append(call)
-    for source, group in by_source.items():
-        rows_n = statistics.median(len(c[0]) for c in group)
-        t_old = sum(best_of(lambda c=c: W.aggregate_groups(*c), 3) for c in group)
-        t_new = sum(best_of(lambda c=c: aggregate_groups_np(*c), 3) for c in group)
-        print(f"  {source:<10} {len(group):4d} calls, median {rows_n:6.0f} rows: pandas {t_old / len(group) * 1e3:6.2f} ms/call  "
-              f"numpy {t_new / len(group) * 1e3:6.2f} ms/call  x{t_old / t_new:4.1f}")
-
-
-def _source_of(aggregates) -> str:  # type: ignore[no-untyped-def]
-    for source, aggs in W.AGGREGATES.items():
-        if aggs is aggregates or tuple(aggs) == tuple(aggregates):
-            return source
-    return "?"
 
 
 def bench_batch_size(w: Workload, sizes: tuple[int, ...] = (300, 1000, 2500, 5000, 20000)) -> None:
@@ -115,28 +70,6 @@ def bench_batch_size(w: Workload, sizes: tuple[int, ...] = (300, 1000, 2500, 500
         wall = time.perf_counter() - t
         per = "  ".join(f"{k.split()[0]} {v / w.events * 1e6:5.1f}" for k, v in spent.items())
         print(f"  batch {size:>6}: {w.events / wall:8,.0f} events/s   us/event: {per}")
-
-
-def bench_combined(w: Workload, sizes: tuple[int, ...] = (5000, 16000)) -> None:
-    """The whole hot path with both prototypes patched in (decode fast path, numpy window
-    aggregates), at today's batch size and at getmany(max_records=50000)'s median."""
-    import streams.batch as B
-
-    print("whole hot path, current code vs both prototypes patched in:")
-    for size in sizes:
-        rates = []
-        for patched in (False, True):
-            saved = B.decode_batch, W.aggregate_groups
-            if patched:
-                B.decode_batch, W.aggregate_groups = decode_batch_fast, aggregate_groups_np
-            try:
-                t = time.perf_counter()
-                run_pipeline(w, size, Lake(tempfile.mkdtemp(prefix="cityflow-micro-")))
-                rates.append(w.events / (time.perf_counter() - t))
-            finally:
-                B.decode_batch, W.aggregate_groups = saved
-        print(f"  batch {size:>6}: current {rates[0]:8,.0f} events/s   prototypes {rates[1]:8,.0f} events/s   "
-              f"x{rates[1] / rates[0]:4.2f}")
 
 
 def bench_fetch(events: int = 400_000, partitions: int = 4) -> None:
@@ -182,9 +115,7 @@ def main() -> None:
     disable_fsync()
     w = build_workload(args.events)
     bench_decode(w)
-    bench_window_aggregates(w)
     bench_batch_size(w)
-    bench_combined(w)
     if args.fetch:
         bench_fetch()
 
