@@ -14,10 +14,10 @@ import duckdb
 import pandas as pd
 
 from contracts import lake as L
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS
+from contracts.aggregates import AGGREGATES
 from contracts.registry import CONTRACTS
 from streams.simulator import SimEvent, encode
-from tests.oracle import assert_frames_close, recompute_windows
+from tests.oracle import assert_frames_close, final_windows
 from warehouse.accounting import partition_accounts
 from warehouse.db import build_warehouse
 
@@ -150,13 +150,9 @@ def assert_windows_match_recompute(lake_root: str, produced: pd.DataFrame, db_pa
         for source, contract in CONTRACTS.items():
             mine = produced[produced.source == source]
             events = pd.DataFrame([{**r, "ts": t} for r, t in zip(mine.record, mine.ts_ms)])
-            spec = WINDOW_DEFAULTS[source]
-            part_of = mine.groupby("key")["partition"].first()
-            wm = mine.groupby("partition")["ts_ms"].max() - spec.allowed_lateness_s * 1000
-            oracle = recompute_windows(events, source, spec.size_s, contract.key)
-            ends = oracle.index.get_level_values("window_start") + spec.size_s * 1000
-            parts = part_of.reindex(oracle.index.get_level_values("entity")).to_numpy()
-            final = oracle[ends <= wm.reindex(parts).to_numpy()]
+            final = final_windows(events, source, contract.key,
+                                  mine.groupby("key")["partition"].first(),
+                                  mine.groupby("partition")["ts_ms"].max())
             streamed = con.execute(
                 f"SELECT * EXCLUDE (window_start), epoch_ms(window_start) AS window_start "
                 f"FROM {WINDOW_VIEWS[source]}").df().set_index(["entity", "window_start"])

@@ -48,3 +48,17 @@ def assert_frames_close(actual: pd.DataFrame, expected: pd.DataFrame, columns: l
         av, ev = a[c].to_numpy(dtype=float), e[c].to_numpy(dtype=float)
         ok = np.isclose(av, ev, rtol=1e-9, atol=1e-9, equal_nan=True)
         assert ok.all(), f"column {c}: {int((~ok).sum())} windows differ, e.g. {a[c][~ok].head(3).to_dict()} vs {e[c][~ok].head(3).to_dict()}"
+
+
+def final_windows(events: pd.DataFrame, source: str, key: str, partition_of: pd.Series,
+                  max_ts_by_partition: pd.Series) -> pd.DataFrame:
+    """The recomputed windows the stream must have emitted: those whose end the watermark of
+    their entity's partition (max event time - allowed lateness) has passed."""
+    from contracts.aggregates import WINDOW_DEFAULTS
+
+    spec = WINDOW_DEFAULTS[source]
+    oracle = recompute_windows(events, source, spec.size_s, key)
+    wm = max_ts_by_partition - spec.allowed_lateness_s * 1000
+    ends = oracle.index.get_level_values("window_start") + spec.size_s * 1000
+    parts = partition_of.reindex(oracle.index.get_level_values("entity")).to_numpy()
+    return oracle[ends <= wm.reindex(parts).to_numpy()]

@@ -9,13 +9,13 @@ import duckdb
 import pandas as pd
 import pytest
 
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS
+from contracts.aggregates import AGGREGATES
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS
 from jobs.runner import WorkerProcess, wait_until_landed
 from streams.broker import city_topics, ensure_topics
 from streams.simulator import generate, produce
-from tests.oracle import assert_frames_close, recompute_windows
+from tests.oracle import assert_frames_close, final_windows
 from warehouse.accounting import partition_accounts
 
 pytestmark = pytest.mark.e2e
@@ -56,13 +56,9 @@ def test_pipeline_lands_exactly_what_was_produced(fresh_broker, tmp_path):
                                       check_dtype=False)
 
         # every window whose end the partition's watermark has passed equals the recompute
-        spec = WINDOW_DEFAULTS[source]
-        part_of = raw.groupby(contract.key)["kafka_partition"].first()
-        wm = raw.groupby("kafka_partition")["ts_ms"].max() - spec.allowed_lateness_s * 1000
-        oracle = recompute_windows(mine, source, spec.size_s, contract.key)
-        ends = oracle.index.get_level_values("window_start") + spec.size_s * 1000
-        parts = part_of.reindex(oracle.index.get_level_values("entity")).to_numpy()
-        final = oracle[ends <= wm.reindex(parts).to_numpy()]
+        final = final_windows(mine, source, contract.key,
+                              raw.groupby(contract.key)["kafka_partition"].first(),
+                              raw.groupby("kafka_partition")["ts_ms"].max())
         streamed = duckdb.sql(
             f"SELECT * EXCLUDE (rn, window_start), epoch_ms(window_start) AS window_start FROM (SELECT *, row_number() OVER (PARTITION BY entity, window_start "
             f"ORDER BY version DESC) AS rn FROM read_parquet('{lake}/windows/source={source}/**/*.parquet')) WHERE rn = 1"
