@@ -36,7 +36,13 @@ def decode_all_valid(contract: Contract, values: Sequence[bytes | None], now: da
     n = len(values)
     if not n or not all(values) or max(map(len, values)) > limits.max_record_bytes:  # type: ignore[arg-type]
         raise NotPlainlyValid
-    objs = orjson.loads(b"[" + b",".join(values) + b"]")  # type: ignore[arg-type]
+    blob = b"[" + b",".join(values) + b"]"  # type: ignore[arg-type]
+    # No contract field is boolean, and Arrow's type inference would quietly turn a JSON
+    # true/false among numbers into 1/0: any such literal (or a string merely containing the
+    # word) sends the batch to the record-by-record decoder, which rejects it as wrong_type.
+    if b"true" in blob or b"false" in blob:
+        raise NotPlainlyValid
+    objs = orjson.loads(blob)
     # a value like b'{..},{..}' would smuggle in a second object: then the counts differ
     if len(objs) != n or not all(type(o) is dict for o in objs):
         raise NotPlainlyValid

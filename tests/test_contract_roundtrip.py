@@ -32,3 +32,36 @@ def test_records_survive_decode_and_parquet(source):
         # fields a (v1) producer leaves out are null
         expected = {f: event.record.get(f) for f in contract.field_names if f != "ts"}
         assert row == expected
+
+
+def _traffic_values(n: int) -> list[bytes]:
+    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    events = list(generate(4, rate=100, seconds=5, speedup=60, start=start, sources=["traffic"]))[:n]
+    return [encode(e)[1] for e in events]
+
+
+def test_a_plainly_valid_batch_takes_the_fast_path(monkeypatch):
+    import contracts.decode as D
+
+    def no_slow_path(*args, **kwargs):
+        raise AssertionError("record-by-record decoder used for a valid batch")
+
+    monkeypatch.setattr(D, "_decode_checked", no_slow_path)
+    batch = decode_batch(CONTRACTS["traffic"], _traffic_values(200))
+    assert batch.good.num_rows == 200 and batch.rejects == []
+
+
+@pytest.mark.parametrize("field,bad", [("avg_speed_kmh", False), ("lane", True), ("vehicle_count", 3.0),
+                                       ("occupancy_pct", "12"), ("road", 7)])
+def test_the_fast_path_never_coerces_a_wrong_type(field, bad):
+    """Arrow's type inference would turn [0.0, false] into doubles: such a batch must fall back
+    and the record be rejected as wrong_type, exactly as the record-by-record decoder does."""
+    import orjson
+
+    values = _traffic_values(50)
+    record = orjson.loads(values[7])
+    record[field] = bad
+    values[7] = orjson.dumps(record)
+    batch = decode_batch(CONTRACTS["traffic"], values)
+    assert batch.good.num_rows == 49
+    assert [(r.position, r.reason, r.field) for r in batch.rejects] == [(7, "wrong_type", field)]
