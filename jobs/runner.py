@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from contracts.lake import Lake
+from streams.broker import free_port
 from warehouse.accounting import landed_by_source
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,6 @@ T = TypeVar("T")
 
 class WorkerError(RuntimeError):
     """A worker process died or did not become ready; the message includes its log tail."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class WorkerProcess:
