@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from contracts.decode import DecodeLimits, Reject, decode_batch
@@ -38,7 +37,7 @@ class ProcessedBatch:
     raw: pa.Table
     quarantine: pa.Table
     rejects: list[Reject]
-    events: pd.DataFrame
+    events: pa.Table  # the window engine's input (events_frame)
     first_offset: int
     last_offset: int
     consumed: int
@@ -93,12 +92,12 @@ def quarantine_table(batch: RecordBatch, rejects: list[Reject], now: datetime) -
     )
 
 
-def events_frame(contract: Contract, raw: pa.Table) -> pd.DataFrame:
-    """The window engine's input: ts as epoch ms, entity, district, offset and value fields."""
-    cols = {name: raw.column(name) for name in contract.field_names if name not in ("ts",)}
-    frame = pa.table(cols).to_pandas()
-    frame.insert(0, "ts", raw.column("ts").cast(pa.int64()).to_numpy())
-    frame["entity"] = frame[contract.key]
-    frame["district"] = frame[contract.district_field] if contract.district_field else None
-    frame["offset"] = raw.column("kafka_offset").to_numpy()
-    return frame
+def events_frame(contract: Contract, raw: pa.Table) -> pa.Table:
+    """The window engine's input: ts as epoch ms, the value fields, entity, district, offset."""
+    cols = {"ts": raw.column("ts").cast(pa.int64())}
+    cols.update((name, raw.column(name)) for name in contract.field_names if name != "ts")
+    cols["entity"] = raw.column(contract.key)
+    cols["district"] = (raw.column(contract.district_field) if contract.district_field
+                        else pa.nulls(raw.num_rows, pa.string()))
+    cols["offset"] = raw.column("kafka_offset")
+    return pa.table(cols)

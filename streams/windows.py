@@ -15,21 +15,26 @@ also corrects it); the latest version is always the same:
   that includes events which arrived after the window was final (so also for a version 0 of a
   window whose only events all came late, within grace).
 
+State is columnar (numpy, no per-event Python): one set of arrays per partition holding every
+(event, window) pair that can still change a window, sorted by window start and then arrival,
+with entities and districts as integer codes. Windows that can no longer change are a prefix of
+that order and are dropped by slicing; versions live in a sorted key array.
+
     >>> eng = WindowEngine(WindowSpec(size_s=60, allowed_lateness_s=10, grace_s=120), "traffic")
-    >>> out = eng.process(batch_df)          # columns: ts (ms), entity, district, offset, fields
+    >>> out = eng.process(batch)   # Arrow table or DataFrame: ts (ms), entity, district, offset, fields
     >>> out.windows, out.district_windows, out.late_events
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from itertools import pairwise
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from contracts.aggregates import AGGREGATES, Aggregate
 
@@ -77,20 +82,103 @@ class WindowOutput:
         return self.windows.empty and self.district_windows.empty and self.late_events.empty
 
 
+_CODE_SPACE = 1 << 24  # entity (or district) codes per engine; a version key is window * space + code
+
+
+class _Codes:
+    """Stable integer codes for the strings of one key column (entities or districts)."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.names: list[str] = []
+        self._array: np.ndarray | None = None
+
+    def encode(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """int64 codes of a string column; -1 for null."""
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        if col.null_count == len(col):
+            return np.full(len(col), -1, dtype=np.int64)
+        enc = pc.dictionary_encode(col)
+        words = enc.dictionary.to_pylist()
+        mapping = np.fromiter((self._code(w) for w in words), dtype=np.int64, count=len(words))
+        indices = pc.fill_null(enc.indices, -1) if enc.indices.null_count else enc.indices
+        return np.append(mapping, -1)[indices.to_numpy()]  # index -1 -> the appended -1
+
+    def _code(self, word: str) -> int:
+        code = self.index.get(word)
+        if code is None:
+            if len(self.names) >= _CODE_SPACE:
+                raise OverflowError(f"more than {_CODE_SPACE} distinct keys in one partition's open windows")
+            code = self.index[word] = len(self.names)
+            self.names.append(word)
+            self._array = None
+        return code
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Object array of the strings of `codes` (None for -1)."""
+        if self._array is None:
+            self._array = np.array([*self.names, None], dtype=object)
+        return self._array[codes]
+
+    def compact(self, live: np.ndarray) -> np.ndarray:
+        """Keep only the codes in `live`, renumbered; return the old -> new map (-1: dropped; the
+        map's last slot maps -1 to -1)."""
+        keep = np.unique(live[live >= 0])
+        remap = np.full(len(self.names) + 1, -1, dtype=np.int64)
+        remap[keep] = np.arange(len(keep))
+        self.names = [self.names[i] for i in keep.tolist()]
+        self.index = {w: i for i, w in enumerate(self.names)}
+        self._array = None
+        return remap
+
+
+class _VersionTable:
+    """Latest version per (window, key), as sorted int64 keys (window index * space + code)."""
+
+    def __init__(self) -> None:
+        self.keys = np.empty(0, dtype=np.int64)
+        self.versions = np.empty(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def bump(self, keys: np.ndarray, inc: np.ndarray) -> np.ndarray:
+        """Add `inc` to the versions of `keys` (unique, sorted; absent keys start at -1)."""
+        pos = np.searchsorted(self.keys, keys)
+        found = pos < len(self.keys)
+        found[found] = self.keys[pos[found]] == keys[found]
+        new = np.full(len(keys), -1, dtype=np.int64)
+        new[found] = self.versions[pos[found]]
+        new += inc
+        self.versions[pos[found]] = new[found]
+        if not found.all():
+            fresh = ~found
+            self.keys = np.insert(self.keys, pos[fresh], keys[fresh])
+            self.versions = np.insert(self.versions, pos[fresh], new[fresh])
+        return new
+
+    def expire_below(self, key: int) -> None:
+        cut = int(np.searchsorted(self.keys, key, side="left"))
+        self.keys, self.versions = self.keys[cut:], self.versions[cut:]
+
+    def remap(self, remap: np.ndarray) -> None:
+        window, code = np.divmod(self.keys, _CODE_SPACE)
+        code = remap[code]
+        keep = code >= 0
+        keys = window[keep] * _CODE_SPACE + code[keep]
+        order = np.argsort(keys, kind="stable")
+        self.keys, self.versions = keys[order], self.versions[keep][order]
+
+
 @dataclass
-class _Versions:
-    by_key: dict[tuple[int, str], int] = field(default_factory=dict)
+class _Touched:
+    """The groups of one key kind (entity or district) whose version this batch bumped."""
 
-    def bump(self, ws: np.ndarray, keys: np.ndarray, inc: np.ndarray) -> np.ndarray:
-        out = np.empty(len(ws), dtype=np.int64)
-        for i, (w, k, d) in enumerate(zip(ws.tolist(), keys.tolist(), inc.tolist())):
-            v = self.by_key.get((w, k), -1) + d
-            self.by_key[(w, k)] = v
-            out[i] = v
-        return out
-
-    def expire(self, dead: set[int]) -> None:
-        self.by_key = {k: v for k, v in self.by_key.items() if k[0] not in dead}
+    keys: np.ndarray  # version keys of the emitted groups, sorted
+    versions: np.ndarray
+    codes: np.ndarray  # group index (0..len(keys)-1) of every row in `rows`
+    rows: dict[str, np.ndarray]
 
 
 class WindowEngine:
@@ -101,20 +189,20 @@ class WindowEngine:
         self.source = source
         self.partition = partition
         self.aggregates: tuple[Aggregate, ...] = AGGREGATES[source]
-        self.max_ts: int = _NO_TS
-        self._chunks: dict[int, list[pd.DataFrame]] = defaultdict(list)
-        self._final: set[int] = set()
-        self._entity_v = _Versions()
-        self._district_v = _Versions()
+        self._fields = sorted({a.field for a in self.aggregates if a.fn not in ("count", "count_eq") and a.field})
+        self._hits = [a for a in self.aggregates if a.fn == "count_eq"]
+        self.reset()
 
     # -- public -------------------------------------------------------------------------------
     def reset(self, max_ts: int | None = None) -> None:
         """Forget all state; start from a known max event time (replay start point)."""
-        self.max_ts = _NO_TS if max_ts is None else int(max_ts)
-        self._chunks.clear()
-        self._final.clear()
-        self._entity_v = _Versions()
-        self._district_v = _Versions()
+        self.max_ts: int = _NO_TS if max_ts is None else int(max_ts)
+        # every (event, window) pair that can still change a window, sorted by window start
+        # and then arrival: ws, ent, dist, corr, f:<field> (values), h:<aggregate> (count_eq hits)
+        self._state: dict[str, np.ndarray] = {}
+        self._ent, self._dist = _Codes(), _Codes()
+        self._entity_v, self._district_v = _VersionTable(), _VersionTable()
+        self._compact_at = 100_000
 
     @property
     def watermark(self) -> int | None:
@@ -122,171 +210,261 @@ class WindowEngine:
 
     @property
     def state_rows(self) -> int:
-        return sum(len(c) for chunks in self._chunks.values() for c in chunks)
+        return len(self._state.get("ws", ()))
 
     @property
     def open_windows(self) -> int:
-        return len(self._chunks)
+        ws = self._state.get("ws")
+        return 0 if ws is None or not len(ws) else 1 + int(np.count_nonzero(np.diff(ws)))
 
-    def process(self, events: pd.DataFrame, emit: bool = True) -> WindowOutput:
+    def process(self, events: pa.Table | pd.DataFrame, emit: bool = True) -> WindowOutput:
         """Apply a batch of events (in offset order); return the window versions it produced.
 
         `events` needs columns ts (int64 epoch ms), entity, district (may be null), offset and
-        the source's value fields. With emit=False (replay on start-up) state is rebuilt and
-        nothing is returned.
+        the source's value fields. With emit=False (replay on start-up) state and versions are
+        rebuilt and nothing is returned.
         """
+        table = events if isinstance(events, pa.Table) else pa.Table.from_pandas(events, preserve_index=False)
+        if table.num_rows == 0:
+            return self._empty()
         spec = self.spec
         size_ms, hop_ms = spec.size_s * 1000, spec.hop * 1000
         late_ms, grace_ms = spec.allowed_lateness_s * 1000, spec.grace_s * 1000
-        if events.empty:
-            return self._empty()
-        ts = events["ts"].to_numpy(dtype=np.int64)
+        ts = table.column("ts").cast(pa.int64()).to_numpy()
         running = np.maximum.accumulate(np.concatenate(([self.max_ts], ts)))
         wm_before = running[:-1] - late_ms
 
-        k = spec.size_s // spec.hop
+        k = spec.size_s // spec.hop  # windows per event
         last_start = (ts // hop_ms) * hop_ms
-        idx = np.repeat(np.arange(len(ts)), k)
-        ws = np.repeat(last_start, k) - np.tile(np.arange(k) * hop_ms, len(ts))
+        pair_event = None if k == 1 else np.repeat(np.arange(len(ts)), k)
+        if pair_event is None:
+            ws, wmb = last_start, wm_before
+        else:
+            ws = np.repeat(last_start, k) - np.tile(np.arange(k, dtype=np.int64) * hop_ms, len(ts))
+            wmb = wm_before[pair_event]
         end = ws + size_ms
-        wmb = wm_before[idx]
         late = wmb >= end + grace_ms
-        corr = (~late) & (wmb >= end)
+        corr = ~late & (wmb >= end)
+        any_late = bool(late.any())
+        late_out = self._late_rows(table, ts, running, pair_event, ws, late) if emit and any_late else pd.DataFrame()
 
-        pairs = events.iloc[idx].reset_index(drop=True)
-        pairs["window_start"] = ws
-        pairs["_corr"] = corr
-        late_rows = pairs[late].copy()
-        late_rows["lateness_s"] = (running[:-1][idx][late] - late_rows["ts"].to_numpy()) / 1000.0
-        kept = pairs[~late]
-        if len(kept):  # split by window with one stable sort (offset order kept within a window)
-            kept_ws = kept["window_start"].to_numpy()
-            order = np.argsort(kept_ws, kind="stable")
-            by_window, sorted_ws = kept.iloc[order], kept_ws[order]
-            bounds = [*np.flatnonzero(np.r_[True, sorted_ws[1:] != sorted_ws[:-1]]).tolist(), len(sorted_ws)]
-            for a, b in pairwise(bounds):
-                self._chunks[int(sorted_ws[a])].append(by_window.iloc[a:b])
+        # the batch's kept pairs, merged into the state (stable: arrival order within a window)
+        keep = ~late
+        take = pair_event[keep] if pair_event is not None else (np.flatnonzero(keep) if any_late else None)
+        batch = {"ws": ws[keep], "corr": corr[keep]}
+        for name, values in self._columns(table).items():
+            batch[name] = values if take is None else values[take]
+        state, is_new = self._merge(batch)
 
+        wm_prev = self.max_ts - late_ms
         self.max_ts = int(running[-1])
         wm_after = self.max_ts - late_ms
-        newly_final = {w for w in self._chunks if w not in self._final and w + size_ms <= wm_after}
-        corrected = kept[kept["_corr"]]
-        windows, districts = self._emit(newly_final, corrected, emit)
-        self._final |= newly_final
+        windows, districts = self._emit(state, is_new, batch, wm_prev, wm_after, emit)
 
-        dead = {w for w in self._chunks if w + size_ms + grace_ms <= wm_after}
-        for w in dead:
-            del self._chunks[w]
-        self._final -= dead
-        if dead:
-            self._entity_v.expire(dead)
-            self._district_v.expire(dead)
+        dead = wm_after - size_ms - grace_ms  # windows starting at or before this can't change
+        cut = int(np.searchsorted(state["ws"], dead, side="right"))
+        self._state = {c: a[cut:] for c, a in state.items()} if cut else state
+        bound = (dead // hop_ms + 1) * _CODE_SPACE
+        self._entity_v.expire_below(bound)
+        self._district_v.expire_below(bound)
+        if len(self._ent.names) + len(self._dist.names) > self._compact_at:
+            self._compact_codes()
         if not emit:
             return self._empty()
-        late_out = late_rows.drop(columns=["_corr"])
         return WindowOutput(windows, districts, late_out)
 
     # -- internals ----------------------------------------------------------------------------
     def _empty(self) -> WindowOutput:
         return WindowOutput(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
 
-    def _emit(self, newly_final: set[int], corrected: pd.DataFrame, emit: bool):
-        touched = newly_final | set(corrected["window_start"].unique().tolist())
-        if not touched:
+    def _columns(self, table: pa.Table) -> dict[str, np.ndarray]:
+        """Per event: entity and district codes, value fields, count_eq hits."""
+        cols = {"ent": self._ent.encode(table.column("entity")), "dist": self._dist.encode(table.column("district"))}
+        for name in self._fields:
+            cols[f"f:{name}"] = _numeric(table.column(name))
+        for agg in self._hits:
+            hit = pc.fill_null(pc.equal(table.column(agg.field), pa.scalar(agg.value)), False)
+            cols[f"h:{agg.name}"] = hit.to_numpy()
+        return cols
+
+    def _merge(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """State + batch sorted by window start (stable); and which rows came from the batch."""
+        old = self._state
+        n_old = len(old["ws"]) if old else 0
+        ws = np.concatenate((old["ws"], batch["ws"])) if n_old else batch["ws"]
+        order = np.argsort(ws, kind="stable")
+        if n_old:
+            merged = {c: np.concatenate((old[c], batch[c]))[order] for c in batch}
+        else:
+            merged = {c: a[order] for c, a in batch.items()}
+        return merged, order >= n_old
+
+    def _emit(self, state, is_new, batch, wm_prev: int, wm_after: int, emit: bool):
+        """Bump the versions of every (window, key) this batch made final or corrected; with
+        `emit`, aggregate them. Returns (entity windows, district windows)."""
+        size_ms = self.spec.size_s * 1000
+        sws = state["ws"]
+        final_lo, final_hi = wm_prev - size_ms, wm_after - size_ms  # newly final: lo < ws <= hi
+        touched = np.zeros(len(sws) + 1, dtype=np.int64)
+        touched[int(np.searchsorted(sws, final_lo, side="right"))] += 1
+        touched[int(np.searchsorted(sws, final_hi, side="right"))] -= 1
+        corrected = np.unique(batch["ws"][batch["corr"]])
+        if len(corrected):
+            touched[np.searchsorted(sws, corrected, side="left")] += 1
+            touched[np.searchsorted(sws, corrected, side="right")] -= 1
+        sel = np.cumsum(touched[:-1]) > 0
+        if not sel.any():
             return pd.DataFrame(), pd.DataFrame()
-        rows = pd.concat([c for w in touched for c in self._chunks[w]], ignore_index=True)
-        entity = self._versions(rows, corrected, newly_final, "entity", self._entity_v)
-        district = None
-        if rows["district"].notna().any():
-            drows = rows[rows["district"].notna()]
-            district = self._versions(drows, corrected, newly_final, "district", self._district_v)
+        rows = {c: a[sel] for c, a in state.items()}
+        new_corr = (is_new & state["corr"])[sel]
+        ent = self._touch(rows, rows["ent"], new_corr, final_lo, final_hi, self._entity_v)
+        with_district = rows["dist"] >= 0
+        dist = None
+        if with_district.any():
+            drows = rows if with_district.all() else {c: a[with_district] for c, a in rows.items()}
+            dist = self._touch(drows, drows["dist"], new_corr[with_district], final_lo, final_hi, self._district_v)
         if not emit:
             return pd.DataFrame(), pd.DataFrame()
-        win = self._aggregate_entities(rows, entity)
-        dwin = self._aggregate_districts(rows, district) if district is not None else pd.DataFrame()
-        return win, dwin
+        windows = self._entity_frame(ent) if ent is not None else pd.DataFrame()
+        districts = self._district_frame(dist) if dist is not None else pd.DataFrame()
+        return windows, districts
 
-    def _versions(self, rows, corrected, newly_final, key, versions: _Versions) -> pd.DataFrame:
-        """New version per (window_start, key) touched by this batch."""
-        ontime = (~rows["_corr"]).groupby([rows["window_start"], rows[key]], sort=False).any()
-        ncorr = corrected.groupby(["window_start", key], sort=False).size()
-        frame = pd.DataFrame({"ontime": ontime}).join(ncorr.rename("ncorr"), how="left")
-        frame["ncorr"] = frame["ncorr"].fillna(0).astype(np.int64)
-        ws = frame.index.get_level_values(0).to_numpy(dtype=np.int64)
-        final_now = np.isin(ws, np.fromiter(newly_final, dtype=np.int64, count=len(newly_final)))
-        inc = (final_now & frame["ontime"].to_numpy()).astype(np.int64) + frame["ncorr"].to_numpy()
-        frame = frame[inc > 0]
-        inc = inc[inc > 0]
-        keys = frame.index.get_level_values(1).to_numpy()
-        frame = frame.assign(version=versions.bump(frame.index.get_level_values(0).to_numpy(), keys, inc))
-        return frame[["version"]]
+    def _touch(self, rows, key_codes, new_corr, final_lo, final_hi, table: _VersionTable) -> _Touched | None:
+        """Version bumps of the (window, key) groups of `rows`: +1 when the window became final
+        now and the group has on-time content, +1 per correction event of this batch."""
+        hop_ms = self.spec.hop * 1000
+        gkey = (rows["ws"] // hop_ms) * _CODE_SPACE + key_codes
+        keys, codes = np.unique(gkey, return_inverse=True)
+        codes = codes.reshape(-1)
+        g = len(keys)
+        ontime = np.bincount(codes, weights=~rows["corr"], minlength=g) > 0
+        ncorr = np.bincount(codes, weights=new_corr, minlength=g).astype(np.int64)
+        gws = (keys // _CODE_SPACE) * hop_ms
+        inc = ((gws > final_lo) & (gws <= final_hi) & ontime).astype(np.int64) + ncorr
+        bumped = inc > 0
+        if not bumped.any():
+            return None
+        versions = table.bump(keys[bumped], inc[bumped])
+        if bumped.all():
+            return _Touched(keys, versions, codes, rows)
+        row_sel = bumped[codes]
+        renumber = np.cumsum(bumped) - 1
+        return _Touched(keys[bumped], versions, renumber[codes[row_sel]], {c: a[row_sel] for c, a in rows.items()})
 
-    def _aggregate_entities(self, rows: pd.DataFrame, versions: pd.DataFrame) -> pd.DataFrame:
-        sel = rows.set_index(["window_start", "entity"]).index.isin(versions.index)
-        rows = rows[sel]
-        out = aggregate_groups(rows, ["window_start", "entity"], self.aggregates, self.spec.size_s)
-        grp = rows.groupby(["window_start", "entity"], sort=True)
-        out["district"] = grp["district"].last()
-        out["is_correction"] = grp["_corr"].any()
-        out = out.join(versions)
-        return self._finish(out.reset_index())
+    def _entity_frame(self, t: _Touched) -> pd.DataFrame:
+        g = len(t.keys)
+        window, code = np.divmod(t.keys, _CODE_SPACE)
+        window_start = window * (self.spec.hop * 1000)
+        cols = aggregate_groups(t.codes, g, t.rows, self.aggregates, self.spec.size_s)
+        frame = pd.DataFrame({
+            "source": self.source,
+            "window_start": window_start,
+            "entity": self._ent.decode(code),
+            **cols,
+            "district": _strings(self._dist.decode(_last_per_group(t.codes, t.rows["dist"], g))),
+        })
+        return self._finish(frame, t)
 
-    def _aggregate_districts(self, rows: pd.DataFrame, versions: pd.DataFrame) -> pd.DataFrame:
-        rows = rows[rows["district"].notna()]
-        sel = rows.set_index(["window_start", "district"]).index.isin(versions.index)
-        rows = rows[sel]
-        out = partial_aggregate_groups(rows, ["window_start", "district"], self.aggregates, self.spec.size_s)
-        out["is_correction"] = rows.groupby(["window_start", "district"], sort=True)["_corr"].any()
-        out = out.join(versions)
-        return self._finish(out.reset_index())
+    def _district_frame(self, t: _Touched) -> pd.DataFrame:
+        g = len(t.keys)
+        window, code = np.divmod(t.keys, _CODE_SPACE)
+        cols = partial_aggregate_groups(t.codes, g, t.rows, self.aggregates, self.spec.size_s)
+        frame = pd.DataFrame({
+            "source": self.source,
+            "window_start": window * (self.spec.hop * 1000),
+            "district": self._dist.decode(code),
+            **cols,
+        })
+        return self._finish(frame, t)
 
-    def _finish(self, out: pd.DataFrame) -> pd.DataFrame:
-        out.insert(0, "source", self.source)
-        out["window_end"] = out["window_start"] + self.spec.size_s * 1000
-        out["window_size_s"] = np.int32(self.spec.size_s)
-        out["hop_s"] = np.int32(self.spec.hop)
-        out["version"] = out["version"].astype(np.int32)
-        out["is_correction"] = out.pop("is_correction").astype(bool)
-        out["kafka_partition"] = np.int32(self.partition)
-        return out
+    def _finish(self, frame: pd.DataFrame, t: _Touched) -> pd.DataFrame:
+        frame["version"] = t.versions.astype(np.int32)
+        frame["window_end"] = frame["window_start"] + self.spec.size_s * 1000
+        frame["window_size_s"] = np.int32(self.spec.size_s)
+        frame["hop_s"] = np.int32(self.spec.hop)
+        frame["is_correction"] = np.bincount(t.codes, weights=t.rows["corr"], minlength=len(t.keys)) > 0
+        frame["kafka_partition"] = np.int32(self.partition)
+        return frame
+
+    def _late_rows(self, table: pa.Table, ts, running, pair_event, ws, late) -> pd.DataFrame:
+        """The late (event, window) pairs as rows: the event's columns, window_start, lateness_s."""
+        pairs = np.flatnonzero(late)
+        event = pairs if pair_event is None else pair_event[pairs]
+        rows = table.take(pa.array(event)).to_pandas()
+        rows["ts"] = ts[event]
+        rows["window_start"] = ws[pairs]
+        rows["lateness_s"] = (running[:-1][event] - ts[event]) / 1000.0
+        return rows
+
+    def _compact_codes(self) -> None:
+        """Forget the codes of entities and districts that no longer have open windows."""
+        state = self._state
+        empty = np.empty(0, dtype=np.int64)
+        remap = self._ent.compact(state.get("ent", empty))
+        self._entity_v.remap(remap)
+        if state:
+            state["ent"] = remap[state["ent"]]
+        remap = self._dist.compact(state.get("dist", empty))
+        self._district_v.remap(remap)
+        if state:
+            state["dist"] = remap[state["dist"]]
+        self._compact_at = max(100_000, 4 * (len(self._ent.names) + len(self._dist.names)))
 
 
-def _value_column(rows: pd.DataFrame, agg: Aggregate) -> pd.Series:
-    if agg.fn == "count_eq":
-        return (rows[agg.field] == agg.value).astype(np.int64)
-    if agg.fn == "count":
-        return pd.Series(np.ones(len(rows), dtype=np.int64), index=rows.index)
-    return rows[agg.field].astype(np.float64) if agg.fn != "sum" else rows[agg.field]
+def _numeric(col: pa.ChunkedArray) -> np.ndarray:
+    """A numeric column as numpy: int64 when integer without nulls, else float64 with NaN."""
+    if pa.types.is_integer(col.type) and col.null_count == 0:
+        return col.cast(pa.int64()).to_numpy()
+    return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def aggregate_groups(rows: pd.DataFrame, keys: list[str], aggregates: Sequence[Any], size_s: int) -> pd.DataFrame:
-    """Full aggregates per group (one entity's window), as declared in contracts/aggregates.py.
+def _strings(values: np.ndarray) -> np.ndarray | pd.Series:
+    """Decoded keys for a frame column; all-null stays an object column (Arrow: null type)."""
+    return pd.Series(values, dtype=object) if len(values) and values[0] is None and pd.isna(values).all() else values
 
-    The group keys are factorised once and every aggregate is computed with numpy over that
-    (bincount, one sort for max/min/p95) instead of one pandas groupby per aggregate.
-    p95 uses linear interpolation with NaN ignored, like pandas' quantile and DuckDB's
-    quantile_cont.
-    """
-    codes, index = _group_codes(rows, keys)
-    g = len(index)
+
+def _last_per_group(codes: np.ndarray, values: np.ndarray, g: int) -> np.ndarray:
+    """Per group, the last non-negative value in row order (-1 if none)."""
+    out = np.full(g, -1, dtype=np.int64)
+    present = values >= 0
+    if present.any():
+        rc, rv = codes[present][::-1], values[present][::-1]
+        groups, first = np.unique(rc, return_index=True)
+        out[groups] = rv[first]
+    return out
+
+
+def _sorted_groups(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+    sc = codes[order]
+    return order, np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
+
+
+def _float_values(rows: dict[str, np.ndarray], field: str) -> np.ndarray:
+    return rows[f"f:{field}"].astype(np.float64, copy=False)
+
+
+def aggregate_groups(codes: np.ndarray, g: int, rows: dict[str, np.ndarray], aggregates: Sequence[Any],
+                     size_s: int) -> dict[str, np.ndarray]:
+    """Full aggregates per group (one entity's window), as declared in contracts/aggregates.py:
+    numpy over dense group codes 0..g-1 (every group has rows). p95 uses linear interpolation
+    with NaN ignored, like pandas' quantile and DuckDB's quantile_cont."""
+    order, starts = _sorted_groups(codes)
     cols: dict[str, np.ndarray] = {}
     for agg in aggregates:
         if agg.fn == "count":
             cols[agg.name] = np.bincount(codes, minlength=g).astype(np.int64)
             continue
         if agg.fn == "count_eq":
-            hit = (rows[agg.field].to_numpy(dtype=object) == agg.value).astype(np.int64)
-            cols[agg.name] = np.bincount(codes, weights=hit, minlength=g).astype(np.int64)
+            cols[agg.name] = np.bincount(codes, weights=rows[f"h:{agg.name}"], minlength=g).astype(np.int64)
             continue
-        v = rows[agg.field].to_numpy(dtype=np.float64, na_value=np.nan)
+        raw = rows[f"f:{agg.field}"]
+        v = _float_values(rows, agg.field)
         valid = ~np.isnan(v)
         n = np.bincount(codes, weights=valid, minlength=g)
         s = np.bincount(codes, weights=np.where(valid, v, 0.0), minlength=g)
         if agg.fn == "sum":
-            out = s.astype(rows[agg.field].to_numpy().dtype) if rows[agg.field].dtype.kind in "iu" else s
+            out = s.astype(raw.dtype) if raw.dtype.kind in "iu" else s
         elif agg.fn in ("mean", "energy_wh"):
             with np.errstate(invalid="ignore", divide="ignore"):
                 out = np.where(n > 0, s / np.where(n > 0, n, 1), np.nan)
@@ -301,24 +479,7 @@ def aggregate_groups(rows: pd.DataFrame, keys: list[str], aggregates: Sequence[A
         else:  # pragma: no cover
             raise ValueError(f"unknown aggregate function {agg.fn}")
         cols[agg.name] = out
-    return pd.DataFrame(cols, index=index)
-
-
-def _group_codes(rows: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, pd.MultiIndex]:
-    """Dense group codes in sorted key order (like groupby(sort=True)) and the group index."""
-    per_key = [pd.factorize(rows[k], sort=True) for k in keys]
-    codes = np.zeros(len(rows), dtype=np.int64)
-    for c, u in per_key:
-        codes = codes * len(u) + c
-    uniq, dense = np.unique(codes, return_inverse=True)
-    levels, level_codes = [], []
-    rem = uniq
-    for c, u in reversed(per_key):
-        level_codes.append(rem % len(u))
-        rem = rem // len(u)
-        levels.append(u)
-    index = pd.MultiIndex(levels=levels[::-1], codes=level_codes[::-1], names=keys)
-    return dense.astype(np.int64), index
+    return cols
 
 
 def _quantile_linear(v: np.ndarray, codes: np.ndarray, n: np.ndarray, g: int, q: float) -> np.ndarray:
@@ -334,24 +495,46 @@ def _quantile_linear(v: np.ndarray, codes: np.ndarray, n: np.ndarray, g: int, q:
     return np.where(n > 0, out, np.nan)
 
 
-def partial_aggregate_groups(rows: pd.DataFrame, keys: list[str], aggregates, size_s: int) -> pd.DataFrame:
-    """Mergeable partial aggregates per group (a district's window in one partition)."""
-    by = [rows[k] for k in keys]
-    cols: dict[str, pd.Series] = {"n_entities": rows.groupby(by, sort=True)["entity"].nunique().astype(np.int64)}
+def partial_aggregate_groups(codes: np.ndarray, g: int, rows: dict[str, np.ndarray], aggregates: Sequence[Any],
+                             size_s: int) -> dict[str, np.ndarray]:
+    """Mergeable partial aggregates per group (a district's window in one partition): counts
+    and sums add up, means travel as _sum and _n, max/min merge; p95 is not mergeable
+    (percentiles across entities come from the raw lake)."""
+    pairs, pair_of_row = np.unique(codes * _CODE_SPACE + rows["ent"], return_inverse=True)
+    pair_of_row = pair_of_row.reshape(-1)
+    pair_group = pairs // _CODE_SPACE
+    cols: dict[str, np.ndarray] = {"n_entities": np.bincount(pair_group, minlength=g).astype(np.int64)}
+    order, starts = _sorted_groups(codes)
     for agg in aggregates:
-        values = _value_column(rows, agg)
-        g = values.groupby(by, sort=True)
-        if agg.fn in ("count", "count_eq", "sum"):
-            cols[agg.name] = g.sum()
+        if agg.fn == "count":
+            cols[agg.name] = np.bincount(codes, minlength=g).astype(np.int64)
+            continue
+        if agg.fn == "count_eq":
+            cols[agg.name] = np.bincount(codes, weights=rows[f"h:{agg.name}"], minlength=g).astype(np.int64)
+            continue
+        if agg.fn == "p95":
+            continue
+        raw = rows[f"f:{agg.field}"]
+        v = _float_values(rows, agg.field)
+        valid = ~np.isnan(v)
+        filled = np.where(valid, v, 0.0)
+        if agg.fn == "sum":
+            s = np.bincount(codes, weights=filled, minlength=g)
+            cols[agg.name] = s.astype(raw.dtype) if raw.dtype.kind in "iu" else s
         elif agg.fn == "mean":
-            cols[f"{agg.name}_sum"] = g.sum(min_count=1).astype(np.float64)
-            cols[f"{agg.name}_n"] = g.count().astype(np.int64)
+            n = np.bincount(codes, weights=valid, minlength=g)
+            cols[f"{agg.name}_sum"] = np.where(n > 0, np.bincount(codes, weights=filled, minlength=g), np.nan)
+            cols[f"{agg.name}_n"] = n.astype(np.int64)
         elif agg.fn == "max":
-            cols[agg.name] = g.max()
+            cols[agg.name] = np.fmax.reduceat(v[order], starts)
         elif agg.fn == "min":
-            cols[agg.name] = g.min()
-        elif agg.fn == "energy_wh":
-            per_entity = values.groupby(by + [rows["entity"]], sort=True).mean() * (size_s / 3600.0)
-            cols[agg.name] = per_entity.groupby(level=list(range(len(keys)))).sum()
-        # p95 is not mergeable: percentiles across entities come from the raw lake.
-    return pd.DataFrame(cols)
+            cols[agg.name] = np.fmin.reduceat(v[order], starts)
+        elif agg.fn == "energy_wh":  # sum over entities of each entity's mean power x window length
+            n = np.bincount(pair_of_row, weights=valid, minlength=len(pairs))
+            s = np.bincount(pair_of_row, weights=filled, minlength=len(pairs))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per_entity = np.where(n > 0, s / np.where(n > 0, n, 1), 0.0) * (size_s / 3600.0)
+            cols[agg.name] = np.bincount(pair_group, weights=per_entity, minlength=g)
+        else:  # pragma: no cover
+            raise ValueError(f"unknown aggregate function {agg.fn}")
+    return cols
