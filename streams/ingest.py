@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 from datetime import timedelta
-from typing import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Protocol
 
 import mode
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -51,6 +52,22 @@ def recover_partition(
     duplicates = rebuild_duplicate_index(lake, contract, partition, sink.committed, engine.max_ts,
                                          engine.spec.horizon_ms)
     return sink, duplicates, next_offset
+
+
+class _Buffered(Protocol):
+    buffered_rows: int
+    buffered_age: float
+
+
+def flush_due(sinks: Mapping[TopicPartition, _Buffered], flush_rows: int, flush_seconds: float,
+              idle_flush_rows: int = 0) -> list[TopicPartition]:
+    """The partitions to land now: buffers that reached flush_rows or flush_seconds; or, when
+    `idle_flush_rows` is set (the last fetch was empty) and at least that many rows are
+    buffered in all, every non-empty buffer (a backlog was just drained)."""
+    buffered = [(tp, sink) for tp, sink in sinks.items() if sink.buffered_rows]
+    if idle_flush_rows and sum(sink.buffered_rows for _, sink in buffered) >= idle_flush_rows:
+        return [tp for tp, _ in buffered]
+    return [tp for tp, sink in buffered if sink.buffered_rows >= flush_rows or sink.buffered_age >= flush_seconds]
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -129,7 +146,10 @@ class IngestService(mode.Service):
                 if sink is None or not records:
                     continue  # revoked while fetching; the new owner re-reads from the lake
                 self._process(tp, sink, records)
-            await self._flush_due()
+            idle = not any(batches.values())
+            due = flush_due(self.sinks, s.flush_rows, s.flush_seconds, s.idle_flush_rows if idle else 0)
+            if due:
+                await self.flush(due)
 
     def _process(self, tp: TopicPartition, sink: PartitionSink, records) -> None:
         # Skip anything at or below the landed offset (re-delivery after a seek race).
@@ -149,13 +169,6 @@ class IngestService(mode.Service):
         if sink.engine.watermark is not None:
             metrics.WATERMARK.labels(src, tp.partition).set(sink.engine.watermark / 1000)
         metrics.BUFFERED.labels(src, tp.partition).set(sink.buffered_rows)
-
-    async def _flush_due(self) -> None:
-        s = self.settings
-        due = [tp for tp, sink in self.sinks.items()
-               if sink.buffered_rows >= s.flush_rows or (sink.buffered_rows and sink.buffered_age >= s.flush_seconds)]
-        if due:
-            await self.flush(due)
 
     async def flush(self, tps: list[TopicPartition]) -> None:
         """Land the buffers of these partitions, send their rejects to the DLQ, commit offsets."""

@@ -68,3 +68,21 @@ def test_pipeline_lands_exactly_what_was_produced(fresh_broker, tmp_path):
         assert (streamed["version"] == 0).all()  # in-order stream: no corrections
         assert_frames_close(streamed, final, [a.name for a in AGGREGATES[source]])
 
+
+
+def test_a_drained_backlog_lands_without_waiting_for_the_flush_interval(fresh_broker, tmp_path):
+    """Flush interval and row limit are out of reach: only the idle flush (the fetch came back
+    empty after the backlog) can land these events."""
+    ensure_topics(fresh_broker, city_topics(2))
+    events = list(generate(seed=5, rate=300, seconds=10, speedup=60, start=datetime.now(UTC) - timedelta(hours=1)))
+    sent = produce(events, {"bootstrap_servers": fresh_broker})
+    lake = str(tmp_path / "lake")
+    worker = WorkerProcess(fresh_broker, lake, tmp_path / "worker.log",
+                           env={"CITYFLOW_PARTITIONS": "2", "CITYFLOW_FLUSH_SECONDS": "3600",
+                                "CITYFLOW_FLUSH_ROWS": "10000000", "CITYFLOW_IDLE_FLUSH_ROWS": "100"}).start()
+    try:
+        wait_until_landed(lake, sent, timeout=120, workers=[worker])
+    finally:
+        assert worker.stop() == 0, worker.log_tail()
+    accounts = partition_accounts(Lake(lake))
+    assert sum(a.consumed for a in accounts) == len(events) == sum(sent.values())
