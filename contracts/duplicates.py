@@ -17,14 +17,13 @@ match (``ts > max_ts - horizon``) from the raw lake, like the window engine's re
     ([False, True], [-1, 10])
 
 Fingerprints are 64-bit hashes of the typed values (not of the JSON bytes: a re-sent record
-with other whitespace or key order is still a duplicate). Keyed by (minute of ts, fingerprint),
-a false match needs a 64-bit collision within one minute of event time of one partition.
+with other whitespace or key order is still a duplicate). A false match needs a 64-bit
+collision among one partition's records inside the horizon.
 """
 
 from __future__ import annotations
 
 import logging
-from itertools import repeat
 
 import numpy as np
 import pandas as pd
@@ -75,20 +74,22 @@ def _string_hashes(col: pa.Array) -> np.ndarray:
 
 
 class DuplicateIndex:
-    """Fingerprints of one partition's accepted records inside the horizon (with the offset
-    each was first accepted at), expired by minute of event time."""
+    """Fingerprints of one partition's accepted records inside the horizon, with the offset
+    each was first accepted at, expired by minute of event time. Held as sorted numpy arrays
+    (fingerprint, first offset, minute): lookups are one searchsorted per batch."""
 
     def __init__(self, horizon_ms: int):
         if horizon_ms <= 0:
             raise ValueError(f"duplicate horizon must be positive, got {horizon_ms} ms")
         self.horizon_ms = int(horizon_ms)
         self.max_ts = NO_TS
-        self._seen: dict[int, int] = {}  # fingerprint -> first offset
-        self._by_minute: dict[int, list[int]] = {}  # minute of ts -> fingerprints added
+        self._fps = np.empty(0, dtype=np.uint64)  # sorted
+        self._offsets = np.empty(0, dtype=np.int64)  # first offset of each fingerprint
+        self._minutes = np.empty(0, dtype=np.int64)  # minute of its event time
         self._pruned_to = NO_TS
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return len(self._fps)
 
     def check(self, contract: Contract, rows: pa.Table, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Mark the rows (valid records in offset order) that duplicate an earlier one.
@@ -107,11 +108,10 @@ class DuplicateIndex:
         idx = np.flatnonzero(ts > running[:-1] - self.horizon_ms)  # eligible rows, in order
         if len(idx):
             fps = record_fingerprints(contract, rows.take(pa.array(idx)) if len(idx) < n else rows)
-            seen = self._seen
-            earlier = np.fromiter(map(seen.get, fps.tolist(), repeat(-1)), dtype=np.int64, count=len(idx))
+            earlier = self._lookup(fps)
             # within the batch: every occurrence after a fingerprint's first is a duplicate of it
             _, first_pos, inverse = np.unique(fps, return_index=True, return_inverse=True)
-            first_in_batch = first_pos[inverse]
+            first_in_batch = first_pos[inverse.reshape(-1)]
             in_batch = first_in_batch != np.arange(len(idx))
             is_dup = (earlier >= 0) | in_batch
             dup[idx] = is_dup
@@ -132,28 +132,33 @@ class DuplicateIndex:
         self.max_ts = max(self.max_ts, int(ts.max()))
         self._prune()
 
+    def _lookup(self, fps: np.ndarray) -> np.ndarray:
+        """First offset of each fingerprint, or -1 if unknown."""
+        if not len(self._fps):
+            return np.full(len(fps), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self._fps, fps), len(self._fps) - 1)
+        return np.where(self._fps[pos] == fps, self._offsets[pos], -1)
+
     def _add(self, fps: np.ndarray, ts: np.ndarray, offsets: np.ndarray) -> None:
         """Remember fingerprints (the first offset wins if one is already known)."""
         if not len(fps):
             return
-        added = dict(zip(reversed(fps.tolist()), reversed(offsets.tolist())))  # first occurrence wins
-        added.update((fp, self._seen[fp]) for fp in added.keys() & self._seen.keys())
-        self._seen.update(added)
-        minutes = ts // BUCKET_MS
-        order = np.argsort(minutes, kind="stable")
-        sorted_minutes = minutes[order]
-        starts = np.flatnonzero(np.r_[True, sorted_minutes[1:] != sorted_minutes[:-1]])
-        for m, group in zip(sorted_minutes[starts].tolist(), np.split(fps[order], starts[1:])):
-            self._by_minute.setdefault(m, []).extend(group.tolist())
+        fps, first = np.unique(fps, return_index=True)  # sorted; first occurrence in offset order
+        fresh = self._lookup(fps) < 0
+        fps, first = fps[fresh], first[fresh]
+        pos = np.searchsorted(self._fps, fps)
+        self._fps = np.insert(self._fps, pos, fps)
+        self._offsets = np.insert(self._offsets, pos, np.asarray(offsets, dtype=np.int64)[first])
+        self._minutes = np.insert(self._minutes, pos, np.asarray(ts, dtype=np.int64)[first] // BUCKET_MS)
 
     def _prune(self) -> None:
         """Forget whole minutes whose every event time is at or behind the horizon."""
         cutoff = self.max_ts - self.horizon_ms
         if cutoff - self._pruned_to < BUCKET_MS:
             return
-        for m in [m for m in self._by_minute if (m + 1) * BUCKET_MS - 1 <= cutoff]:
-            for fp in self._by_minute.pop(m):
-                self._seen.pop(fp, None)
+        keep = (self._minutes + 1) * BUCKET_MS - 1 > cutoff
+        if not keep.all():
+            self._fps, self._offsets, self._minutes = self._fps[keep], self._offsets[keep], self._minutes[keep]
         self._pruned_to = cutoff
 
 
