@@ -24,7 +24,7 @@ def test_an_idle_fetch_after_a_backlog_lands_every_buffer():
     assert sorted(flush_due(sinks, 50_000, 5.0, idle_flush_rows=1000)) == ["a", "b"]
 
 
-def test_an_idle_fetch_on_a_low_rate_stream_keeps_waiting():
+def test_an_idle_fetch_with_little_buffered_keeps_waiting():
     sinks = {"a": Buf(300, 1.0), "b": Buf(200, 5.5)}  # 500 rows in all: below the idle threshold
     assert flush_due(sinks, 50_000, 5.0, idle_flush_rows=1000) == ["b"]
     assert flush_due(sinks, 50_000, 5.0, idle_flush_rows=0) == ["b"]  # 0 = off
