@@ -145,7 +145,8 @@ def run_warehouse(workdir: Path, events: int, days: int = 30, partitions: int = 
         days_with_data = [r[0] for r in con.execute(
             "SELECT DISTINCT CAST(timezone('UTC', ts) AS DATE) FROM raw_traffic ORDER BY 1").fetchall()]
         mid_month = days_with_data[len(days_with_data) // 2]
-        queries = {"daily_report_latest_day": _timed(lambda: daily_report(con)),
+        lake = Lake(str(root))  # as `cityflow report` does: the latest day from the directories
+        queries = {"daily_report_latest_day": _timed(lambda: daily_report(con, lake=lake)),
                    "daily_report_mid_month": _timed(lambda: daily_report(con, mid_month))}
         for name, sql in ANALYST_QUERIES.items():
             queries[name] = _timed(lambda sql=sql: con.execute(sql).fetchall())

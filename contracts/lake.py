@@ -394,6 +394,21 @@ class Lake:
         sel = pafs.FileSelector(base, recursive=False)
         return sorted(self.rel(i.path) for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.Directory)
 
+    def latest_date(self, table: str, sources: Iterable[str]) -> str | None:
+        """The newest `date=` partition (YYYY-MM-DD) of a table that holds a data file, over
+        the given sources; None if there is none. Lists directories, opens no file."""
+        best: str | None = None
+        for source in sources:
+            dates = sorted((d.rsplit("date=", 1)[-1] for d in self.list_dirs(f"{table}/source={source}")
+                            if re.fullmatch(r".*date=\d{4}-\d{2}-\d{2}", d)), reverse=True)
+            for date in dates:
+                if best is not None and date <= best:
+                    break
+                if next(self.list_files(f"{table}/source={source}/date={date}"), None) is not None:
+                    best = date
+                    break
+        return best
+
     def list_files(self, rel_dir: str, suffix: str = ".parquet", include_superseded: bool = False) -> Iterator[str]:
         """Relative paths of the files under rel_dir (recursive): hidden temp files and files
         superseded by a compacted file excluded (pass include_superseded=True to keep those)."""

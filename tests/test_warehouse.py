@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from contracts.registry import CONTRACTS
 from contracts.settings import load_settings
 from jobs.commands import warehouse as cmd
 from warehouse.db import SQL_DIR, build_warehouse, connect, load_models, query
-from warehouse.report import daily_report, format_report
+from warehouse.report import daily_report, format_report, latest_day
 
 TS = pa.timestamp("ms", tz="UTC")
 EXPECTED_VIEWS = {
@@ -846,6 +847,13 @@ def test_daily_report_on_a_tiny_known_dataset(lake: L.Lake, db_path: Path) -> No
     try:
         report = daily_report(con)  # default: latest day with data = 2024-03-02
         earlier = daily_report(con, date(2024, 3, 1))
+        # the CLI finds the latest day from the date= directories: the same answer as SQL,
+        # and a newer date directory holding only a temp file or nothing does not count
+        for empty in ("date=2024-03-05/hour=1", "date=2024-03-04/hour=2"):
+            os.makedirs(os.path.join(lake.root, "raw", "source=traffic", empty), exist_ok=True)
+        Path(lake.root, "raw", "source=traffic", "date=2024-03-04", "hour=2", ".tmp-x.parquet").write_bytes(b"")
+        assert latest_day(con, lake) == latest_day(con) == date(2024, 3, 2)
+        assert daily_report(con, lake=lake)["busiest_roads"].equals(report["busiest_roads"])
     finally:
         con.close()
 

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 import duckdb
 import pandas as pd
 
+from contracts.lake import RAW, Lake
 from contracts.logistics import VEHICLE_STATUS
 from contracts.registry import CONTRACTS
 
@@ -105,8 +106,13 @@ def _data_quality(day: date) -> str:
         ORDER BY kind DESC, source, reason"""
 
 
-def latest_day(con: duckdb.DuckDBPyConnection) -> date | None:
-    """The latest UTC day with any landed raw event, or None on an empty lake."""
+def latest_day(con: duckdb.DuckDBPyConnection, lake: Lake | None = None) -> date | None:
+    """The latest UTC day with any landed raw event, or None on an empty lake. With the `lake`
+    it is read off the `date=` directories (the UTC date of ts, by the layout): no Parquet file
+    is opened, where the SQL fallback reads max(ts) from every raw file."""
+    if lake is not None:
+        newest = lake.latest_date(RAW, CONTRACTS)
+        return date.fromisoformat(newest) if newest else None
     per_source = " UNION ALL ".join(f"SELECT max(ts) AS ts FROM raw_{s}" for s in CONTRACTS)
     row = con.execute(
         f"SELECT CAST(timezone('UTC', max(ts)) AS DATE) FROM ({per_source})"
@@ -115,14 +121,15 @@ def latest_day(con: duckdb.DuckDBPyConnection) -> date | None:
 
 
 def daily_report(
-    con: duckdb.DuckDBPyConnection, day: date | None = None, *, top_roads: int = 10
+    con: duckdb.DuckDBPyConnection, day: date | None = None, *, top_roads: int = 10, lake: Lake | None = None
 ) -> dict[str, pd.DataFrame]:
-    """The report sections for one UTC day (default: the latest day with data).
+    """The report sections for one UTC day (default: the latest day with data, found from the
+    `lake`'s directories when given, else by SQL).
 
     Every frame carries the day in `frame.attrs["day"]` (None when the lake has no data, in
     which case every section is empty).
     """
-    day = day or latest_day(con)
+    day = day or latest_day(con, lake)
     queries = {
         "busiest_roads": lambda d: _busiest_roads(d, top_roads),
         "lighting_by_district": _lighting_by_district,

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from contracts.lake import Lake
 from contracts.settings import SettingsError, load_settings
 
 DEMO_MARKER = ".cityflow-demo-lake"
@@ -115,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         from warehouse.db import connect
 
         con = connect(settings)
-        print(format_report(daily_report(con)))
+        print(format_report(daily_report(con, lake=Lake(settings.lake))))
         say(f"done in {time.monotonic() - t_start:.0f} s. Try: cityflow query \"SELECT * FROM traffic_1m LIMIT 5\"")
         return 0
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from contracts.lake import Lake
 from contracts.settings import load_settings
 from warehouse.db import WarehouseError, build_warehouse, connect
 from warehouse.report import daily_report, format_report, format_table
@@ -138,7 +139,7 @@ def run_report(args: argparse.Namespace) -> int:
     except (duckdb.Error, WarehouseError) as exc:
         return _error(exc)
     try:
-        sections = daily_report(con, args.day)
+        sections = daily_report(con, args.day, lake=Lake(settings.lake))
     except duckdb.Error as exc:
         return _error(exc)
     finally:
