@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Protocol
 
 import mode
@@ -71,7 +71,7 @@ def flush_due(sinks: Mapping[TopicPartition, _Buffered], flush_rows: int, flush_
 
 
 class _Rebalance(ConsumerRebalanceListener):
-    def __init__(self, service: "IngestService"):
+    def __init__(self, service: IngestService):
         self.service = service
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:

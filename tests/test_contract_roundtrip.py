@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.parquet as pq
 import pytest
@@ -16,7 +16,7 @@ from streams.simulator import encode, generate
 @pytest.mark.parametrize("source", list(CONTRACTS))
 def test_records_survive_decode_and_parquet(source):
     contract = CONTRACTS[source]
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(UTC) - timedelta(hours=1)
     events = list(generate(9, rate=100, seconds=5, speedup=60, start=start, sources=[source]))
     values = [encode(e)[1] for e in events]
     batch = decode_batch(contract, values)
@@ -35,7 +35,7 @@ def test_records_survive_decode_and_parquet(source):
 
 
 def _traffic_values(n: int) -> list[bytes]:
-    start = datetime.now(timezone.utc) - timedelta(hours=1)
+    start = datetime.now(UTC) - timedelta(hours=1)
     events = list(generate(4, rate=100, seconds=5, speedup=60, start=start, sources=["traffic"]))[:n]
     return [encode(e)[1] for e in events]
 
