@@ -444,6 +444,15 @@ def _float_values(rows: dict[str, np.ndarray], field: str) -> np.ndarray:
     return rows[f"f:{field}"].astype(np.float64, copy=False)
 
 
+def _counts(agg: Aggregate, codes: np.ndarray, g: int, rows: dict[str, np.ndarray]) -> np.ndarray | None:
+    """count and count_eq per group (the same in full and partial aggregates); None otherwise."""
+    if agg.fn == "count":
+        return np.bincount(codes, minlength=g).astype(np.int64)
+    if agg.fn == "count_eq":
+        return np.bincount(codes, weights=rows[f"h:{agg.name}"], minlength=g).astype(np.int64)
+    return None
+
+
 def aggregate_groups(codes: np.ndarray, g: int, rows: dict[str, np.ndarray], aggregates: Sequence[Any],
                      size_s: int) -> dict[str, np.ndarray]:
     """Full aggregates per group (one entity's window), as declared in contracts/aggregates.py:
@@ -452,11 +461,9 @@ def aggregate_groups(codes: np.ndarray, g: int, rows: dict[str, np.ndarray], agg
     order, starts = _sorted_groups(codes)
     cols: dict[str, np.ndarray] = {}
     for agg in aggregates:
-        if agg.fn == "count":
-            cols[agg.name] = np.bincount(codes, minlength=g).astype(np.int64)
-            continue
-        if agg.fn == "count_eq":
-            cols[agg.name] = np.bincount(codes, weights=rows[f"h:{agg.name}"], minlength=g).astype(np.int64)
+        counted = _counts(agg, codes, g, rows)
+        if counted is not None:
+            cols[agg.name] = counted
             continue
         raw = rows[f"f:{agg.field}"]
         v = _float_values(rows, agg.field)
@@ -506,11 +513,9 @@ def partial_aggregate_groups(codes: np.ndarray, g: int, rows: dict[str, np.ndarr
     cols: dict[str, np.ndarray] = {"n_entities": np.bincount(pair_group, minlength=g).astype(np.int64)}
     order, starts = _sorted_groups(codes)
     for agg in aggregates:
-        if agg.fn == "count":
-            cols[agg.name] = np.bincount(codes, minlength=g).astype(np.int64)
-            continue
-        if agg.fn == "count_eq":
-            cols[agg.name] = np.bincount(codes, weights=rows[f"h:{agg.name}"], minlength=g).astype(np.int64)
+        counted = _counts(agg, codes, g, rows)
+        if counted is not None:
+            cols[agg.name] = counted
             continue
         if agg.fn == "p95":
             continue
