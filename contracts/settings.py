@@ -42,11 +42,11 @@ class Settings(BaseSettings):
     warehouse_db: Path = Path("./warehouse/city.duckdb")
     flush_rows: int = Field(50_000, ge=1)
     flush_seconds: float = Field(5.0, gt=0)
-    # When a fetch comes back empty (the worker has caught up) and at least this many rows are
-    # buffered over all partitions, a backlog was just drained: land them all now instead of
-    # waiting up to flush_seconds. Smaller buffers (low-rate streams) keep waiting, so they
-    # don't make more files (with 1,000 the bench's bursty 2,000 events/s stream flushed about
-    # every second instead of every 5 s). 0 turns it off.
+    # When a fetch comes back empty (the worker has caught up) after at least this many records
+    # were fetched since the previous empty fetch, a backlog was just drained: land every buffer
+    # now instead of waiting up to flush_seconds. A live stream fetches less than that between
+    # its idle moments (bursts of devices reporting together), so it keeps its flush interval and
+    # makes no more files. 0 turns it off.
     idle_flush_rows: int = Field(10_000, ge=0)
 
     # Windows: JSON overrides of contracts.aggregates.WINDOW_DEFAULTS per source, e.g.

@@ -60,14 +60,33 @@ class _Buffered(Protocol):
 
 
 def flush_due(sinks: Mapping[TopicPartition, _Buffered], flush_rows: int, flush_seconds: float,
-              idle_flush_rows: int = 0) -> list[TopicPartition]:
-    """The partitions to land now: buffers that reached flush_rows or flush_seconds; or, when
-    `idle_flush_rows` is set (the last fetch was empty) and at least that many rows are
-    buffered in all, every non-empty buffer (a backlog was just drained)."""
+              drained: bool = False) -> list[TopicPartition]:
+    """The partitions to land now: buffers that reached flush_rows or flush_seconds; or every
+    non-empty buffer when a backlog was just `drained` (see BacklogTracker)."""
     buffered = [(tp, sink) for tp, sink in sinks.items() if sink.buffered_rows]
-    if idle_flush_rows and sum(sink.buffered_rows for _, sink in buffered) >= idle_flush_rows:
+    if drained:
         return [tp for tp, _ in buffered]
     return [tp for tp, sink in buffered if sink.buffered_rows >= flush_rows or sink.buffered_age >= flush_seconds]
+
+
+class BacklogTracker:
+    """Tells when the worker has just drained a backlog: a fetch came back empty after at least
+    `threshold` records were fetched since the previous empty fetch (0 = never). A steady or
+    bursty live stream fetches less than that between its idle moments, so it keeps landing on
+    its flush interval and makes no more files."""
+
+    def __init__(self, threshold: int):
+        self.threshold = threshold
+        self.since_idle = 0
+
+    def fetched(self, records: int) -> bool:
+        """Record one fetch's size; True if it was empty and ended a backlog."""
+        if records:
+            self.since_idle += records
+            return False
+        drained = bool(self.threshold) and self.since_idle >= self.threshold
+        self.since_idle = 0
+        return drained
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -102,6 +121,7 @@ class IngestService(mode.Service):
         )
         self._pending_dlq: dict[TopicPartition, list[tuple[ProcessedBatch, RecordBatch]]] = {}
         self._landing = asyncio.Lock()  # flush, acquire and release never interleave
+        self._backlog = BacklogTracker(self.settings.idle_flush_rows)
 
     async def on_start(self) -> None:
         s = self.settings
@@ -146,8 +166,8 @@ class IngestService(mode.Service):
                 if sink is None or not records:
                     continue  # revoked while fetching; the new owner re-reads from the lake
                 self._process(tp, sink, records)
-            idle = not any(batches.values())
-            due = flush_due(self.sinks, s.flush_rows, s.flush_seconds, s.idle_flush_rows if idle else 0)
+            drained = self._backlog.fetched(sum(map(len, batches.values())))
+            due = flush_due(self.sinks, s.flush_rows, s.flush_seconds, drained)
             if due:
                 await self.flush(due)
 

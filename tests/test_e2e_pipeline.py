@@ -79,7 +79,7 @@ def test_a_drained_backlog_lands_without_waiting_for_the_flush_interval(fresh_br
     lake = str(tmp_path / "lake")
     worker = WorkerProcess(fresh_broker, lake, tmp_path / "worker.log",
                            env={"CITYFLOW_PARTITIONS": "2", "CITYFLOW_FLUSH_SECONDS": "3600",
-                                "CITYFLOW_FLUSH_ROWS": "10000000", "CITYFLOW_IDLE_FLUSH_ROWS": "100"}).start()
+                                "CITYFLOW_FLUSH_ROWS": "10000000", "CITYFLOW_IDLE_FLUSH_ROWS": "1"}).start()
     try:
         wait_until_landed(lake, sent, timeout=120, workers=[worker])
     finally:

@@ -1,11 +1,11 @@
 """When a partition's buffer lands (pure policy, no Kafka): by rows, by age, and all at once
-when a drained backlog leaves the worker idle; low-rate streams keep waiting for their age."""
+when the worker has just drained a backlog; a live stream keeps its flush interval."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.ingest import flush_due
+from streams.ingest import BacklogTracker, flush_due
 
 
 @dataclass
@@ -19,12 +19,23 @@ def test_rows_or_age_make_a_buffer_due():
     assert sorted(flush_due(sinks, flush_rows=50_000, flush_seconds=5.0)) == ["full", "old"]
 
 
-def test_an_idle_fetch_after_a_backlog_lands_every_buffer():
+def test_a_drained_backlog_lands_every_non_empty_buffer():
     sinks = {"a": Buf(30_000, 1.0), "b": Buf(200, 0.2), "c": Buf(0, 0.0)}
-    assert sorted(flush_due(sinks, 50_000, 5.0, idle_flush_rows=1000)) == ["a", "b"]
+    assert sorted(flush_due(sinks, 50_000, 5.0, drained=True)) == ["a", "b"]
 
 
-def test_an_idle_fetch_with_little_buffered_keeps_waiting():
-    sinks = {"a": Buf(300, 1.0), "b": Buf(200, 5.5)}  # 500 rows in all: below the idle threshold
-    assert flush_due(sinks, 50_000, 5.0, idle_flush_rows=1000) == ["b"]
-    assert flush_due(sinks, 50_000, 5.0, idle_flush_rows=0) == ["b"]  # 0 = off
+def test_an_empty_fetch_after_a_backlog_means_drained():
+    t = BacklogTracker(threshold=10_000)
+    assert [t.fetched(n) for n in (50_000, 50_000, 3_000, 0)] == [False, False, False, True]
+    assert t.fetched(0) is False  # already reported; nothing fetched since
+
+
+def test_a_bursty_live_stream_is_not_a_backlog():
+    t = BacklogTracker(threshold=10_000)
+    # devices reporting together: 2,000 records, then a quiet moment, again and again
+    assert not any(t.fetched(n) for n in [2_000, 0] * 20)
+
+
+def test_threshold_zero_turns_it_off():
+    t = BacklogTracker(threshold=0)
+    assert not any(t.fetched(n) for n in (1_000_000, 0))
