@@ -184,8 +184,8 @@ class IngestService(mode.Service):
         metrics.CONSUMED.labels(src, tp.partition).inc(processed.consumed)
         if processed.rejects:
             self._pending_dlq.setdefault(tp, []).append((processed, rb))
-        if not out.late_events.empty:
-            metrics.LATE.labels(src).inc(len(out.late_events))
+        if out.late_events.num_rows:
+            metrics.LATE.labels(src).inc(out.late_events.num_rows)
         if sink.engine.watermark is not None:
             metrics.WATERMARK.labels(src, tp.partition).set(sink.engine.watermark / 1000)
         metrics.BUFFERED.labels(src, tp.partition).set(sink.buffered_rows)

@@ -65,9 +65,9 @@ class FlushResult:
 class _Buffer:
     raw: list[pa.Table] = field(default_factory=list)
     quarantine: list[pa.Table] = field(default_factory=list)
-    windows: list[pd.DataFrame] = field(default_factory=list)
-    district_windows: list[pd.DataFrame] = field(default_factory=list)
-    late: list[pd.DataFrame] = field(default_factory=list)
+    windows: list[pa.Table] = field(default_factory=list)
+    district_windows: list[pa.Table] = field(default_factory=list)
+    late: list[pa.Table] = field(default_factory=list)
     first: int | None = None
     last: int = -1
     rows: int = 0  # records consumed into this buffer
@@ -109,7 +109,7 @@ class PartitionSink:
     def add(self, batch: ProcessedBatch) -> WindowOutput:
         """Run the batch through the window engine and buffer everything it produced."""
         if batch.consumed == 0:
-            return WindowOutput(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+            return WindowOutput()
         out = self.engine.process(batch.events)
         b = self._buf
         if b.first is None:
@@ -120,11 +120,11 @@ class PartitionSink:
             b.raw.append(batch.raw)
         if batch.quarantine.num_rows:
             b.quarantine.append(batch.quarantine)
-        if not out.windows.empty:
+        if out.windows.num_rows:
             b.windows.append(out.windows)
-        if not out.district_windows.empty:
+        if out.district_windows.num_rows:
             b.district_windows.append(out.district_windows)
-        if not out.late_events.empty:
+        if out.late_events.num_rows:
             b.late.append(out.late_events)
         return out
 
@@ -222,19 +222,22 @@ class PartitionSink:
         return {
             L.RAW: (raw, "ts"),
             L.QUARANTINE: (quarantine, "received_at"),
-            L.WINDOWS: (frame_to_arrow(b.windows), "window_start"),
-            L.DISTRICT_WINDOWS: (frame_to_arrow(b.district_windows), "window_start"),
+            L.WINDOWS: (windows_table(b.windows), "window_start"),
+            L.DISTRICT_WINDOWS: (windows_table(b.district_windows), "window_start"),
             L.LATE_EVENTS: (self._late_table(b.late), "ts"),
         }
 
-    def _late_table(self, frames: list[pd.DataFrame]) -> pa.Table | None:
-        if not frames:
+    def _late_table(self, tables: list[pa.Table]) -> pa.Table | None:
+        if not tables:
             return None
-        late = pd.concat(frames, ignore_index=True)
-        cols = list(self.contract.field_names)
-        out = late[cols + ["offset", "window_start", "lateness_s"]].rename(columns={"offset": "kafka_offset"})
-        out.insert(len(cols), "kafka_partition", np.int32(self.partition))
-        table = _ms_to_ts(pa.Table.from_pandas(out, preserve_index=False), ["ts", "window_start"])
+        late = pa.concat_tables(tables)
+        n = late.num_rows
+        cols = {name: late.column(name) for name in self.contract.field_names}
+        cols["kafka_partition"] = pa.array(np.full(n, self.partition, dtype=np.int32))
+        cols["kafka_offset"] = late.column("offset")
+        cols["window_start"] = late.column("window_start")
+        cols["lateness_s"] = late.column("lateness_s")
+        table = _ms_to_ts(pa.table(cols), ["ts", "window_start"])
         schema = self.contract.raw_schema().append(pa.field("window_start", _TS)).append(
             pa.field("lateness_s", pa.float64()))
         return table.select(schema.names).cast(schema)
@@ -373,16 +376,13 @@ def split_by_hour(table: pa.Table, ts_col: str):
         yield (dt.strftime("%Y-%m-%d"), dt.hour), table.slice(a, b - a)
 
 
-def frame_to_arrow(frames: list[pd.DataFrame]) -> pa.Table | None:
-    """Window frames (epoch-ms columns) as an Arrow table with UTC timestamp columns."""
-    if not frames:
+def windows_table(tables: list[pa.Table]) -> pa.Table | None:
+    """The window engine's output tables (epoch-ms columns) as one table to land: UTC
+    timestamp columns and the emission time."""
+    if not tables:
         return None
-    df = pd.concat(frames, ignore_index=True)
-    df["emitted_at"] = int(time.time() * 1000)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    for i, f in enumerate(table.schema):
-        if pa.types.is_null(f.type):  # e.g. district of logistics: always null, typed as string
-            table = table.set_column(i, f.name, table.column(i).cast(pa.string()))
+    table = pa.concat_tables(tables, promote_options="permissive")
+    table = table.append_column("emitted_at", pa.array(np.full(table.num_rows, int(time.time() * 1000), dtype=np.int64)))
     return _ms_to_ts(table, ["window_start", "window_end", "emitted_at"])
 
 

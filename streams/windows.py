@@ -28,7 +28,7 @@ that order and are dropped by slicing; versions live in a sorted key array.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -69,17 +69,21 @@ class WindowSpec:
         return (self.size_s + self.allowed_lateness_s + self.grace_s) * 1000
 
 
+_EMPTY = pa.table({})
+
+
 @dataclass
 class WindowOutput:
-    """What one batch produced: window rows to land (new versions) and late events."""
+    """What one batch produced, as Arrow tables (times as epoch-ms int64): window rows to land
+    (new versions), district partials and late events."""
 
-    windows: pd.DataFrame
-    district_windows: pd.DataFrame
-    late_events: pd.DataFrame
+    windows: pa.Table = field(default_factory=lambda: _EMPTY)
+    district_windows: pa.Table = field(default_factory=lambda: _EMPTY)
+    late_events: pa.Table = field(default_factory=lambda: _EMPTY)
 
     @property
     def empty(self) -> bool:
-        return self.windows.empty and self.district_windows.empty and self.late_events.empty
+        return not (self.windows.num_rows or self.district_windows.num_rows or self.late_events.num_rows)
 
 
 _CODE_SPACE = 1 << 24  # entity (or district) codes per engine; a version key is window * space + code
@@ -91,7 +95,7 @@ class _Codes:
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
         self.names: list[str] = []
-        self._array: np.ndarray | None = None
+        self._array: pa.Array | None = None
 
     def encode(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
         """int64 codes of a string column; -1 for null."""
@@ -115,11 +119,11 @@ class _Codes:
             self._array = None
         return code
 
-    def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Object array of the strings of `codes` (None for -1)."""
+    def decode(self, codes: np.ndarray) -> pa.Array:
+        """The strings of `codes` (null for -1) as an Arrow large_string array."""
         if self._array is None:
-            self._array = np.array([*self.names, None], dtype=object)
-        return self._array[codes]
+            self._array = pa.array([*self.names, None], pa.large_string())
+        return self._array.take(pa.array(np.where(codes >= 0, codes, len(self.names))))
 
     def compact(self, live: np.ndarray) -> np.ndarray:
         """Keep only the codes in `live`, renumbered; return the old -> new map (-1: dropped; the
@@ -246,7 +250,7 @@ class WindowEngine:
         late = wmb >= end + grace_ms
         corr = ~late & (wmb >= end)
         any_late = bool(late.any())
-        late_out = self._late_rows(table, ts, running, pair_event, ws, late) if emit and any_late else pd.DataFrame()
+        late_out = self._late_rows(table, ts, running, pair_event, ws, late) if emit and any_late else _EMPTY
 
         # the batch's kept pairs, merged into the state (stable: arrival order within a window)
         keep = ~late
@@ -275,7 +279,7 @@ class WindowEngine:
 
     # -- internals ----------------------------------------------------------------------------
     def _empty(self) -> WindowOutput:
-        return WindowOutput(pd.DataFrame(), pd.DataFrame(), pd.DataFrame())
+        return WindowOutput()
 
     def _columns(self, table: pa.Table) -> dict[str, np.ndarray]:
         """Per event: entity and district codes, value fields, count_eq hits."""
@@ -314,7 +318,7 @@ class WindowEngine:
             touched[np.searchsorted(sws, corrected, side="right")] -= 1
         sel = np.cumsum(touched[:-1]) > 0
         if not sel.any():
-            return pd.DataFrame(), pd.DataFrame()
+            return _EMPTY, _EMPTY
         rows = {c: a[sel] for c, a in state.items()}
         new_corr = (is_new & state["corr"])[sel]
         ent = self._touch(rows, rows["ent"], new_corr, final_lo, final_hi, self._entity_v)
@@ -324,9 +328,9 @@ class WindowEngine:
             drows = rows if with_district.all() else {c: a[with_district] for c, a in rows.items()}
             dist = self._touch(drows, drows["dist"], new_corr[with_district], final_lo, final_hi, self._district_v)
         if not emit:
-            return pd.DataFrame(), pd.DataFrame()
-        windows = self._entity_frame(ent) if ent is not None else pd.DataFrame()
-        districts = self._district_frame(dist) if dist is not None else pd.DataFrame()
+            return _EMPTY, _EMPTY
+        windows = self._entity_frame(ent) if ent is not None else _EMPTY
+        districts = self._district_frame(dist) if dist is not None else _EMPTY
         return windows, districts
 
     def _touch(self, rows, key_codes, new_corr, final_lo, final_hi, table: _VersionTable) -> _Touched | None:
@@ -351,50 +355,47 @@ class WindowEngine:
         renumber = np.cumsum(bumped) - 1
         return _Touched(keys[bumped], versions, renumber[codes[row_sel]], {c: a[row_sel] for c, a in rows.items()})
 
-    def _entity_frame(self, t: _Touched) -> pd.DataFrame:
+    def _entity_frame(self, t: _Touched) -> pa.Table:
         g = len(t.keys)
         window, code = np.divmod(t.keys, _CODE_SPACE)
-        window_start = window * (self.spec.hop * 1000)
         cols = aggregate_groups(t.codes, g, t.rows, self.aggregates, self.spec.size_s)
-        frame = pd.DataFrame({
-            "source": self.source,
-            "window_start": window_start,
+        return self._finish({
+            "source": _repeat(self.source, g),
+            "window_start": window * (self.spec.hop * 1000),
             "entity": self._ent.decode(code),
             **cols,
-            "district": _strings(self._dist.decode(_last_per_group(t.codes, t.rows["dist"], g))),
-        })
-        return self._finish(frame, t)
+            "district": self._dist.decode(_last_per_group(t.codes, t.rows["dist"], g)),
+        }, t)
 
-    def _district_frame(self, t: _Touched) -> pd.DataFrame:
+    def _district_frame(self, t: _Touched) -> pa.Table:
         g = len(t.keys)
         window, code = np.divmod(t.keys, _CODE_SPACE)
         cols = partial_aggregate_groups(t.codes, g, t.rows, self.aggregates, self.spec.size_s)
-        frame = pd.DataFrame({
-            "source": self.source,
+        return self._finish({
+            "source": _repeat(self.source, g),
             "window_start": window * (self.spec.hop * 1000),
             "district": self._dist.decode(code),
             **cols,
-        })
-        return self._finish(frame, t)
+        }, t)
 
-    def _finish(self, frame: pd.DataFrame, t: _Touched) -> pd.DataFrame:
-        frame["version"] = t.versions.astype(np.int32)
-        frame["window_end"] = frame["window_start"] + self.spec.size_s * 1000
-        frame["window_size_s"] = np.int32(self.spec.size_s)
-        frame["hop_s"] = np.int32(self.spec.hop)
-        frame["is_correction"] = np.bincount(t.codes, weights=t.rows["corr"], minlength=len(t.keys)) > 0
-        frame["kafka_partition"] = np.int32(self.partition)
-        return frame
+    def _finish(self, cols: dict[str, Any], t: _Touched) -> pa.Table:
+        g = len(t.keys)
+        cols["version"] = t.versions.astype(np.int32)
+        cols["window_end"] = cols["window_start"] + self.spec.size_s * 1000
+        cols["window_size_s"] = np.full(g, self.spec.size_s, dtype=np.int32)
+        cols["hop_s"] = np.full(g, self.spec.hop, dtype=np.int32)
+        cols["is_correction"] = np.bincount(t.codes, weights=t.rows["corr"], minlength=g) > 0
+        cols["kafka_partition"] = np.full(g, self.partition, dtype=np.int32)
+        return pa.table(cols)
 
-    def _late_rows(self, table: pa.Table, ts, running, pair_event, ws, late) -> pd.DataFrame:
+    def _late_rows(self, table: pa.Table, ts, running, pair_event, ws, late) -> pa.Table:
         """The late (event, window) pairs as rows: the event's columns, window_start, lateness_s."""
         pairs = np.flatnonzero(late)
         event = pairs if pair_event is None else pair_event[pairs]
-        rows = table.take(pa.array(event)).to_pandas()
-        rows["ts"] = ts[event]
-        rows["window_start"] = ws[pairs]
-        rows["lateness_s"] = (running[:-1][event] - ts[event]) / 1000.0
-        return rows
+        rows = table.take(pa.array(event))
+        rows = rows.set_column(rows.schema.get_field_index("ts"), "ts", pa.array(ts[event]))
+        return rows.append_column("window_start", pa.array(ws[pairs])).append_column(
+            "lateness_s", pa.array((running[:-1][event] - ts[event]) / 1000.0))
 
     def _compact_codes(self) -> None:
         """Forget the codes of entities and districts that no longer have open windows."""
@@ -418,9 +419,8 @@ def _numeric(col: pa.ChunkedArray) -> np.ndarray:
     return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def _strings(values: np.ndarray) -> np.ndarray | pd.Series:
-    """Decoded keys for a frame column; all-null stays an object column (Arrow: null type)."""
-    return pd.Series(values, dtype=object) if len(values) and values[0] is None and pd.isna(values).all() else values
+def _repeat(text: str, n: int) -> pa.Array:
+    return pa.nulls(n, pa.large_string()).fill_null(text)
 
 
 def _last_per_group(codes: np.ndarray, values: np.ndarray, g: int) -> np.ndarray:

@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -37,8 +38,8 @@ def run_in_batches(engine: WindowEngine, events: pd.DataFrame, cuts: list[int]):
     bounds = sorted({0, len(events), *[c for c in cuts if 0 < c < len(events)]})
     outs = [engine.process(events.iloc[a:b].reset_index(drop=True)) for a, b in pairwise(bounds)]
 
-    def cat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-        frames = [f for f in frames if not f.empty]
+    def cat(tables: list[pa.Table]) -> pd.DataFrame:
+        frames = [t.to_pandas() for t in tables if t.num_rows]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     return (cat([o.windows for o in outs]), cat([o.late_events for o in outs]),
