@@ -1,16 +1,23 @@
 """The fast path of batch decoding: when every record of a batch is plainly valid (the common
-case), decode the whole batch with one orjson call and check the contract with a handful of
-Arrow kernels. Any doubt raises NotPlainlyValid and contracts.decode falls back to the
-record-by-record decoder, so rejects keep their exact reasons."""
+case), decode the whole batch with one msgspec call into typed structs generated from the
+contract (strict JSON types: no bool for a number, no float for an int, no unknown or missing
+fields) and check values with a handful of Arrow kernels. Any doubt raises (NotPlainlyValid or
+a msgspec/Arrow error) and contracts.decode falls back to the record-by-record decoder, so
+rejects keep their exact reasons.
+
+msgspec, not orjson + pyarrow type inference: it validates types while parsing, in C, without
+building a dict per record; that halves the decode cost, and it never coerces (Arrow inference
+turned a JSON false among floats into 0.0)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from itertools import repeat
+from functools import cache
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-import orjson
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -26,54 +33,48 @@ class NotPlainlyValid(Exception):
     """The batch is not plainly valid: decode it record by record."""
 
 
-FAST_PATH_ERRORS = (NotPlainlyValid, orjson.JSONDecodeError, pa.ArrowException, OverflowError,
+FAST_PATH_ERRORS = (NotPlainlyValid, msgspec.MsgspecError, pa.ArrowException, OverflowError,
                     TypeError, ValueError)
+
+
+_PY_TYPES = {"string": str, "id": str, "timestamp": str, "int": int, "float": float}
+
+
+def _batch_decoder(contract: Contract) -> msgspec.json.Decoder:
+    """A decoder of a JSON array of the contract's records into generated structs: every field
+    of version 1 required (null only where nullable), later ones optional, nothing else."""
+    return _decoder_for(contract.source, contract.version,
+                        tuple((f.name, f.type, f.nullable, f.since_version) for f in contract.fields))
+
+
+@cache
+def _decoder_for(source: str, version: int, shape: tuple[tuple[str, str, bool, int], ...]) -> msgspec.json.Decoder:
+    fields: list[Any] = []
+    for name, ftype, nullable, since_version in shape:
+        typ: Any = _PY_TYPES[ftype]
+        if nullable:
+            typ = typ | None
+        fields.append((name, typ, None) if since_version > 1 else (name, typ))
+    record = msgspec.defstruct(f"{source}_v{version}", fields, kw_only=True,
+                               forbid_unknown_fields=True, gc=False)
+    return msgspec.json.Decoder(list[record])
 
 
 def decode_all_valid(contract: Contract, values: Sequence[bytes | None], now: datetime,
                      limits: DecodeLimits) -> pa.Table:
-    """The batch as a table of the contract's schema, or NotPlainlyValid."""
+    """The batch as a table of the contract's schema, or an exception (NotPlainlyValid, a
+    msgspec or Arrow error)."""
     n = len(values)
     if not n or not all(values) or max(map(len, values)) > limits.max_record_bytes:  # type: ignore[arg-type]
         raise NotPlainlyValid
-    blob = b"[" + b",".join(values) + b"]"  # type: ignore[arg-type]
-    # No contract field is boolean, and Arrow's type inference would quietly turn a JSON
-    # true/false among numbers into 1/0: any such literal (or a string merely containing the
-    # word) sends the batch to the record-by-record decoder, which rejects it as wrong_type.
-    if b"true" in blob or b"false" in blob:
-        raise NotPlainlyValid
-    objs = orjson.loads(blob)
+    records = _batch_decoder(contract).decode(b"[" + b",".join(values) + b"]")  # type: ignore[arg-type]
     # a value like b'{..},{..}' would smuggle in a second object: then the counts differ
-    if len(objs) != n or not all(type(o) is dict for o in objs):
+    if len(records) != n:
         raise NotPlainlyValid
-    names = contract.field_names
-    # no unknown fields, and every record has all fields of version 1 (later ones may be absent:
-    # older producers omit them); the key counts add up only if none is missing
-    later = [f.name for f in contract.fields if f.since_version > 1]
-    present_later = sum(sum(map(dict.__contains__, objs, repeat(name))) for name in later)
-    if not set().union(*objs) <= set(names) or sum(map(len, objs)) != n * (len(names) - len(later)) + present_later:
-        raise NotPlainlyValid
-    # types inferred from the values (strict: no coercion); from_pylist takes the column names
-    # from the first row, so a row naming every field goes first
-    inferred = pa.Table.from_pylist([dict.fromkeys(names), *objs]).slice(1)
     columns = []
     for f in contract.fields:
-        col = inferred.column(f.name)
-        t = col.type
-        if pa.types.is_null(t):
-            if not f.nullable:
-                raise NotPlainlyValid
-            col = col.cast(pa.string() if f.type == "timestamp" else f.arrow_type)
-        elif f.type in ("string", "id", "timestamp"):
-            if not pa.types.is_string(t):
-                raise NotPlainlyValid
-        elif f.type == "int":
-            if not pa.types.is_int64(t):
-                raise NotPlainlyValid
-        elif pa.types.is_int64(t):  # a float field may hold JSON integers
-            col = col.cast(pa.float64())
-        elif not pa.types.is_float64(t):
-            raise NotPlainlyValid
+        col = pa.chunked_array([pa.array(list(map(attrgetter(f.name), records)),
+                                         pa.string() if f.type == "timestamp" else f.arrow_type)])
         if not f.nullable and col.null_count:
             raise NotPlainlyValid
         _check_field(f, col, now, limits)
