@@ -55,7 +55,7 @@ def _decoder_for(source: str, version: int, shape: tuple[tuple[str, str, bool, i
         if nullable:
             typ = typ | None
         fields.append((name, typ, None) if since_version > 1 else (name, typ))
-    record = msgspec.defstruct(f"{source}_v{version}", fields, kw_only=True,
+    record: Any = msgspec.defstruct(f"{source}_v{version}", fields, kw_only=True,
                                forbid_unknown_fields=True, gc=False)
     return msgspec.json.Decoder(list[record])
 

@@ -55,8 +55,11 @@ def recover_partition(
 
 
 class _Buffered(Protocol):
-    buffered_rows: int
-    buffered_age: float
+    @property
+    def buffered_rows(self) -> int: ...
+
+    @property
+    def buffered_age(self) -> float: ...
 
 
 def flush_due(sinks: Mapping[TopicPartition, _Buffered], flush_rows: int, flush_seconds: float,
