@@ -361,18 +361,12 @@ def split_by_hour(table: pa.Table, ts_col: str):
     if pa.types.is_integer(ts.type):
         ts = ts.cast(pa.int64()).cast(_TS)
     hours = pc.floor_temporal(ts, unit="hour").cast(pa.int64()).to_numpy()
-    if not len(hours):
-        return
-    if (hours == hours[0]).all():
-        groups = [(0, len(hours))]
-        sorted_hours = hours
-    else:
+    if (hours[1:] < hours[:-1]).any():  # not in hour order yet (already sorted: no copy)
         order = np.argsort(hours, kind="stable")
-        table, sorted_hours = table.take(pa.array(order)), hours[order]
-        starts = np.flatnonzero(np.r_[True, sorted_hours[1:] != sorted_hours[:-1]])
-        groups = list(zip(starts.tolist(), [*starts[1:].tolist(), len(hours)]))
-    for a, b in groups:
-        dt = pd.Timestamp(int(sorted_hours[a]), unit="ms", tz="UTC")
+        table, hours = table.take(pa.array(order)), hours[order]
+    starts = np.flatnonzero(np.r_[True, hours[1:] != hours[:-1]]) if len(hours) else np.empty(0, dtype=np.int64)
+    for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(hours)]):
+        dt = pd.Timestamp(int(hours[a]), unit="ms", tz="UTC")
         yield (dt.strftime("%Y-%m-%d"), dt.hour), table.slice(a, b - a)
 
 

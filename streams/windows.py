@@ -230,7 +230,7 @@ class WindowEngine:
         """
         table = events if isinstance(events, pa.Table) else pa.Table.from_pandas(events, preserve_index=False)
         if table.num_rows == 0:
-            return self._empty()
+            return WindowOutput()
         spec = self.spec
         size_ms, hop_ms = spec.size_s * 1000, spec.hop * 1000
         late_ms, grace_ms = spec.allowed_lateness_s * 1000, spec.grace_s * 1000
@@ -274,13 +274,10 @@ class WindowEngine:
         if len(self._ent.names) + len(self._dist.names) > self._compact_at:
             self._compact_codes()
         if not emit:
-            return self._empty()
+            return WindowOutput()
         return WindowOutput(windows, districts, late_out)
 
     # -- internals ----------------------------------------------------------------------------
-    def _empty(self) -> WindowOutput:
-        return WindowOutput()
-
     def _columns(self, table: pa.Table) -> dict[str, np.ndarray]:
         """Per event: entity and district codes, value fields, count_eq hits."""
         cols = {"ent": self._ent.encode(table.column("entity")), "dist": self._dist.encode(table.column("district"))}
@@ -356,37 +353,32 @@ class WindowEngine:
         return _Touched(keys[bumped], versions, renumber[codes[row_sel]], {c: a[row_sel] for c, a in rows.items()})
 
     def _entity_frame(self, t: _Touched) -> pa.Table:
-        g = len(t.keys)
-        window, code = np.divmod(t.keys, _CODE_SPACE)
-        cols = aggregate_groups(t.codes, g, t.rows, self.aggregates, self.spec.size_s)
-        return self._finish({
-            "source": _repeat(self.source, g),
-            "window_start": window * (self.spec.hop * 1000),
-            "entity": self._ent.decode(code),
-            **cols,
-            "district": self._dist.decode(_last_per_group(t.codes, t.rows["dist"], g)),
-        }, t)
+        cols = aggregate_groups(t.codes, len(t.keys), t.rows, self.aggregates, self.spec.size_s)
+        cols["district"] = self._dist.decode(_last_per_group(t.codes, t.rows["dist"], len(t.keys)))
+        return self._frame(t, "entity", self._ent, cols)
 
     def _district_frame(self, t: _Touched) -> pa.Table:
+        cols = partial_aggregate_groups(t.codes, len(t.keys), t.rows, self.aggregates, self.spec.size_s)
+        return self._frame(t, "district", self._dist, cols)
+
+    def _frame(self, t: _Touched, key: str, names: _Codes, cols: dict[str, Any]) -> pa.Table:
+        """One row per emitted group: source, window_start, the key, `cols`, then version,
+        window geometry, is_correction and partition."""
         g = len(t.keys)
         window, code = np.divmod(t.keys, _CODE_SPACE)
-        cols = partial_aggregate_groups(t.codes, g, t.rows, self.aggregates, self.spec.size_s)
-        return self._finish({
+        window_start = window * (self.spec.hop * 1000)
+        return pa.table({
             "source": _repeat(self.source, g),
-            "window_start": window * (self.spec.hop * 1000),
-            "district": self._dist.decode(code),
+            "window_start": window_start,
+            key: names.decode(code),
             **cols,
-        }, t)
-
-    def _finish(self, cols: dict[str, Any], t: _Touched) -> pa.Table:
-        g = len(t.keys)
-        cols["version"] = t.versions.astype(np.int32)
-        cols["window_end"] = cols["window_start"] + self.spec.size_s * 1000
-        cols["window_size_s"] = np.full(g, self.spec.size_s, dtype=np.int32)
-        cols["hop_s"] = np.full(g, self.spec.hop, dtype=np.int32)
-        cols["is_correction"] = np.bincount(t.codes, weights=t.rows["corr"], minlength=g) > 0
-        cols["kafka_partition"] = np.full(g, self.partition, dtype=np.int32)
-        return pa.table(cols)
+            "version": t.versions.astype(np.int32),
+            "window_end": window_start + self.spec.size_s * 1000,
+            "window_size_s": np.full(g, self.spec.size_s, dtype=np.int32),
+            "hop_s": np.full(g, self.spec.hop, dtype=np.int32),
+            "is_correction": np.bincount(t.codes, weights=t.rows["corr"], minlength=g) > 0,
+            "kafka_partition": np.full(g, self.partition, dtype=np.int32),
+        })
 
     def _late_rows(self, table: pa.Table, ts, running, pair_event, ws, late) -> pa.Table:
         """The late (event, window) pairs as rows: the event's columns, window_start, lateness_s."""
@@ -400,15 +392,11 @@ class WindowEngine:
     def _compact_codes(self) -> None:
         """Forget the codes of entities and districts that no longer have open windows."""
         state = self._state
-        empty = np.empty(0, dtype=np.int64)
-        remap = self._ent.compact(state.get("ent", empty))
-        self._entity_v.remap(remap)
-        if state:
-            state["ent"] = remap[state["ent"]]
-        remap = self._dist.compact(state.get("dist", empty))
-        self._district_v.remap(remap)
-        if state:
-            state["dist"] = remap[state["dist"]]
+        for column, names, versions in (("ent", self._ent, self._entity_v), ("dist", self._dist, self._district_v)):
+            remap = names.compact(state.get(column, np.empty(0, dtype=np.int64)))
+            versions.remap(remap)
+            if state:
+                state[column] = remap[state[column]]
         self._compact_at = max(100_000, 4 * (len(self._ent.names) + len(self._dist.names)))
 
 
