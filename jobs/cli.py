@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
-
-from contracts.settings import SettingsError
 
 # Each module defines `register(subparsers)` adding its subcommand(s); a subcommand's parser
 # sets `func` (args -> exit code).
@@ -38,7 +37,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Long-running services: stopping on request is their normal end, at any moment.
+SERVICES = frozenset({"worker"})
+
+
+class Terminated(BaseException):  # not Exception: no `except Exception` may swallow it
+    """SIGTERM arrived while nothing else handled it (start-up, or a one-shot job)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except Terminated:
+        # A worker stopped before it is up has consumed nothing, so there is nothing to flush;
+        # it exits 0 as it does after a graceful stop. A one-shot job cut short has not done
+        # its work: 128 + SIGTERM, as if the signal had killed it.
+        command = next((a for a in argv if not a.startswith("-")), None)
+        print(f"cityflow {command}: stopped by SIGTERM" if command else "cityflow: stopped by SIGTERM",
+              file=sys.stderr)
+        return 0 if command in SERVICES else 128 + signal.SIGTERM
+
+
+def run() -> None:
+    """Console entry point. Until a command installs its own handling (Faust does, once the
+    worker is starting), SIGTERM ends the process through `main` instead of killing it."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    sys.exit(main())
+
+
+def _main(argv: list[str]) -> int:
+    # Imported here, not at the top: `run` installs its SIGTERM handler before the heavy imports.
+    from contracts.settings import SettingsError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -61,4 +96,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -4,6 +4,8 @@ health and readiness pages on the Faust web server."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 
 import faust
@@ -34,7 +36,7 @@ def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> 
     )
 
     service_cls = type(
-        "Ingest", (IngestService,), {"settings": settings, "bootstrap": bootstrap, "sources": sources}
+        "Ingest", (IngestService,), {"settings": settings, "bootstrap": bootstrap, "sources": sources, "owner": app}
     )
     app.service(service_cls)
 
@@ -85,6 +87,17 @@ def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> 
 def run_worker(settings: Settings, bootstrap: str, sources: tuple[str, ...], loglevel: str = "info") -> None:
     """Run the Faust worker in this process until SIGINT/SIGTERM."""
     app = create_app(settings, bootstrap, sources)
+    # Faust installs its signal handlers part-way through start-up. A SIGTERM that arrives
+    # before then is held and sent again once they are in, so it takes the graceful path too.
+    held: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: held.append(signum))
+
+    @app.task
+    async def _deliver_held_signal() -> None:
+        if held:
+            log.info("SIGTERM arrived during start-up; stopping now")
+            os.kill(os.getpid(), held[0])
+
     sys.argv = [
         "cityflow-worker", "--datadir", str(settings.datadir), "worker",
         "--web-port", str(settings.web_port), "--web-host", "127.0.0.1", "--loglevel", loglevel,

@@ -109,6 +109,7 @@ class IngestService(mode.Service):
     settings: Settings
     bootstrap: str
     sources: tuple[str, ...] = tuple(CONTRACTS)
+    owner: mode.ServiceT | None = None  # the Faust app hosting this service
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -126,7 +127,16 @@ class IngestService(mode.Service):
         self._landing = asyncio.Lock()  # flush, acquire and release never interleave
         self._backlog = BacklogTracker(self.settings.idle_flush_rows)
 
+    def _owner_stopping(self) -> bool:
+        """Faust starts extra services at the end of its own start-up, so a SIGTERM can begin
+        the app's stop before this service starts or while it joins the group; the app then
+        never stops it. Checked after each step of `on_start`."""
+        return self.owner is not None and self.owner.should_stop
+
     async def on_start(self) -> None:
+        if self._owner_stopping():
+            await self.stop()
+            return
         s = self.settings
         cfg = aiokafka_client_config(s, self.bootstrap)
         self.producer = AIOKafkaProducer(**cfg, acks="all", linger_ms=20)
@@ -146,6 +156,9 @@ class IngestService(mode.Service):
         topics = [CONTRACTS[src].topic for src in self.sources]
         self.consumer.subscribe(topics, listener=_Rebalance(self))
         await self.consumer.start()
+        if self._owner_stopping():
+            await self.stop()  # closes both clients (on_stop)
+            return
         log.info("ingest started topics=%s group=%s-ingest", ",".join(topics), s.group_id)
 
     async def on_stop(self) -> None:

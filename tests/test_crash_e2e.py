@@ -64,6 +64,9 @@ def test_kill_9_at_random_moments_loses_and_doubles_nothing(fresh_broker, tmp_pa
                             f"sent {producer.sent}/{len(events)}{'' if producing else ', producer done'})")
             print(schedule[-1])
         worker = WorkerProcess(fresh_broker, lake, tmp_path / "worker-final.log", env=env, name="worker-final").start()
+        # The last killed worker may have landed everything already; the final one must still
+        # recover and join, or the wait below would prove nothing about it.
+        worker.wait_ready(timeout=60)
         produced = producer.produced()
         wait_until_landed(lake, producer.counts(), timeout=90, workers=[worker])
         assert worker.stop() == 0, worker.log_tail()
