@@ -30,6 +30,8 @@ from contracts.settings import Settings
 from streams import metrics
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.broker import aiokafka_client_config
+from streams.fetch import install as install_raw_fetch
+from streams.fetch import raw_value
 from streams.sink import FlushFenced, PartitionSink
 from streams.windows import WindowEngine, WindowSpec
 
@@ -134,6 +136,7 @@ class IngestService(mode.Service):
         return self.owner is not None and self.owner.should_stop
 
     async def on_start(self) -> None:
+        install_raw_fetch()
         if self._owner_stopping():
             await self.stop()
             return
@@ -152,6 +155,7 @@ class IngestService(mode.Service):
             max_poll_records=s.fetch_max_records,
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            value_deserializer=raw_value,  # records with offset/key/value only: streams/fetch.py
         )
         topics = [CONTRACTS[src].topic for src in self.sources]
         self.consumer.subscribe(topics, listener=_Rebalance(self))
