@@ -34,11 +34,13 @@ def test_sigterm_during_start_up_exits_zero_and_closes_clients(fresh_broker, tmp
 
 def test_sigterm_when_running_exits_zero_after_a_graceful_stop(fresh_broker, tmp_path):
     ensure_topics(fresh_broker, city_topics(4))
-    worker = WorkerProcess(fresh_broker, str(tmp_path / "lake"), tmp_path / "w.log").start()
+    worker = WorkerProcess(fresh_broker, str(tmp_path / "lake"), tmp_path / "w.log",
+                           env={"CITYFLOW_GC_YOUNG_THRESHOLD": "12345"}).start()
     worker.wait_ready(timeout=60)
     assert worker.stop() == 0, worker.log_tail()
     log = worker.log_path.read_text(errors="replace")
     assert "ingest stopped" in log
+    assert "gc thresholds (12345, " in log  # the setting reaches the running worker
     assert not [m for m in NOT_CLEAN if m in log], log[-3000:]
 
 
