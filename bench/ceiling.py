@@ -2,6 +2,10 @@
 pyarrow tables and the window aggregates (pyarrow group_by), then discarded. No validation, no
 landing: the least any implementation of cityflow's job must spend per event.
 
+It gets the two process-level settings the cityflow worker uses (aiokafka's raw records,
+streams/fetch.py; the raised young GC threshold), so that it stays a ceiling: without them
+it spends more per event on the client and the collector than the worker does.
+
     python -m bench.ceiling --bootstrap H:P --events N --min-seconds 20 --out result.json
 
 It reads the preloaded topics from the start, again and again (seeking back after each complete
@@ -23,18 +27,24 @@ from aiokafka import AIOKafkaConsumer
 from bench.procstat import SelfUsage
 from bench.workload import decode_values, window_aggregates
 from contracts.registry import CONTRACTS
+from contracts.settings import load_settings
+from streams.fetch import install as install_raw_fetch
+from streams.fetch import raw_value
+from streams.ingest import raise_gc_threshold
 
 FETCH_RECORDS = 5000
 
 
 async def consume(bootstrap: str, events: int, min_seconds: float, group: str, group_timeout_s: float) -> dict:
     source_of = {c.topic: s for s, c in CONTRACTS.items()}
+    install_raw_fetch()
+    raise_gc_threshold(load_settings().gc_young_threshold)
     consumer = AIOKafkaConsumer(
         *source_of, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
         auto_offset_reset="earliest", max_poll_records=FETCH_RECORDS,
         fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=8 * 1024 * 1024,
         session_timeout_ms=int(group_timeout_s * 1000), rebalance_timeout_ms=int(group_timeout_s * 1000),
-        heartbeat_interval_ms=1_000,
+        heartbeat_interval_ms=1_000, value_deserializer=raw_value,
     )
     await consumer.start()
     try:
