@@ -36,6 +36,32 @@ def test_a_bursty_live_stream_is_not_a_backlog():
     assert not any(t.fetched(n) for n in [2_000, 0] * 20)
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_tail_of_a_backlog_that_trails_the_drain_lands_too():
+    clock = Clock()
+    t = BacklogTracker(threshold=10_000, settle_s=2.0, clock=clock)
+    assert [t.fetched(n) for n in (50_000, 0)] == [False, True]
+    clock.now += 1.0  # a late partition's fetch: a small batch, then empty again
+    assert [t.fetched(n) for n in (3_000, 0)] == [False, True]
+    clock.now += 3.0  # after the settle time a small batch is live traffic again
+    assert [t.fetched(n) for n in (3_000, 0)] == [False, False]
+
+
+def test_two_empty_fetches_in_a_row_end_the_settle_time():
+    clock = Clock()
+    t = BacklogTracker(threshold=10_000, settle_s=2.0, clock=clock)
+    assert [t.fetched(n) for n in (50_000, 0, 0)] == [False, True, False]
+    clock.now += 0.5
+    assert [t.fetched(n) for n in (2_000, 0)] == [False, False]  # live traffic, not a tail
+
+
 def test_threshold_zero_turns_it_off():
     t = BacklogTracker(threshold=0)
     assert not any(t.fetched(n) for n in (1_000_000, 0))
