@@ -29,8 +29,7 @@ from bench.workload import decode_values, window_aggregates
 from contracts.registry import CONTRACTS
 from contracts.settings import load_settings
 from streams.fetch import install as install_raw_fetch
-from streams.fetch import raw_value
-from streams.ingest import raise_gc_threshold
+from streams.fetch import raise_gc_threshold, raw_value
 
 FETCH_RECORDS = 5000
 

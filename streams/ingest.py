@@ -9,7 +9,6 @@ and commit; on assign they recover from the lake and the consumer seeks to lande
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -32,7 +31,7 @@ from streams import metrics
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.broker import aiokafka_client_config
 from streams.fetch import install as install_raw_fetch
-from streams.fetch import raw_value
+from streams.fetch import raise_gc_threshold, raw_value
 from streams.sink import FlushFenced, PartitionSink
 from streams.windows import WindowEngine, WindowSpec
 
@@ -118,16 +117,6 @@ class _Rebalance(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         await self.service.acquire(list(assigned))
-
-
-def raise_gc_threshold(young: int) -> tuple[int, ...]:
-    """Collect young objects every `young` net allocations instead of Python's 700 (each
-    fetched record is a tracked object); 0 leaves it as it is. Returns the thresholds now."""
-    if young:
-        _, *older = gc.get_threshold()
-        gc.set_threshold(young, *older)
-        log.info("gc thresholds %s (CITYFLOW_GC_YOUNG_THRESHOLD)", gc.get_threshold())
-    return gc.get_threshold()
 
 
 class IngestService(mode.Service):

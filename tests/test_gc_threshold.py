@@ -8,7 +8,7 @@ import gc
 import pytest
 
 from contracts.settings import load_settings
-from streams.ingest import raise_gc_threshold
+from streams.fetch import raise_gc_threshold
 
 
 @pytest.fixture
