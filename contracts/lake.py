@@ -344,10 +344,18 @@ class Lake:
         return True
 
     def delete_dir(self, rel: str) -> bool:
-        """Delete a directory and everything under it; False if it was not there."""
-        if self.fs.get_file_info(self.path(rel)).type != pafs.FileType.Directory:
+        """Delete a directory and everything under it; False if it was not there.
+
+        Another process may be deleting it at the same time (a recovery rolling a committed
+        flush forward while the stale writer, woken up, publishes it too): an entry vanishing
+        under the recursive delete is then no error, and whatever is left is deleted again."""
+        if not self.is_dir(rel):
             return False
-        self.fs.delete_dir(self.path(rel))
+        while self.is_dir(rel):
+            try:
+                self.fs.delete_dir(self.path(rel))
+            except FileNotFoundError:
+                continue  # deleted under us, in part or whole: look again
         return True
 
     # -- reads ----------------------------------------------------------------------------

@@ -223,3 +223,40 @@ def test_a_commit_rolled_forward_by_another_recovery_is_kept(tmp_path):
     feed(a, 300, 300, flush_every=1)
     state = lake_state(root)
     assert state["raw"]["kafka_offset"].is_unique and len(state["raw"]) + len(state["quarantine"]) == N
+
+
+class _DeletedUnder:
+    """A pyarrow filesystem stand-in whose first delete_dir lets another process act first
+    (`before`), then deletes as pyarrow does (FileNotFoundError if that process took it)."""
+
+    def __init__(self, fs, before):
+        self._fs, self._before = fs, before
+
+    def __getattr__(self, name):
+        return getattr(self._fs, name)
+
+    def delete_dir(self, path):
+        if self._before is not None:
+            before, self._before = self._before, None
+            before()
+        self._fs.delete_dir(path)
+
+
+def test_a_stale_writer_whose_staging_a_recovery_deleted_under_it_carries_on(tmp_path):
+    """A has committed its flush and is deleting its staging directory when B recovers, rolls
+    that commit forward and deletes the same directory (seen in CI: a SIGSTOPped worker woke
+    up mid-publish and crashed on FileNotFoundError). A's flush completes; nothing doubles."""
+    root = tmp_path / "lake"
+    lake_a = L.Lake(str(root))
+    b_resumed: list[int] = []
+    lake_a.fs = _DeletedUnder(lake_a.fs, lambda: b_resumed.append(new_sink(L.Lake(str(root)), "B").recover()))
+    a = new_sink(lake_a, "A")
+    a.recover()
+    a.add(batch(0, 300))
+    result = a.flush()
+    assert b_resumed == [300]  # B rolled A's commit forward before A's delete
+    assert result is not None and result.last == 299
+    assert L.Lake(str(root)).list_dirs(L.staging_dir(CONTRACT.topic, 0)) == []
+    feed(a, 300, 300, flush_every=1)
+    state = lake_state(root)
+    assert state["raw"]["kafka_offset"].is_unique and len(state["raw"]) + len(state["quarantine"]) == N
