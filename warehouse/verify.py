@@ -5,6 +5,11 @@ Recompute rules mirror the stream's contract, not its code: a (event, window) pa
 it is recorded in late_events; a window is final when its end <= watermark of its partition
 (max landed event time - allowed lateness); the stream's latest version of every final window
 must equal the recompute, and the stream must have no final window the recompute lacks.
+
+Values compare within REL_TOL; null equals only null, so a value where the other side is null
+is a mismatch, reported like any other, never an error. NaN is a value, not null: the contracts
+say an aggregate over no input is null, so a NaN the stream landed where the recompute gives
+null (or a number) is reported as a mismatch.
 """
 
 from __future__ import annotations
@@ -126,8 +131,10 @@ def verify_source(con: duckdb.DuckDBPyConnection, lake: L.Lake, source: str, geo
     str_sql = str_sql or f"SELECT NULL::VARCHAR AS entity, NULL::BIGINT AS window_start, NULL::INTEGER AS version, {null_cols} WHERE false"
     lo = int(since.timestamp() * 1000) if since else -(2**62)
     hi = int(until.timestamp() * 1000) if until else 2**62
+    # never NULL: when one side is null the tolerance test is NULL, and that counts as differing
     diff_cols = ",\n  ".join(
-        f"NOT (s.{n} IS NOT DISTINCT FROM r.{n} OR abs(s.{n} - r.{n}) <= {REL_TOL} * greatest(1, abs(r.{n}))) AS d_{n}"
+        f"NOT coalesce(s.{n} IS NOT DISTINCT FROM r.{n} "
+        f"OR abs(s.{n} - r.{n}) <= {REL_TOL} * greatest(1, abs(r.{n})), false) AS d_{n}"
         for n in names
     )
     joined = con.sql(f"""
