@@ -1,6 +1,6 @@
 -- anomalies: anomalies raised by the detectors (per source and cross-source), as landed.
 -- grain:   one detected anomaly
--- keys:    as written by the detectors (detector, entity, window_start)
+-- keys:    (detector, entity, window_start), as the detectors write them
 -- columns: source, detector, entity, district, window_start, window_end, severity, score,
 --          detail, detected_at, date, hour
 -- note:    the columns above are the empty-lake placeholder; once anomaly files exist the view
