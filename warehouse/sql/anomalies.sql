@@ -6,6 +6,4 @@
 -- note:    the columns above are the empty-lake placeholder; once anomaly files exist the view
 --          passes through whatever columns the detectors land (source/date/hour from the path).
 SELECT source, * EXCLUDE (source)
-FROM read_parquet('{lake}/anomalies/source=*/date=*/hour=*/[!.]*.parquet',
-                  hive_partitioning = true, union_by_name = true,
-                  hive_types = {'source': VARCHAR, 'date': DATE, 'hour': INTEGER})
+FROM {scan:anomalies:*}
