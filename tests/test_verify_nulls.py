@@ -106,13 +106,18 @@ def test_a_difference_with_null_or_nan_is_reported_not_raised(
     assert not result.ok
     assert m[["entity", "problem", "column"]].values.tolist() == [
         [entity, "value_differs", "max_cargo_temp_c"]]
-    streamed, expected = overrides[entity.replace("-", "_")], m["recomputed"].iloc[0]
+    # null is reported as None and NaN as NaN, so the report tells them apart
     if recomputed is None:
-        assert expected is None or math.isnan(expected)
+        assert m["recomputed"].iloc[0] is None
     else:
-        assert expected == recomputed
-    got = m["streamed"].iloc[0]
-    assert (got is None or math.isnan(got)) if streamed is None or math.isnan(streamed) else got == streamed
+        assert m["recomputed"].iloc[0] == recomputed
+    streamed, got = overrides[entity.replace("-", "_")], m["streamed"].iloc[0]
+    if streamed is None:
+        assert got is None
+    elif math.isnan(streamed):
+        assert isinstance(got, float) and math.isnan(got)
+    else:
+        assert got == streamed
 
 
 def test_verify_command_exits_1_on_a_null_mismatch(tmp_path, monkeypatch, capsys) -> None:
@@ -124,3 +129,5 @@ def test_verify_command_exits_1_on_a_null_mismatch(tmp_path, monkeypatch, capsys
     assert verify_cmd.run(args) == 1
     out = capsys.readouterr().out
     assert "MISMATCH" in out and "max_cargo_temp_c" in out and "truck-dry" in out
+    line = next(row for row in out.splitlines() if "truck-dry" in row)
+    assert line.split()[-2:] == ["NaN", "None"]  # streamed NaN, recomputed null

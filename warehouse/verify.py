@@ -141,7 +141,8 @@ def verify_source(con: duckdb.DuckDBPyConnection, lake: L.Lake, source: str, geo
 WITH r AS ({rec_sql}), s AS ({str_sql})
 SELECT coalesce(s.entity, r.entity) AS entity, coalesce(s.window_start, r.window_start) AS window_start,
   s.entity IS NULL AS missing_in_stream, r.entity IS NULL AS missing_in_recompute,
-  {", ".join(f"s.{n} AS s_{n}, r.{n} AS r_{n}" for n in names)},
+  {", ".join(f"s.{n} AS s_{n}, r.{n} AS r_{n}, s.{n} IS NULL AS sn_{n}, r.{n} IS NULL AS rn_{n}"
+             for n in names)},
   {diff_cols}
 FROM s FULL OUTER JOIN r ON s.entity = r.entity AND s.window_start = r.window_start
 WHERE coalesce(s.window_start, r.window_start) BETWEEN {lo} AND {hi}
@@ -155,11 +156,14 @@ WHERE coalesce(s.window_start, r.window_start) BETWEEN {lo} AND {hi}
         else:
             for n in names:
                 if getattr(row, f"d_{n}"):
+                    # pandas reads SQL NULL as NaN: report null as None so NaN stays visible
+                    streamed = None if getattr(row, f"sn_{n}") else getattr(row, f"s_{n}")
+                    recomputed = None if getattr(row, f"rn_{n}") else getattr(row, f"r_{n}")
                     problems.append((row.entity, row.window_start, "value_differs", n,
-                                     getattr(row, f"s_{n}"), getattr(row, f"r_{n}")))
-    mism = pd.DataFrame(problems, columns=empty.columns) if problems else empty
+                                     streamed, recomputed))
+    mism = pd.DataFrame(problems, columns=empty.columns, dtype=object) if problems else empty
     if not mism.empty:
-        mism["window_start"] = pd.to_datetime(mism["window_start"], unit="ms", utc=True)
+        mism["window_start"] = pd.to_datetime(mism["window_start"].astype("int64"), unit="ms", utc=True)
     return SourceCheck(source, len(joined), mism)
 
 
