@@ -55,6 +55,7 @@ def test_late_events_has_one_branch_per_source(tmp_path: Path) -> None:
     ("SELECT * FROM {nope:traffic}", "unknown"),
     ("SELECT * FROM {scan:raw:nowhere}", "known source"),
     ("SELECT * FROM {scan:raw}", "takes 2 argument"),
+    ("SELECT * FROM {scan:windowz:traffic}", "names no lake table"),
     ("SELECT {window_size_s:traffic:wifi}", "takes 1 argument"),
     ("{union_all:no_such_macro}", "names no macro"),
     ("SELECT {source}", "unknown"),  # a macro variable outside a macro

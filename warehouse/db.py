@@ -16,7 +16,8 @@ select from their ``_history`` view). SQL shared by several views is a macro in
 warehouse/sql/macros/ (``{window_history:traffic}``, ``{district_rollup:wifi}``, and
 ``{union_all:late_events_of}`` for one branch per source). The build is recorded in the table
 ``_cityflow_build``; ``connect`` rebuilds when a scan that was empty has files now, the lake root
-changed, or the view definitions (models, macros, contracts) changed. Everything is views, so new files are visible without rebuilding.
+changed, or the view definitions (models, macros, contracts) changed. Everything is views, so
+new files are visible without rebuilding.
 
 Object stores: a lake root such as ``s3://bucket/lake`` (or gs://, r2://, https://) loads
 DuckDB's ``httpfs`` extension, az:// or abfss:// loads ``azure``. Credentials are not part of
@@ -379,6 +380,8 @@ def render_view(
             raise fail(m, f"takes {arity} argument(s), got {len(args)}")
         if name == "scan":
             table, source = args
+            if table not in L.TABLES:
+                raise fail(m, f"names no lake table; known: {', '.join(L.TABLES)}")
             if source != "*":
                 source_arg(m, source)
             pattern = f"{root}/{table}/source={source}/{SCAN_GLOB}"
