@@ -1,8 +1,10 @@
-"""`cityflow demo` end to end as a user runs it (the path `make demo` takes), so it cannot rot."""
+"""`cityflow demo` end to end as a user runs it (the path `make demo` takes), so it cannot rot:
+its report, its own lake through `cityflow verify` and `cityflow validate`, and a second run."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +22,22 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeo
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def test_demo_runs_the_whole_pipeline(tmp_path):
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = run_cli(["demo", "--seconds", "6", "--rate", "800", "--workers", "2"], tmp_path, env)
+ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One reduced demo (6 s at 800 events/s, 2 workers) in a fresh directory, as `make demo`
+    runs it there: lake, warehouse and state under that directory. 30 min of city time, so
+    every source has final windows (lighting's are 15 min)."""
+    cwd = tmp_path_factory.mktemp("demo")
+    proc = run_cli(["demo", "--seconds", "6", "--rate", "800", "--speedup", "300", "--workers", "2"],
+                   cwd, ENV)
+    return cwd, proc
+
+
+def test_demo_runs_the_whole_pipeline(demo_run):
+    tmp_path, proc = demo_run
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     for section in ("Busiest roads", "Lamp faults and energy", "Wi-Fi load by site type",
@@ -38,9 +53,45 @@ def test_demo_runs_the_whole_pipeline(tmp_path):
     assert con.sql("SELECT count(*) FROM traffic_1m").fetchall()[0][0] > 0
     con.close()
 
-    # running it again replaces its own lake rather than appending to it
-    proc = run_cli(["demo", "--seconds", "3", "--rate", "500", "--workers", "1"], tmp_path, env)
+
+def test_the_demo_lake_passes_verify_and_validate(demo_run):
+    """What a new user does after `make demo`: both checks exit 0 on the demo's own lake, for
+    every source (verify compares every final window of all four with a DuckDB recompute)."""
+    cwd, demo = demo_run
+    assert demo.returncode == 0, (demo.stdout + demo.stderr)[-3000:]
+    verify = run_cli(["verify"], cwd, ENV)
+    validate = run_cli(["validate"], cwd, ENV)
+    out = verify.stdout + verify.stderr
+    assert "Traceback" not in out, out[-4000:]
+    assert verify.returncode == 0, out[-4000:]
+    windows = {}  # source -> windows checked, from verify's table
+    for line in verify.stdout.splitlines():
+        cells = line.split()
+        if cells[:1] and cells[0] in ("traffic", "lighting", "wifi", "logistics"):
+            windows[cells[0]] = (int(cells[1].replace(",", "")), cells[-1])
+    assert {s: ok for s, (_, ok) in windows.items()} == dict.fromkeys(
+        ("traffic", "lighting", "wifi", "logistics"), "ok"), verify.stdout
+    assert all(n > 0 for n, _ in windows.values()), windows
+    assert "0 mismatches" in verify.stdout and "UNBALANCED" not in verify.stdout
+
+    assert validate.returncode == 0, (validate.stdout + validate.stderr)[-4000:]
+    assert (cwd / "reports" / "validation" / "index.html").exists()
+
+
+def test_demo_run_again_replaces_its_own_lake(demo_run, tmp_path):
+    """Running it again replaces its own lake rather than appending to it."""
+    cwd, demo = demo_run
+    assert demo.returncode == 0, (demo.stdout + demo.stderr)[-3000:]
+    shutil.copytree(cwd / "lake", tmp_path / "lake")  # leave the shared run untouched
+    proc = run_cli(["demo", "--seconds", "3", "--rate", "500", "--workers", "1"], tmp_path, ENV)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    sent = int(proc.stdout.split("[demo] sent ")[-1].split(" events")[0].replace(",", ""))
+    con = duckdb.connect(str(tmp_path / "warehouse" / "city.duckdb"), read_only=True)
+    landed = sum(con.sql(f"SELECT count(*) FROM raw_{s}").fetchall()[0][0]
+                 for s in ("traffic", "lighting", "wifi", "logistics"))
+    quarantined = con.sql("SELECT count(*) FROM quarantine").fetchall()[0][0]
+    con.close()
+    assert landed + quarantined == sent  # nothing of the first run's lake is left
 
 
 def test_demo_refuses_a_lake_it_did_not_create(tmp_path):

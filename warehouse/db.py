@@ -5,14 +5,19 @@ warehouse/sql/, with typed empty fallbacks for tables that have no files yet, an
     ['anomalies', 'district_lighting_15m', ..., 'wifi_5m_history']
     >>> query("SELECT district, sum(vehicle_count) FROM traffic_1m GROUP BY 1", settings)
 
-Each SQL file holds one view. Lake scans are written as
-``read_parquet('{lake}/<table>/source=<source>/...', ...)``; building substitutes the lake root,
-or, when the glob matches no file (a fresh lake), an empty relation typed from the contracts, so
-every view exists from the start. Every scan skips files superseded by a compacted file
-(``contracts.lake.live_scan_sql``), so compaction never makes a view count a row twice. The
-build is recorded in the table ``_cityflow_build``;
-``connect`` rebuilds when a scan that was empty has files now, the lake root changed, or the view
-definitions changed. Everything is views, so new files are visible without rebuilding.
+Each SQL file in warehouse/sql/ holds one view, dbt-style: a header comment (grain, keys,
+columns) and a small body with placeholders. ``{scan:<table>:<source>}`` is the one way a view
+reads the lake (the live files of one table and source, Hive partitions typed, unioned by name);
+when its glob matches no file (a fresh lake) it becomes an empty relation typed from the
+contracts, so every view exists from the start. Every scan skips files superseded by a compacted
+file (``contracts.lake.live_scan_sql``), so compaction never makes a view count a row twice.
+``{ref:<view>}`` selects from another view, which is created first (the latest-version views
+select from their ``_history`` view). SQL shared by several views is a macro in
+warehouse/sql/macros/ (``{window_history:traffic}``, ``{district_rollup:wifi}``, and
+``{union_all:late_events_of}`` for one branch per source). The build is recorded in the table
+``_cityflow_build``; ``connect`` rebuilds when a scan that was empty has files now, the lake root
+changed, or the view definitions (models, macros, contracts) changed. Everything is views, so
+new files are visible without rebuilding.
 
 Object stores: a lake root such as ``s3://bucket/lake`` (or gs://, r2://, https://) loads
 DuckDB's ``httpfs`` extension, az:// or abfss:// loads ``azure``. Credentials are not part of
@@ -48,7 +53,7 @@ log = logging.getLogger(__name__)
 SQL_DIR = Path(__file__).with_name("sql")
 BUILD_TABLE = "_cityflow_build"
 # Bump when the way views are rendered changes, so existing databases are rebuilt.
-BUILD_FORMAT = "2"
+BUILD_FORMAT = "3"
 
 _TS = pa.timestamp("ms", tz="UTC")
 # Hive partition columns every lake path carries (see contracts/lake.py).
@@ -128,12 +133,19 @@ _DUCKDB_TYPES: dict[pa.DataType, str] = {
     pa.large_binary(): "BLOB",
     pa.date32(): "DATE",
 }
-# A lake scan in a SQL model, or a {name} / {name:arg} placeholder.
-_TEMPLATE_RE = re.compile(
-    r"(?P<scan>read_parquet\(\s*'\{lake\}/(?P<table>[a-z_]+)/source=(?P<source>\*|[a-z][a-z0-9_]*)/"
-    r"(?P<rest>[^']*)'(?P<args>[^()]*)\))"
-    r"|\{(?P<name>[a-z_]+)(?::(?P<arg>[a-z][a-z0-9_]*))?\}"
+# A placeholder in a SQL model or macro: {name} or {name:arg} or {name:arg:arg}.
+_PLACEHOLDER_RE = re.compile(r"\{(?P<name>[a-z_]+)(?P<args>(?::(?:\*|[a-z][a-z0-9_]*))*)\}")
+# Every lake scan reads the same files the same way: the live (not superseded) Parquet files of
+# one table and source (or all sources), Hive partitions typed, columns unioned by name (older
+# files may lack newer nullable columns), and never a hidden file (temp files start with '.').
+SCAN_GLOB = "date=*/hour=*/[!.]*.parquet"
+SCAN_OPTIONS = (
+    ", hive_partitioning = true, union_by_name = true, hive_types = {"
+    + ", ".join(f"'{n}': {t}" for n, t in HIVE_COLUMNS)
+    + "}"
 )
+# How deep macros may expand macros before a cycle is assumed.
+_MAX_MACRO_DEPTH = 5
 
 
 class WarehouseError(RuntimeError):
@@ -156,6 +168,7 @@ class RenderedView:
     name: str
     sql: str
     empty_scans: tuple[str, ...]
+    refs: tuple[str, ...] = ()  # views this one selects from ({ref:<view>}), created first
 
 
 # -- schemas of the lake tables (for empty fallbacks), derived from the contracts --------------
@@ -250,6 +263,18 @@ def load_models(sql_dir: Path = SQL_DIR) -> list[ViewModel]:
     return models
 
 
+def load_macros(sql_dir: Path = SQL_DIR) -> dict[str, ViewModel]:
+    """The macros, one per `macros/*.sql` file: SQL shared by several views, by name."""
+    macros = {
+        p.stem: ViewModel(p.stem, p, p.read_text())
+        for p in sorted((sql_dir / "macros").glob("*.sql"))
+    }
+    clash = set(macros) & set(_BUILTINS)
+    if clash:
+        raise WarehouseError(f"macros {sorted(clash)} shadow built-in placeholders; rename them")
+    return macros
+
+
 def lake_uri(lake_root: str) -> str:
     """The lake root as DuckDB reads it: an absolute local path or the URI unchanged."""
     if "://" in lake_root:
@@ -280,46 +305,143 @@ def _district_measures(source: str) -> str:
     return ",\n       ".join(exprs)
 
 
-def _known_source(source: str | None, model: ViewModel, placeholder: str) -> str:
-    if source not in CONTRACTS:
-        raise WarehouseError(
-            f"{model.path.name}: placeholder {{{placeholder}}} needs a known source, "
-            f"got {source!r}; known: {', '.join(CONTRACTS)}"
-        )
-    return source
+def _macro_body(macro: ViewModel) -> str:
+    """A macro's SQL without its leading comment (which documents the macro, not the view)."""
+    lines = macro.template.splitlines()
+    while lines and (lines[0].startswith("--") or not lines[0].strip()):
+        lines.pop(0)
+    return "\n".join(lines).rstrip()
 
 
-def render_view(model: ViewModel, lake_root: str, con: duckdb.DuckDBPyConnection) -> RenderedView:
-    """Substitute the lake root and placeholders; replace scans without files by empty relations."""
+def _macro_variables(source: str) -> dict[str, str]:
+    """What a macro's {source}, {entity_key} and {district_column} stand for, per source."""
+    contract = contract_for_source(source)
+    has_district = any(f.name == "district" for f in contract.fields)
+    return {
+        "source": source,
+        "entity_key": contract.key,
+        "district_column": "district" if has_district else "CAST(NULL AS VARCHAR)",
+    }
+
+
+def _expand_macro(macro: ViewModel, source: str) -> str:
+    body = _macro_body(macro)
+    for var, value in _macro_variables(source).items():
+        body = body.replace(f"{{{var}}}", value)
+    return body
+
+
+# Built-in placeholders and how many arguments each takes. Any other name is a macro.
+_BUILTINS: dict[str, int] = {
+    "scan": 2,  # {scan:<table>:<source or *>}: that lake table's live files (or a typed empty one)
+    "ref": 1,  # {ref:<view>}: another view, which is then created first (dbt's ref())
+    "window_size_s": 1,  # {window_size_s:<source>}: the source's default window size
+    "district_measures": 1,  # {district_measures:<source>}: merge of the district partials
+    "union_all": 1,  # {union_all:<macro>}: the macro once per source, joined by UNION ALL
+}
+
+
+def render_view(
+    model: ViewModel,
+    lake_root: str,
+    con: duckdb.DuckDBPyConnection,
+    macros: dict[str, ViewModel] | None = None,
+) -> RenderedView:
+    """Expand a model's placeholders and macros into its final SQL; a scan whose glob matches
+    no file becomes an empty relation typed from the contracts, so the view exists anyway."""
     root = lake_uri(lake_root)
+    macros = load_macros() if macros is None else macros
     empty: list[str] = []
+    refs: list[str] = []
 
-    def substitute(m: re.Match[str]) -> str:
-        if m["scan"]:
-            pattern = f"{root}/{m['table']}/source={m['source']}/{m['rest']}"
+    def fail(m: re.Match[str], why: str) -> WarehouseError:
+        return WarehouseError(f"{model.path.name}: placeholder {m.group(0)} {why}")
+
+    def source_arg(m: re.Match[str], arg: str) -> str:
+        if arg not in CONTRACTS:
+            raise fail(m, f"needs a known source, got {arg!r}; known: {', '.join(CONTRACTS)}")
+        return arg
+
+    def render(text: str, depth: int) -> str:
+        if depth > _MAX_MACRO_DEPTH:
+            raise WarehouseError(f"{model.path.name}: macros nest deeper than {_MAX_MACRO_DEPTH}")
+        return _PLACEHOLDER_RE.sub(lambda m: substitute(m, depth), text)
+
+    def substitute(m: re.Match[str], depth: int) -> str:
+        name, args = m["name"], m["args"].split(":")[1:]
+        if name not in _BUILTINS and name not in macros:
+            raise fail(
+                m,
+                f"is unknown; built-ins: {', '.join(_BUILTINS)}; macros: "
+                f"{', '.join(macros) or 'none'}",
+            )
+        arity = _BUILTINS.get(name, 1)
+        if len(args) != arity:
+            raise fail(m, f"takes {arity} argument(s), got {len(args)}")
+        if name == "scan":
+            table, source = args
+            if table not in L.TABLES:
+                raise fail(m, f"names no lake table; known: {', '.join(L.TABLES)}")
+            if source != "*":
+                source_arg(m, source)
+            pattern = f"{root}/{table}/source={source}/{SCAN_GLOB}"
             if con.execute("SELECT 1 FROM glob(?) LIMIT 1", [pattern]).fetchone():
                 # skip files a compacted file supersedes (jobs/compaction.py, contracts/lake.py)
-                return L.live_scan_sql(pattern, m["args"])
+                return L.live_scan_sql(pattern, SCAN_OPTIONS)
             empty.append(pattern)
-            return empty_relation(lake_table_schema(m["table"], m["source"]))
-        name, arg = m["name"], m["arg"]
-        if name == "lake" and arg is None:
-            return root.replace("'", "''")
+            return empty_relation(lake_table_schema(table, source))
+        if name == "ref":
+            refs.append(args[0])
+            return _ident(args[0])
         if name == "window_size_s":
-            return str(WINDOW_DEFAULTS[_known_source(arg, model, name)].size_s)
+            return str(WINDOW_DEFAULTS[source_arg(m, args[0])].size_s)
         if name == "district_measures":
-            return _district_measures(_known_source(arg, model, name))
-        raise WarehouseError(f"{model.path.name}: unknown placeholder {m.group(0)}")
+            return _district_measures(source_arg(m, args[0]))
+        if name == "union_all":
+            if args[0] not in macros:
+                raise fail(m, f"names no macro; macros: {', '.join(macros) or 'none'}")
+            parts = [render(_expand_macro(macros[args[0]], s), depth + 1) for s in CONTRACTS]
+            return "\nUNION ALL\n".join(parts)
+        return render(_expand_macro(macros[name], source_arg(m, args[0])), depth + 1)
 
-    sql = _TEMPLATE_RE.sub(substitute, model.template)
-    return RenderedView(model.name, sql, tuple(empty))
+    sql = render(model.template, 0)
+    return RenderedView(model.name, sql, tuple(empty), tuple(dict.fromkeys(refs)))
 
 
-def fingerprint(models: list[ViewModel]) -> str:
-    """Changes whenever a view's definition would: SQL files, contracts, window defaults."""
+def creation_order(rendered: list[RenderedView]) -> list[RenderedView]:
+    """The views in an order that creates every view after the views it refers to."""
+    by_name = {r.name: r for r in rendered}
+    ordered: list[RenderedView] = []
+    state: dict[str, str] = {}  # name -> "visiting" | "done"
+
+    def visit(view: RenderedView, path: tuple[str, ...]) -> None:
+        if state.get(view.name) == "done":
+            return
+        if state.get(view.name) == "visiting":
+            raise WarehouseError(
+                f"views refer to each other in a cycle: {' -> '.join((*path, view.name))}"
+            )
+        state[view.name] = "visiting"
+        for ref in view.refs:
+            if ref not in by_name:
+                raise WarehouseError(
+                    f"view {view.name} refers to {ref!r}, which no SQL model defines"
+                )
+            visit(by_name[ref], (*path, view.name))
+        state[view.name] = "done"
+        ordered.append(view)
+
+    for view in rendered:
+        visit(view, ())
+    return ordered
+
+
+def fingerprint(models: list[ViewModel], macros: dict[str, ViewModel] | None = None) -> str:
+    """Changes whenever a view's definition would: SQL files, macros, contracts, window defaults."""
+    macros = load_macros() if macros is None else macros
     h = hashlib.sha256(BUILD_FORMAT.encode())
-    for m in models:
-        h.update(f"\0{m.name}\0{m.template}".encode())
+    for m in [*models, *macros.values()]:
+        h.update(f"\0{m.path.parent.name}/{m.name}\0{m.template}".encode())
     h.update(repr(sorted(AGGREGATES.items())).encode())
     h.update(repr(sorted(WINDOW_DEFAULTS.items())).encode())
     for source in sorted(CONTRACTS):
@@ -348,13 +470,13 @@ def build_warehouse(lake_root: str, db_path: Path) -> list[str]:
 
     Idempotent and atomic (one transaction); views whose SQL file was removed are dropped.
     """
-    models = load_models()
+    models, macros = load_models(), load_macros()
     db_path = Path(db_path)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(db_path))
     try:
         prepare_connection(con, lake_root)
-        rendered = [render_view(m, lake_root, con) for m in models]
+        rendered = creation_order([render_view(m, lake_root, con, macros) for m in models])
         previous = _built_views(con)
         con.execute("BEGIN TRANSACTION")
         try:
@@ -368,7 +490,7 @@ def build_warehouse(lake_root: str, db_path: Path) -> list[str]:
                     raise WarehouseError(
                         f"view {r.name} ({SQL_DIR / r.name}.sql): {first}"
                     ) from exc
-            _record_build(con, rendered, lake_uri(lake_root), fingerprint(models))
+            _record_build(con, rendered, lake_uri(lake_root), fingerprint(models, macros))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

@@ -5,6 +5,11 @@ Recompute rules mirror the stream's contract, not its code: a (event, window) pa
 it is recorded in late_events; a window is final when its end <= watermark of its partition
 (max landed event time - allowed lateness); the stream's latest version of every final window
 must equal the recompute, and the stream must have no final window the recompute lacks.
+
+Values compare within REL_TOL; null equals only null, so a value where the other side is null
+is a mismatch, reported like any other, never an error. NaN is a value, not null: the contracts
+say an aggregate over no input is null, so a NaN the stream landed where the recompute gives
+null (or a number) is reported as a mismatch.
 """
 
 from __future__ import annotations
@@ -126,15 +131,18 @@ def verify_source(con: duckdb.DuckDBPyConnection, lake: L.Lake, source: str, geo
     str_sql = str_sql or f"SELECT NULL::VARCHAR AS entity, NULL::BIGINT AS window_start, NULL::INTEGER AS version, {null_cols} WHERE false"
     lo = int(since.timestamp() * 1000) if since else -(2**62)
     hi = int(until.timestamp() * 1000) if until else 2**62
+    # never NULL: when one side is null the tolerance test is NULL, and that counts as differing
     diff_cols = ",\n  ".join(
-        f"NOT (s.{n} IS NOT DISTINCT FROM r.{n} OR abs(s.{n} - r.{n}) <= {REL_TOL} * greatest(1, abs(r.{n}))) AS d_{n}"
+        f"NOT coalesce(s.{n} IS NOT DISTINCT FROM r.{n} "
+        f"OR abs(s.{n} - r.{n}) <= {REL_TOL} * greatest(1, abs(r.{n})), false) AS d_{n}"
         for n in names
     )
     joined = con.sql(f"""
 WITH r AS ({rec_sql}), s AS ({str_sql})
 SELECT coalesce(s.entity, r.entity) AS entity, coalesce(s.window_start, r.window_start) AS window_start,
   s.entity IS NULL AS missing_in_stream, r.entity IS NULL AS missing_in_recompute,
-  {", ".join(f"s.{n} AS s_{n}, r.{n} AS r_{n}" for n in names)},
+  {", ".join(f"s.{n} AS s_{n}, r.{n} AS r_{n}, s.{n} IS NULL AS sn_{n}, r.{n} IS NULL AS rn_{n}"
+             for n in names)},
   {diff_cols}
 FROM s FULL OUTER JOIN r ON s.entity = r.entity AND s.window_start = r.window_start
 WHERE coalesce(s.window_start, r.window_start) BETWEEN {lo} AND {hi}
@@ -148,11 +156,14 @@ WHERE coalesce(s.window_start, r.window_start) BETWEEN {lo} AND {hi}
         else:
             for n in names:
                 if getattr(row, f"d_{n}"):
+                    # pandas reads SQL NULL as NaN: report null as None so NaN stays visible
+                    streamed = None if getattr(row, f"sn_{n}") else getattr(row, f"s_{n}")
+                    recomputed = None if getattr(row, f"rn_{n}") else getattr(row, f"r_{n}")
                     problems.append((row.entity, row.window_start, "value_differs", n,
-                                     getattr(row, f"s_{n}"), getattr(row, f"r_{n}")))
-    mism = pd.DataFrame(problems, columns=empty.columns) if problems else empty
+                                     streamed, recomputed))
+    mism = pd.DataFrame(problems, columns=empty.columns, dtype=object) if problems else empty
     if not mism.empty:
-        mism["window_start"] = pd.to_datetime(mism["window_start"], unit="ms", utc=True)
+        mism["window_start"] = pd.to_datetime(mism["window_start"].astype("int64"), unit="ms", utc=True)
     return SourceCheck(source, len(joined), mism)
 
 

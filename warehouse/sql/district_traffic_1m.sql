@@ -10,21 +10,5 @@
 --          sum(<name>_sum) / sum(<name>_n) (both kept for further roll-ups); version is the
 --          highest partial version, is_correction true if any partial is a correction.
 --          Percentiles are not mergeable: compute them from raw_traffic.
-WITH partials AS (
-    SELECT *
-    FROM read_parquet('{lake}/district_windows/source=traffic/date=*/hour=*/[!.]*.parquet',
-                      hive_partitioning = true, union_by_name = true,
-                      hive_types = {'source': VARCHAR, 'date': DATE, 'hour': INTEGER})
-    WHERE window_size_s = {window_size_s:traffic}
-    QUALIFY row_number() OVER (
-        PARTITION BY district, window_start, window_size_s, kafka_partition, date, hour
-        ORDER BY version DESC, emitted_at DESC) = 1
-)
-SELECT source, district, window_start, max(window_end) AS window_end, window_size_s,
-       max(hop_s) AS hop_s, count(*) AS n_partitions, max(version) AS version,
-       bool_or(is_correction) AS is_correction, max(emitted_at) AS emitted_at,
-       CAST(sum(n_entities) AS BIGINT) AS n_entities,
-       {district_measures:traffic},
-       date, hour
-FROM partials
-GROUP BY source, district, window_start, window_size_s, date, hour
+-- from:    lake district_windows/source=traffic, via macros/district_rollup.sql
+{district_rollup:traffic}

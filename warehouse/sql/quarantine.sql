@@ -6,6 +6,4 @@
 -- note:    reason is a contracts.schema.Reason code; value/key are the original bytes;
 --          date/hour = UTC partition of received_at (receipt, not event time).
 SELECT source, * EXCLUDE (source)
-FROM read_parquet('{lake}/quarantine/source=*/date=*/hour=*/[!.]*.parquet',
-                  hive_partitioning = true, union_by_name = true,
-                  hive_types = {'source': VARCHAR, 'date': DATE, 'hour': INTEGER})
+FROM {scan:quarantine:*}

@@ -7,6 +7,4 @@
 -- note:    date/hour are the Hive partition (UTC date and hour of ts): filter on them to prune
 --          files. Landing is exactly-once, so there is nothing to dedupe here.
 SELECT * EXCLUDE (source)
-FROM read_parquet('{lake}/raw/source=logistics/date=*/hour=*/[!.]*.parquet',
-                  hive_partitioning = true, union_by_name = true,
-                  hive_types = {'source': VARCHAR, 'date': DATE, 'hour': INTEGER})
+FROM {scan:raw:logistics}

@@ -9,6 +9,4 @@
 -- note:    road_temp_c came with contract v2: null for v1 detectors and in files landed
 --          before v2 (union_by_name).
 SELECT * EXCLUDE (source)
-FROM read_parquet('{lake}/raw/source=traffic/date=*/hour=*/[!.]*.parquet',
-                  hive_partitioning = true, union_by_name = true,
-                  hive_types = {'source': VARCHAR, 'date': DATE, 'hour': INTEGER})
+FROM {scan:raw:traffic}

@@ -9,14 +9,9 @@
 --          Replays rewrite the same key with identical content in another file: one row is
 --          kept. date/hour = UTC partition of window_start; they are part of the dedupe
 --          partition (they follow from window_start) so date filters prune files.
-SELECT source, entity, district, window_start, window_end, window_size_s, hop_s, version,
-       is_correction, kafka_partition, emitted_at,
-       * EXCLUDE (source, entity, district, window_start, window_end, window_size_s,
-                  hop_s, version, is_correction, kafka_partition, emitted_at)
-FROM read_parquet('{lake}/windows/source=traffic/date=*/hour=*/[!.]*.parquet',
-                  hive_partitioning = true, union_by_name = true,
-                  hive_types = {'source': VARCHAR, 'date': DATE, 'hour': INTEGER})
-WHERE window_size_s = {window_size_s:traffic}
+-- from:    traffic_1m_history (the highest version of each key)
+SELECT *
+FROM {ref:traffic_1m_history}
 QUALIFY row_number() OVER (
     PARTITION BY entity, window_start, window_size_s, date, hour
     ORDER BY version DESC, emitted_at DESC) = 1
