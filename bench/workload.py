@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS, Aggregate
+from contracts.aggregates import AGGREGATES, Aggregate
+from contracts.windows import WINDOW_DEFAULTS
 from contracts.registry import CONTRACTS
 from streams.simulator import SHARE, SOURCES, produce_fast
 

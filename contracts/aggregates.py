@@ -6,11 +6,8 @@ warehouse's verification (DuckDB SQL) both derive their computation from these d
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Literal
-
-if TYPE_CHECKING:
-    from contracts.settings import Settings
+from dataclasses import dataclass
+from typing import Literal
 
 AggFn = Literal["count", "sum", "mean", "max", "min", "p95", "count_eq", "energy_wh"]
 
@@ -25,16 +22,6 @@ class Aggregate:
     description: str
     unit: str | None = None
     value: str | None = None
-
-
-@dataclass(frozen=True)
-class WindowDefaults:
-    """Default window geometry for a source, in seconds."""
-
-    size_s: int
-    hop_s: int | None  # None = tumbling
-    allowed_lateness_s: int
-    grace_s: int
 
 
 def _status_counts(field: str, values: tuple[str, ...]) -> tuple[Aggregate, ...]:
@@ -80,33 +67,6 @@ AGGREGATES: dict[str, tuple[Aggregate, ...]] = {
     ),
 }
 
-WINDOW_DEFAULTS: dict[str, WindowDefaults] = {
-    # Detectors report every 20-60 s; 1 min windows, lateness covers a retry cycle.
-    "traffic": WindowDefaults(size_s=60, hop_s=None, allowed_lateness_s=30, grace_s=600),
-    "lighting": WindowDefaults(size_s=900, hop_s=None, allowed_lateness_s=60, grace_s=1800),
-    # Vehicle APs buffer in tunnels for up to ~20 min: their late stats become corrections.
-    "wifi": WindowDefaults(size_s=300, hop_s=None, allowed_lateness_s=60, grace_s=1800),
-    "logistics": WindowDefaults(size_s=300, hop_s=None, allowed_lateness_s=60, grace_s=1800),
-}
-
 # Columns every window row carries besides the aggregates (the row key is the first five).
 WINDOW_KEY_COLUMNS = ("source", "entity", "window_start", "window_size_s", "version")
 
-
-def window_geometry(source: str, settings: Settings | None = None) -> WindowDefaults:
-    """The window geometry in force for a source: the defaults, overridden by
-    CITYFLOW_WINDOW_<SOURCE> (JSON object with any of size_s, hop_s, allowed_lateness_s,
-    grace_s). Raises ValueError naming the variable when an override is malformed."""
-    geometry = WINDOW_DEFAULTS[source]
-    override = getattr(settings, f"window_{source}", None) if settings is not None else None
-    if not override:
-        return geometry
-    known = {f.name for f in fields(WindowDefaults)}
-    unknown = set(override) - known
-    if unknown:
-        raise ValueError(f"CITYFLOW_WINDOW_{source.upper()}: unknown keys {sorted(unknown)}; use {sorted(known)}")
-    geometry = replace(geometry, **override)
-    hop = geometry.hop_s or geometry.size_s
-    if geometry.size_s <= 0 or hop <= 0 or geometry.size_s % hop or geometry.allowed_lateness_s < 0 or geometry.grace_s < 0:
-        raise ValueError(f"CITYFLOW_WINDOW_{source.upper()}: invalid geometry {geometry}")
-    return geometry

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS
+from contracts.aggregates import AGGREGATES
+from contracts.windows import WINDOW_DEFAULTS
 from contracts.quarantine import DLQ_HEADERS, DLQ_MAX_VALUE_BYTES, QUARANTINE_COLUMNS
 from contracts.registry import CONTRACTS, DLQ_TOPIC
 from contracts.schema import ID_PATTERN, TS_PATTERN, Contract, Field, Reason

@@ -20,7 +20,7 @@ State is columnar (numpy, no per-event Python): one set of arrays per partition 
 with entities and districts as integer codes. Windows that can no longer change are a prefix of
 that order and are dropped by slicing; versions live in a sorted key array.
 
-    >>> eng = WindowEngine(WindowSpec(size_s=60, allowed_lateness_s=10, grace_s=120), "traffic")
+    >>> eng = WindowEngine(WindowGeometry(size_s=60, allowed_lateness_s=10, grace_s=120), "traffic")
     >>> out = eng.process(batch)   # Arrow table or DataFrame: ts (ms), entity, district, offset, fields
     >>> out.windows, out.district_windows, out.late_events
 """
@@ -37,36 +37,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts.aggregates import AGGREGATES, Aggregate
+from contracts.windows import WindowGeometry
 
 _NO_TS = np.iinfo(np.int64).min // 4
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """Window geometry in seconds. hop_s=None means tumbling (hop = size)."""
-
-    size_s: int
-    allowed_lateness_s: int = 0
-    grace_s: int = 0
-    hop_s: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.size_s <= 0:
-            raise ValueError(f"window size must be positive, got {self.size_s}")
-        hop = self.hop
-        if hop <= 0 or hop > self.size_s or self.size_s % hop:
-            raise ValueError(f"hop {hop}s must divide window size {self.size_s}s")
-        if self.allowed_lateness_s < 0 or self.grace_s < 0:
-            raise ValueError("allowed lateness and grace must be >= 0")
-
-    @property
-    def hop(self) -> int:
-        return self.hop_s or self.size_s
-
-    @property
-    def horizon_ms(self) -> int:
-        """Event-time span behind the max event time that can still change a window."""
-        return (self.size_s + self.allowed_lateness_s + self.grace_s) * 1000
 
 
 _EMPTY = pa.table({})
@@ -188,7 +161,7 @@ class _Touched:
 class WindowEngine:
     """Open-window state and watermark of one topic partition for one source."""
 
-    def __init__(self, spec: WindowSpec, source: str, partition: int = 0):
+    def __init__(self, spec: WindowGeometry, source: str, partition: int = 0):
         self.spec = spec
         self.source = source
         self.partition = partition

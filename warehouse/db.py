@@ -36,9 +36,10 @@ import pandas as pd
 import pyarrow as pa
 
 from contracts import lake as L
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS, Aggregate
+from contracts.aggregates import AGGREGATES, Aggregate
 from contracts.quarantine import QUARANTINE_SCHEMA
 from contracts.registry import CONTRACTS, contract_for_source
+from contracts.windows import WINDOW_DEFAULTS
 
 if TYPE_CHECKING:
     from contracts.settings import Settings
