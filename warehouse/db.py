@@ -161,12 +161,12 @@ class RenderedView:
 
 # -- schemas of the lake tables (for empty fallbacks), derived from the contracts --------------
 def aggregate_type(source: str, agg: Aggregate) -> pa.DataType:
-    """Arrow type of an aggregate column: counts are int64, a sum keeps its input's type."""
-    if agg.fn in ("count", "count_eq"):
-        return pa.int64()
-    if agg.fn == "sum" and agg.field is not None:
-        return contract_for_source(source).field(agg.field).arrow_type
-    return pa.float64()
+    """Arrow type of an aggregate column (its function's type given the input field's)."""
+    return agg.function.arrow_type(_input_type(source, agg))
+
+
+def _input_type(source: str, agg: Aggregate) -> pa.DataType | None:
+    return contract_for_source(source).field(agg.field).arrow_type if agg.field else None
 
 
 def window_schema(source: str) -> pa.Schema:
@@ -179,10 +179,7 @@ def district_window_schema(source: str) -> pa.Schema:
     """Schema of `district_windows/source=<source>` files: mergeable partials per aggregate."""
     fields = list(DISTRICT_WINDOW_COLUMNS)
     for a in AGGREGATES[source]:
-        if a.fn == "mean":
-            fields += [pa.field(f"{a.name}_sum", pa.float64()), pa.field(f"{a.name}_n", pa.int64())]
-        elif a.fn != "p95":  # percentiles are not mergeable
-            fields.append(pa.field(a.name, aggregate_type(source, a)))
+        fields += [pa.field(n, t) for n, t in a.function.partial_columns(a, _input_type(source, a))]
     return pa.schema(fields)
 
 
@@ -259,25 +256,8 @@ def lake_uri(lake_root: str) -> str:
 
 
 def _district_measures(source: str) -> str:
-    """Combine per-partition partials: sum additive columns, max/min, weighted means."""
-    exprs = []
-    for a in AGGREGATES[source]:
-        if a.fn == "mean":
-            s, n = _ident(f"{a.name}_sum"), _ident(f"{a.name}_n")
-            exprs += [
-                f"sum({s}) / nullif(sum({n}), 0) AS {_ident(a.name)}",
-                f"sum({s}) AS {s}",
-                f"CAST(sum({n}) AS BIGINT) AS {n}",
-            ]
-        elif a.fn in ("max", "min"):
-            exprs.append(f"{a.fn}({_ident(a.name)}) AS {_ident(a.name)}")
-        elif a.fn in ("count", "count_eq") or (
-            a.fn == "sum" and pa.types.is_integer(aggregate_type(source, a))
-        ):
-            exprs.append(f"CAST(sum({_ident(a.name)}) AS BIGINT) AS {_ident(a.name)}")
-        elif a.fn in ("sum", "energy_wh"):
-            exprs.append(f"sum({_ident(a.name)}) AS {_ident(a.name)}")
-        # p95: not mergeable across partitions, computed from raw instead
+    """Combine per-partition partials, as each aggregate function declares (contracts/aggregates.py)."""
+    exprs = [e for a in AGGREGATES[source] for e in a.function.merge_sql(a, _input_type(source, a))]
     return ",\n       ".join(exprs)
 
 
