@@ -22,14 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 # What a kernel returns per group: a numpy array (no nulls) or an Arrow array with nulls.
-Column = np.ndarray | pa.Array
+GroupColumn: TypeAlias = np.ndarray | pa.Array
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class Groups:
         return self._cache["pairs"]
 
 
-def null_where_empty(values: np.ndarray, n_valid: np.ndarray) -> Column:
+def null_where_empty(values: np.ndarray, n_valid: np.ndarray) -> GroupColumn:
     """`values` with a null for every group that had no valid input (no NaN ever leaves)."""
     empty = n_valid == 0
     if not empty.any():
@@ -138,6 +138,13 @@ class AggregateFunction:
     needs_field: ClassVar[bool] = True
     nullable: ClassVar[bool] = True  # null for a group without valid input
     merge: ClassVar[str | None] = None  # SQL function that merges the partials, e.g. "sum"
+    type_doc: ClassVar[str] = "float64"
+    within_input_range: ClassVar[bool] = False  # its value lies within its input's range (mean, max, ...)
+
+    @property
+    def partial_doc(self) -> str:
+        """How the district partial travels and merges (docs)."""
+        return f"the column itself, merged by {self.merge}()" if self.merge else "not mergeable (none)"
 
     def input_key(self, agg: Aggregate) -> str | None:
         return f"f:{agg.field}"
@@ -149,14 +156,14 @@ class AggregateFunction:
     def arrow_type(self, input_type: pa.DataType | None) -> pa.DataType:
         return pa.float64()
 
-    def full(self, agg: Aggregate, groups: Groups) -> Column:
+    def full(self, agg: Aggregate, groups: Groups) -> GroupColumn:
         raise NotImplementedError
 
     def partial_columns(self, agg: Aggregate, input_type: pa.DataType | None) -> tuple[tuple[str, pa.DataType], ...]:
         """The columns of the district partial (none: not mergeable)."""
         return ((agg.name, self.arrow_type(input_type)),) if self.merge else ()
 
-    def partial(self, agg: Aggregate, groups: Groups) -> dict[str, Column]:
+    def partial(self, agg: Aggregate, groups: Groups) -> dict[str, GroupColumn]:
         return {agg.name: self.full(agg, groups)} if self.merge else {}
 
     def merge_sql(self, agg: Aggregate, input_type: pa.DataType | None) -> list[str]:
@@ -183,6 +190,7 @@ def register(cls: type[AggregateFunction]) -> type[AggregateFunction]:
 @register
 class Count(AggregateFunction):
     name, doc, needs_field, merge, nullable = "count", "number of events", False, "sum", False
+    type_doc = "int64"
 
     def input_key(self, agg: Aggregate) -> str | None:
         return None
@@ -190,7 +198,7 @@ class Count(AggregateFunction):
     def arrow_type(self, input_type: pa.DataType | None) -> pa.DataType:
         return pa.int64()
 
-    def full(self, agg: Aggregate, groups: Groups) -> Column:
+    def full(self, agg: Aggregate, groups: Groups) -> GroupColumn:
         return np.bincount(groups.codes, minlength=groups.g).astype(np.int64)
 
 
@@ -204,18 +212,19 @@ class CountEq(Count):
     def event_values(self, agg: Aggregate, events: pa.Table) -> np.ndarray:
         return pc.fill_null(pc.equal(events.column(agg.field), pa.scalar(agg.value)), False).to_numpy()
 
-    def full(self, agg: Aggregate, groups: Groups) -> Column:
+    def full(self, agg: Aggregate, groups: Groups) -> GroupColumn:
         return np.bincount(groups.codes, weights=groups.rows[f"h:{agg.name}"], minlength=groups.g).astype(np.int64)
 
 
 @register
 class Sum(AggregateFunction):
     name, doc, merge = "sum", "sum of the valid values (null without any)", "sum"
+    type_doc = "the input field's type"
 
     def arrow_type(self, input_type: pa.DataType | None) -> pa.DataType:
         return input_type if input_type is not None else pa.float64()
 
-    def full(self, agg: Aggregate, groups: Groups) -> Column:
+    def full(self, agg: Aggregate, groups: Groups) -> GroupColumn:
         raw = groups.rows[f"f:{agg.field}"]
         n, s = groups.valid_count_sum(agg)
         if raw.dtype.kind in "iu":  # an integer column without nulls: exact integer sums
@@ -227,9 +236,10 @@ class Sum(AggregateFunction):
 class Mean(AggregateFunction):
     """Partials travel as `<name>_sum` and `<name>_n` and merge as sum(_sum) / sum(_n)."""
 
-    name, doc = "mean", "mean of the valid values (null without any)"
+    name, doc, within_input_range = "mean", "mean of the valid values (null without any)", True
+    partial_doc = "`<column>_sum` and `<column>_n`, merged as sum(_sum) / sum(_n)"  # type: ignore[assignment]
 
-    def full(self, agg: Aggregate, groups: Groups) -> Column:
+    def full(self, agg: Aggregate, groups: Groups) -> GroupColumn:
         n, s = groups.valid_count_sum(agg)
         with np.errstate(invalid="ignore", divide="ignore"):
             return null_where_empty(s / np.where(n > 0, n, 1), n)
@@ -237,7 +247,7 @@ class Mean(AggregateFunction):
     def partial_columns(self, agg: Aggregate, input_type: pa.DataType | None) -> tuple[tuple[str, pa.DataType], ...]:
         return ((f"{agg.name}_sum", pa.float64()), (f"{agg.name}_n", pa.int64()))
 
-    def partial(self, agg: Aggregate, groups: Groups) -> dict[str, Column]:
+    def partial(self, agg: Aggregate, groups: Groups) -> dict[str, GroupColumn]:
         n, s = groups.valid_count_sum(agg)
         return {f"{agg.name}_sum": null_where_empty(s, n), f"{agg.name}_n": n.astype(np.int64)}
 
@@ -249,10 +259,10 @@ class Mean(AggregateFunction):
 
 @register
 class Max(AggregateFunction):
-    name, doc, merge = "max", "largest valid value (null without any)", "max"
-    _reduce = np.fmax
+    name, doc, merge, within_input_range = "max", "largest valid value (null without any)", "max", True
+    _reduce: ClassVar[np.ufunc] = np.fmax
 
-    def full(self, agg: Aggregate, groups: Groups) -> Column:
+    def full(self, agg: Aggregate, groups: Groups) -> GroupColumn:
         order, starts = groups.sorted_groups()
         n, _ = groups.valid_count_sum(agg)
         return null_where_empty(self._reduce.reduceat(groups.values(agg)[order], starts), n)
@@ -261,7 +271,7 @@ class Max(AggregateFunction):
 @register
 class Min(Max):
     name, doc, merge = "min", "smallest valid value (null without any)", "min"
-    _reduce = np.fmin
+    _reduce: ClassVar[np.ufunc] = np.fmin
 
 
 class Quantile(AggregateFunction):
@@ -269,8 +279,9 @@ class Quantile(AggregateFunction):
     quantile_cont). Not mergeable: percentiles across entities come from the raw lake."""
 
     q: ClassVar[float]
+    within_input_range = True
 
-    def full(self, agg: Aggregate, groups: Groups) -> Column:
+    def full(self, agg: Aggregate, groups: Groups) -> GroupColumn:
         n, _ = groups.valid_count_sum(agg)
         return null_where_empty(quantile_linear(groups.values(agg), groups.codes, n.astype(np.int64), groups.g, self.q), n)
 
@@ -288,12 +299,12 @@ class EnergyWh(AggregateFunction):
 
     name, doc, merge = "energy_wh", "mean of the valid power values x window length in hours", "sum"
 
-    def full(self, agg: Aggregate, groups: Groups) -> Column:
+    def full(self, agg: Aggregate, groups: Groups) -> GroupColumn:
         n, s = groups.valid_count_sum(agg)
         with np.errstate(invalid="ignore", divide="ignore"):
             return null_where_empty(s / np.where(n > 0, n, 1) * (groups.size_s / 3600.0), n)
 
-    def partial(self, agg: Aggregate, groups: Groups) -> dict[str, Column]:
+    def partial(self, agg: Aggregate, groups: Groups) -> dict[str, GroupColumn]:
         pair_of_row, pair_group = groups.entity_pairs()
         v = groups.values(agg)
         valid = ~np.isnan(v)
@@ -320,16 +331,16 @@ def quantile_linear(v: np.ndarray, codes: np.ndarray, n: np.ndarray, g: int, q: 
     return np.where(n > 0, out, np.nan)
 
 
-def aggregate_groups(groups: Groups, aggregates: tuple[Aggregate, ...]) -> dict[str, Column]:
+def aggregate_groups(groups: Groups, aggregates: tuple[Aggregate, ...]) -> dict[str, GroupColumn]:
     """Full aggregates per group (one entity's window)."""
     return {a.name: a.function.full(a, groups) for a in aggregates}
 
 
-def partial_aggregate_groups(groups: Groups, aggregates: tuple[Aggregate, ...]) -> dict[str, Column]:
+def partial_aggregate_groups(groups: Groups, aggregates: tuple[Aggregate, ...]) -> dict[str, GroupColumn]:
     """Mergeable partial aggregates per group (a district's window in one partition), with the
     number of distinct entities behind each."""
     _, pair_group = groups.entity_pairs()
-    cols: dict[str, Column] = {"n_entities": np.bincount(pair_group, minlength=groups.g).astype(np.int64)}
+    cols: dict[str, GroupColumn] = {"n_entities": np.bincount(pair_group, minlength=groups.g).astype(np.int64)}
     for a in aggregates:
         cols.update(a.function.partial(a, groups))
     return cols

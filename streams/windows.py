@@ -35,7 +35,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contracts.aggregates import AGGREGATES, Aggregate, Groups, aggregate_groups, partial_aggregate_groups
+from contracts.aggregates import (
+    AGGREGATES,
+    Aggregate,
+    Groups,
+    aggregate_groups,
+    partial_aggregate_groups,
+)
+from contracts.tables import district_window_table, window_table
 from contracts.windows import WindowGeometry
 
 _NO_TS = np.iinfo(np.int64).min // 4
@@ -167,6 +174,10 @@ class WindowEngine:
         self.aggregates: tuple[Aggregate, ...] = AGGREGATES[source]
         # the per-event input columns the aggregates read, once each ('f:<field>', 'h:<name>')
         self._inputs = {a.input_key: a for a in self.aggregates if a.input_key is not None}
+        # the declared columns of the tables it emits (contracts/tables.py); the sink adds emitted_at
+        self._columns_of = {key: [n for n in table.names if n != "emitted_at"]
+                            for key, table in (("entity", window_table(source)),
+                                               ("district", district_window_table(source)))}
         self.reset()
 
     # -- public -------------------------------------------------------------------------------
@@ -331,12 +342,12 @@ class WindowEngine:
         return self._frame(t, "district", self._dist, cols)
 
     def _frame(self, t: _Touched, key: str, names: _Codes, cols: dict[str, Any]) -> pa.Table:
-        """One row per emitted group: source, window_start, the key, `cols`, then version,
-        window geometry, is_correction and partition."""
+        """One row per emitted group in its table's declared columns (times as epoch ms): the
+        key, window geometry, version, is_correction, partition and the aggregates `cols`."""
         g = len(t.keys)
         window, code = np.divmod(t.keys, _CODE_SPACE)
         window_start = window * (self.spec.hop * 1000)
-        return pa.table({
+        row = {
             "source": _repeat(self.source, g),
             "window_start": window_start,
             key: names.decode(code),
@@ -347,7 +358,8 @@ class WindowEngine:
             "hop_s": np.full(g, self.spec.hop, dtype=np.int32),
             "is_correction": np.bincount(t.codes, weights=t.rows["corr"], minlength=g) > 0,
             "kafka_partition": np.full(g, self.partition, dtype=np.int32),
-        })
+        }
+        return pa.table({name: row[name] for name in self._columns_of[key]})
 
     def _late_rows(self, table: pa.Table, ts, running, pair_event, ws, late) -> pa.Table:
         """The late (event, window) pairs as rows: the event's columns, window_start, lateness_s."""

@@ -46,7 +46,8 @@ def test_every_declared_aggregate_has_a_registered_function() -> None:
 
 def test_a_p50_declared_once_flows_through_engine_schema_merge_and_docs(p50: Aggregate) -> None:
     from contracts.docs import render_contract_docs
-    from warehouse.db import _district_measures, district_window_schema, window_schema
+    from contracts.tables import district_window_table, window_table
+    from warehouse.db import _district_measures
 
     speeds = [10.0, 20.0, 30.0, 40.0, 100.0]
     n = len(speeds)
@@ -62,9 +63,9 @@ def test_a_p50_declared_once_flows_through_engine_schema_merge_and_docs(p50: Agg
     assert row["p50_speed_kmh"] == pytest.approx(float(np.quantile(speeds, 0.5)))
     assert row["p95_speed_kmh"] == pytest.approx(float(np.quantile(speeds, 0.95)))
 
-    assert window_schema("traffic").field("p50_speed_kmh").type == pa.float64()
+    assert window_table("traffic").schema.field("p50_speed_kmh").type == pa.float64()
     # a quantile is not mergeable: no district partial column and no merge expression
-    assert "p50_speed_kmh" not in district_window_schema("traffic").names
+    assert "p50_speed_kmh" not in district_window_table("traffic").names
     assert "p50_speed_kmh" not in out.district_windows.column_names
     assert "p50_speed_kmh" not in _district_measures("traffic")
     assert "| `p50_speed_kmh` | p50 |" in render_contract_docs()

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from contracts import lake as L
 from contracts.registry import CONTRACTS
+from contracts.tables import window_table
 from contracts.windows import WindowGeometry, window_geometry
 from streams.batch import RecordBatch, process_records
 from streams.sink import PartitionSink
@@ -123,6 +124,9 @@ def test_landed_logistics_windows_keep_null(tmp_path) -> None:
     files = sorted((tmp_path / "lake" / "windows" / "source=logistics").rglob("*.parquet"))
     assert files
     landed = pa.concat_tables([pq.read_table(f) for f in files])
+    declared = window_table("logistics").schema
+    assert landed.schema.remove_metadata().names == declared.names
+    assert [f.type for f in landed.schema] == [f.type for f in declared]
     col = landed.column("max_cargo_temp_c")
     trucks = pc.equal(landed.column("entity"), "truck-2")
     assert pc.sum(trucks).as_py() > 0

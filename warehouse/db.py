@@ -36,9 +36,9 @@ import pandas as pd
 import pyarrow as pa
 
 from contracts import lake as L
-from contracts.aggregates import AGGREGATES, Aggregate
-from contracts.quarantine import QUARANTINE_SCHEMA
-from contracts.registry import CONTRACTS, contract_for_source
+from contracts.aggregates import AGGREGATES
+from contracts.registry import CONTRACTS
+from contracts.tables import input_type, lake_table
 from contracts.windows import WINDOW_DEFAULTS
 
 if TYPE_CHECKING:
@@ -51,55 +51,11 @@ BUILD_TABLE = "_cityflow_build"
 # Bump when the way views are rendered changes, so existing databases are rebuilt.
 BUILD_FORMAT = "2"
 
-_TS = pa.timestamp("ms", tz="UTC")
 # Hive partition columns every lake path carries (see contracts/lake.py).
 HIVE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("source", "VARCHAR"),
     ("date", "DATE"),
     ("hour", "INTEGER"),
-)
-
-# Columns of a per-entity window row before its aggregates (written by the stream workers).
-WINDOW_COLUMNS: tuple[pa.Field, ...] = (
-    pa.field("source", pa.string()),
-    pa.field("entity", pa.string()),
-    pa.field("district", pa.string()),
-    pa.field("window_start", _TS),
-    pa.field("window_end", _TS),
-    pa.field("window_size_s", pa.int32()),
-    pa.field("hop_s", pa.int32()),
-    pa.field("version", pa.int32()),
-    pa.field("is_correction", pa.bool_()),
-    pa.field("kafka_partition", pa.int32()),
-    pa.field("emitted_at", _TS),
-)
-# Columns of a per-partition district partial before its aggregates.
-DISTRICT_WINDOW_COLUMNS: tuple[pa.Field, ...] = (
-    pa.field("source", pa.string()),
-    pa.field("district", pa.string()),
-    pa.field("window_start", _TS),
-    pa.field("window_end", _TS),
-    pa.field("window_size_s", pa.int32()),
-    pa.field("hop_s", pa.int32()),
-    pa.field("kafka_partition", pa.int32()),
-    pa.field("version", pa.int32()),
-    pa.field("is_correction", pa.bool_()),
-    pa.field("emitted_at", _TS),
-    pa.field("n_entities", pa.int64()),
-)
-# Placeholder for an empty lake only: once detectors land files, the view shows their columns.
-ANOMALY_SCHEMA = pa.schema(
-    [
-        pa.field("detector", pa.string()),
-        pa.field("entity", pa.string()),
-        pa.field("district", pa.string()),
-        pa.field("window_start", _TS),
-        pa.field("window_end", _TS),
-        pa.field("severity", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("detail", pa.string()),
-        pa.field("detected_at", _TS),
-    ]
 )
 
 _REMOTE_EXTENSIONS = {
@@ -159,57 +115,13 @@ class RenderedView:
     empty_scans: tuple[str, ...]
 
 
-# -- schemas of the lake tables (for empty fallbacks), derived from the contracts --------------
-def aggregate_type(source: str, agg: Aggregate) -> pa.DataType:
-    """Arrow type of an aggregate column (its function's type given the input field's)."""
-    return agg.function.arrow_type(_input_type(source, agg))
-
-
-def _input_type(source: str, agg: Aggregate) -> pa.DataType | None:
-    return contract_for_source(source).field(agg.field).arrow_type if agg.field else None
-
-
-def window_schema(source: str) -> pa.Schema:
-    """Schema of `windows/source=<source>` files: window columns then AGGREGATES[source]."""
-    aggs = [pa.field(a.name, aggregate_type(source, a)) for a in AGGREGATES[source]]
-    return pa.schema([*WINDOW_COLUMNS, *aggs])
-
-
-def district_window_schema(source: str) -> pa.Schema:
-    """Schema of `district_windows/source=<source>` files: mergeable partials per aggregate."""
-    fields = list(DISTRICT_WINDOW_COLUMNS)
-    for a in AGGREGATES[source]:
-        fields += [pa.field(n, t) for n, t in a.function.partial_columns(a, _input_type(source, a))]
-    return pa.schema(fields)
-
-
-def late_events_schema(source: str) -> pa.Schema:
-    """Schema of `late_events/source=<source>` files: the raw columns plus the missed window."""
-    return (
-        contract_for_source(source)
-        .raw_schema()
-        .append(pa.field("window_start", _TS))
-        .append(pa.field("lateness_s", pa.float64()))
-    )
-
-
+# -- schemas of the lake tables (for empty fallbacks), declared in contracts/tables.py ---------
 def lake_table_schema(table: str, source: str) -> pa.Schema:
     """The schema of one lake table for one source ('*' for the cross-source tables)."""
-    if table == L.QUARANTINE:
-        return QUARANTINE_SCHEMA
-    if table == L.ANOMALIES:
-        return ANOMALY_SCHEMA
-    if source == "*":
-        raise WarehouseError(f"lake table {table!r} needs a concrete source, not 'source=*'")
-    builders = {
-        L.RAW: lambda s: contract_for_source(s).raw_schema(),
-        L.WINDOWS: window_schema,
-        L.DISTRICT_WINDOWS: district_window_schema,
-        L.LATE_EVENTS: late_events_schema,
-    }
-    if table not in builders:
-        raise WarehouseError(f"unknown lake table {table!r}; known: {', '.join(L.TABLES)}")
-    return builders[table](source)
+    try:
+        return lake_table(table, source).schema
+    except KeyError as exc:
+        raise WarehouseError(exc.args[0]) from None
 
 
 def duckdb_type(t: pa.DataType) -> str:
@@ -257,7 +169,7 @@ def lake_uri(lake_root: str) -> str:
 
 def _district_measures(source: str) -> str:
     """Combine per-partition partials, as each aggregate function declares (contracts/aggregates.py)."""
-    exprs = [e for a in AGGREGATES[source] for e in a.function.merge_sql(a, _input_type(source, a))]
+    exprs = [e for a in AGGREGATES[source] for e in a.function.merge_sql(a, input_type(source, a))]
     return ",\n       ".join(exprs)
 
 
