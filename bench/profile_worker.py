@@ -23,8 +23,8 @@ from bench.warehouse_case import disable_fsync
 from bench.workload import SPAN_S
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS
-from streams.batch import RecordBatch, process_records
 from contracts.windows import window_geometry
+from streams.batch import RecordBatch, process_records
 from streams.simulator import encode, generate
 from streams.sink import PartitionSink
 from streams.windows import WindowEngine

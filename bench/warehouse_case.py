@@ -25,8 +25,8 @@ import duckdb
 from contracts.decode import DecodeLimits
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS
-from streams.batch import RecordBatch, process_records
 from contracts.windows import window_geometry
+from streams.batch import RecordBatch, process_records
 from streams.simulator import SHARE, encode, generate
 from streams.sink import PartitionSink
 from streams.windows import WindowEngine

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from contracts.windows import WindowGeometry, window_geometry
 from contracts.districts import DISTRICTS, LAT_MAX, LAT_MIN, LON_MAX, LON_MIN
 from contracts.registry import CONTRACTS
+from contracts.windows import WindowGeometry, window_geometry
 from streams.broker import BrokerUnreachable
 
 log = logging.getLogger(__name__)

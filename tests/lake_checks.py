@@ -17,10 +17,10 @@ import pyarrow as pa
 from contracts import lake as L
 from contracts.decode import DecodeLimits
 from contracts.registry import CONTRACTS
+from contracts.windows import WindowGeometry
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.simulator import generate
 from streams.sink import PartitionSink
-from contracts.windows import WindowGeometry
 from streams.windows import WindowEngine
 from warehouse.db import build_warehouse
 

@@ -15,8 +15,8 @@ from contracts.decode import decode_batch
 from contracts.duplicates import DuplicateIndex
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS
-from streams.batch import RecordBatch, process_records
 from contracts.windows import window_geometry
+from streams.batch import RecordBatch, process_records
 from streams.ingest import recover_partition
 
 TRAFFIC = CONTRACTS["traffic"]

@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 import pytest
 
 from contracts import lake as L
-from contracts.windows import WINDOW_DEFAULTS, window_geometry
 from contracts.registry import CONTRACTS
+from contracts.windows import WINDOW_DEFAULTS, window_geometry
 from streams.batch import RecordBatch, process_records
 from streams.simulator import Disorder, deliver_out_of_order, encode, generate
 from streams.sink import PartitionSink

@@ -20,9 +20,9 @@ import pytest
 
 from contracts import lake as L
 from contracts.aggregates import AGGREGATES
-from contracts.windows import WINDOW_DEFAULTS
 from contracts.registry import CONTRACTS
 from contracts.settings import load_settings
+from contracts.windows import WINDOW_DEFAULTS
 from jobs.commands import warehouse as cmd
 from warehouse.db import SQL_DIR, build_warehouse, connect, load_models, query
 from warehouse.report import daily_report, format_report, latest_day

@@ -20,8 +20,8 @@ def test_geometry_validates_when_built() -> None:
     assert WindowGeometry(60, hop_s=30).hop == 30
     assert WindowGeometry(60).hop == 60
     assert WindowGeometry(60, allowed_lateness_s=10, grace_s=20).horizon_ms == 90_000
-    for bad, match in [(dict(size_s=-5), "size_s must be a positive"), (dict(size_s=60, hop_s=25), "divide"),
-                       (dict(size_s=60, grace_s=-1), ">= 0"), (dict(size_s=60, hop_s=0), "hop_s")]:
+    for bad, match in [({"size_s": -5}, "size_s must be a positive"), ({"size_s": 60, "hop_s": 25}, "divide"),
+                       ({"size_s": 60, "grace_s": -1}, ">= 0"), ({"size_s": 60, "hop_s": 0}, "hop_s")]:
         with pytest.raises(ValueError, match=match):
             WindowGeometry(**bad)
 
@@ -55,7 +55,7 @@ def test_valid_override_is_the_geometry_in_force(monkeypatch) -> None:
 def test_cli_commands_stop_at_start_naming_the_variable(tmp_path: Path, command: list[str]) -> None:
     env = {**os.environ, "CITYFLOW_WINDOW_TRAFFIC": '{"size_s": -5}', "CITYFLOW_LAKE": str(tmp_path / "lake"),
            "CITYFLOW_WAREHOUSE_DB": str(tmp_path / "city.duckdb")}
-    proc = subprocess.run([sys.executable, "-m", "jobs.cli", *command], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "jobs.cli", *command], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
