@@ -389,6 +389,4 @@ AGGREGATES: dict[str, tuple[Aggregate, ...]] = {
     ),
 }
 
-# Columns every window row carries besides the aggregates (the row key is the first five).
-WINDOW_KEY_COLUMNS = ("source", "entity", "window_start", "window_size_s", "version")
 

@@ -8,7 +8,6 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from contracts import aggregates as A
 from contracts.aggregates import AGGREGATE_FUNCTIONS, AGGREGATES, Aggregate, Quantile, register
 from contracts.windows import WindowGeometry
 from streams.windows import WindowEngine
@@ -18,18 +17,20 @@ T0 = 1_795_000_000_000 - 1_795_000_000_000 % 60_000
 
 @pytest.fixture
 def p50(monkeypatch):
-    """A p50 function declared once, and a traffic aggregate using it."""
-    monkeypatch.setattr(A, "AGGREGATE_FUNCTIONS", dict(AGGREGATE_FUNCTIONS))
+    """A p50 function declared once (registered for this test only), and a traffic aggregate using it."""
 
     @register
     class P50(Quantile):
         name, q = "p50", 0.50
         doc = "median of the valid values, linear interpolation (null without any)"
 
-    assert A.AGGREGATE_FUNCTIONS["p50"].q == 0.5  # the (patched) registry holds it now
-    agg = Aggregate("p50_speed_kmh", "p50", "avg_speed_kmh", "Median of reported speeds", "km/h")
-    monkeypatch.setitem(AGGREGATES, "traffic", (*AGGREGATES["traffic"], agg))
-    return agg
+    try:
+        assert AGGREGATE_FUNCTIONS["p50"].q == 0.5
+        agg = Aggregate("p50_speed_kmh", "p50", "avg_speed_kmh", "Median of reported speeds", "km/h")
+        monkeypatch.setitem(AGGREGATES, "traffic", (*AGGREGATES["traffic"], agg))
+        yield agg
+    finally:
+        del AGGREGATE_FUNCTIONS["p50"]
 
 
 def test_unknown_function_is_refused_when_declared() -> None:
@@ -40,7 +41,7 @@ def test_unknown_function_is_refused_when_declared() -> None:
 def test_every_declared_aggregate_has_a_registered_function() -> None:
     for aggs in AGGREGATES.values():
         for a in aggs:
-            assert a.function is A.AGGREGATE_FUNCTIONS[a.fn]
+            assert a.function is AGGREGATE_FUNCTIONS[a.fn]
             assert a.function.doc
 
 
@@ -68,7 +69,9 @@ def test_a_p50_declared_once_flows_through_engine_schema_merge_and_docs(p50: Agg
     assert "p50_speed_kmh" not in district_window_table("traffic").names
     assert "p50_speed_kmh" not in out.district_windows.column_names
     assert "p50_speed_kmh" not in _district_measures("traffic")
-    assert "| `p50_speed_kmh` | p50 |" in render_contract_docs()
+    docs = render_contract_docs()
+    assert "| `p50_speed_kmh` | float64 | p50 | `avg_speed_kmh` | km/h | yes | Median of reported speeds |" in docs
+    assert "| `p50` | float64 | not mergeable (none) | median of the valid values" in docs
 
 
 def test_merge_sql_comes_from_the_functions() -> None:
