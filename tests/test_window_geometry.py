@@ -51,7 +51,7 @@ def test_valid_override_is_the_geometry_in_force(monkeypatch) -> None:
     assert window_geometry("traffic", settings) == WINDOW_DEFAULTS["traffic"]
 
 
-@pytest.mark.parametrize("command", [["verify", "--counts"], ["validate"], ["report"], ["warehouse", "build"]])
+@pytest.mark.parametrize("command", [["worker"], ["verify", "--counts"], ["validate"], ["report"], ["warehouse", "build"]])
 def test_cli_commands_stop_at_start_naming_the_variable(tmp_path: Path, command: list[str]) -> None:
     env = {**os.environ, "CITYFLOW_WINDOW_TRAFFIC": '{"size_s": -5}', "CITYFLOW_LAKE": str(tmp_path / "lake"),
            "CITYFLOW_WAREHOUSE_DB": str(tmp_path / "city.duckdb")}

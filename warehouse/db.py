@@ -209,7 +209,8 @@ def render_view(model: ViewModel, lake_root: str, con: duckdb.DuckDBPyConnection
 
 
 def fingerprint(models: list[ViewModel]) -> str:
-    """Changes whenever a view's definition would: SQL files, contracts, window defaults."""
+    """Changes whenever a view's definition would: SQL files, contracts, window defaults, the
+    declared lake tables (empty fallbacks) and the aggregates' district merges."""
     h = hashlib.sha256(BUILD_FORMAT.encode())
     for m in models:
         h.update(f"\0{m.name}\0{m.template}".encode())
@@ -217,6 +218,11 @@ def fingerprint(models: list[ViewModel]) -> str:
     h.update(repr(sorted(WINDOW_DEFAULTS.items())).encode())
     for source in sorted(CONTRACTS):
         h.update(str(CONTRACTS[source].raw_schema()).encode())
+        h.update(_district_measures(source).encode())
+        for table in (L.RAW, L.WINDOWS, L.DISTRICT_WINDOWS, L.LATE_EVENTS):
+            h.update(str(lake_table(table, source).schema).encode())
+    h.update(str(lake_table(L.QUARANTINE, "*").schema).encode())
+    h.update(str(lake_table(L.ANOMALIES, "*").schema).encode())
     return h.hexdigest()
 
 
