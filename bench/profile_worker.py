@@ -23,8 +23,8 @@ from bench.warehouse_case import disable_fsync
 from bench.workload import SPAN_S
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS
+from contracts.windows import window_geometry
 from streams.batch import RecordBatch, process_records
-from streams.ingest import window_spec
 from streams.simulator import encode, generate
 from streams.sink import PartitionSink
 from streams.windows import WindowEngine
@@ -78,7 +78,7 @@ def run_pipeline(w: Workload, batch: int, lake: Lake, flush_rows: int = 50_000) 
         sink = sinks.get(tp)
         if sink is None:
             src = tp[0]
-            sink = sinks[tp] = PartitionSink(lake, CONTRACTS[src], tp[1], WindowEngine(window_spec(src), src, tp[1]))
+            sink = sinks[tp] = PartitionSink(lake, CONTRACTS[src], tp[1], WindowEngine(window_geometry(src), src, tp[1]))
         t0 = time.perf_counter()
         pb = process_records(sink.contract, rb)
         t1 = time.perf_counter()

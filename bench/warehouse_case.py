@@ -25,8 +25,8 @@ import duckdb
 from contracts.decode import DecodeLimits
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS
+from contracts.windows import window_geometry
 from streams.batch import RecordBatch, process_records
-from streams.ingest import window_spec
 from streams.simulator import SHARE, encode, generate
 from streams.sink import PartitionSink
 from streams.windows import WindowEngine
@@ -96,7 +96,7 @@ def _synthesise_sources(job: tuple[Path, int, int, int, int, datetime, tuple[str
         contract = CONTRACTS[source]
         sink = sinks.get(key)
         if sink is None:
-            sink = sinks[key] = PartitionSink(lake, contract, part, WindowEngine(window_spec(source), source, part))
+            sink = sinks[key] = PartitionSink(lake, contract, part, WindowEngine(window_geometry(source), source, part))
         records = pending.pop(key, [])
         if records:
             first = next_offset[key]

@@ -22,8 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS, Aggregate
+from contracts.aggregates import AGGREGATES, Aggregate
 from contracts.registry import CONTRACTS
+from contracts.windows import WINDOW_DEFAULTS
 from streams.simulator import SHARE, SOURCES, produce_fast
 
 # Event time covered by the preloaded topics: one day, so fleets and windows look like a city's

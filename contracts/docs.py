@@ -5,10 +5,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS
-from contracts.quarantine import DLQ_HEADERS, DLQ_MAX_VALUE_BYTES, QUARANTINE_COLUMNS
+from contracts.aggregates import AGGREGATE_FUNCTIONS, AGGREGATES
+from contracts.quarantine import DLQ_HEADERS, DLQ_MAX_VALUE_BYTES
 from contracts.registry import CONTRACTS, DLQ_TOPIC
 from contracts.schema import ID_PATTERN, TS_PATTERN, Contract, Field, Reason
+from contracts.tables import (
+    ANOMALIES,
+    KAFKA_COLUMNS,
+    QUARANTINE,
+    Column,
+    district_metadata_columns,
+    late_events_table,
+    partial_columns,
+    window_metadata_columns,
+    window_table,
+)
+from contracts.windows import WINDOW_DEFAULTS
 
 DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "contracts.md"
 
@@ -72,21 +84,84 @@ def contract_section(contract: Contract) -> list[str]:
             f"{'yes' if f.nullable else 'no'} | {_cell(valid_values(f))} | v{f.since_version} | "
             f"{_cell(f.description)} |"
         )
+    for c in KAFKA_COLUMNS:
+        lines.append(f"| `{c.name}` | {c.type_name} |  | no | | v1 | {_cell(c.description)} |")
+    windows = window_table(contract.source)
     lines += [
-        "| `kafka_partition` | int32 |  | no | | v1 | Kafka partition the record was read from |",
-        "| `kafka_offset` | int64 |  | no | | v1 | Kafka offset; (kafka_partition, kafka_offset) is unique |",
         "",
-        f"Window aggregates (`windows/source={contract.source}`, per {contract.entity} and window):",
+        (f"Window aggregates (`windows/source={contract.source}`, view `{_window_view(contract.source)}`; one row "
+         f"per {contract.entity}, window and version, after the [window columns](#window-tables)):"),
         "",
-        "| column | function | of | unit | description |",
-        "|---|---|---|---|---|",
+        "| column | type | function | of | unit | nullable | description |",
+        "|---|---|---|---|---|---|---|",
     ]
     for a in AGGREGATES[contract.source]:
         fn = f"{a.fn} = `{a.value}`" if a.value else a.fn
-        lines.append(f"| `{a.name}` | {fn} | {f'`{a.field}`' if a.field else ''} | "
-                     f"{_cell(a.unit or '')} | {_cell(a.description)} |")
-    lines.append("")
+        c = windows.column(a.name)
+        lines.append(f"| `{a.name}` | {c.type_name} | {fn} | {f'`{a.field}`' if a.field else ''} | "
+                     f"{_cell(a.unit or '')} | {_nullable(c)} | {_cell(a.description)} |")
+    if contract.district_field:
+        lines += [
+            "",
+            (f"District partials (`district_windows/source={contract.source}`; one row per partition, district, "
+             "window and version, after the [district window columns](#window-tables); the warehouse's district "
+             "views merge them; percentiles are not mergeable):"),
+            "",
+            *_column_table(partial_columns(contract.source)),
+        ]
+    late = late_events_table(contract.source)
+    lines += [
+        "",
+        f"Late events (`late_events/source={contract.source}`): the raw columns above, then",
+        "",
+        *_column_table(late.columns[len(late.columns) - 2:]),
+        "",
+    ]
     return lines
+
+
+def _window_view(source: str) -> str:
+    w = WINDOW_DEFAULTS[source]
+    size = f"{w.size_s // 60}m" if w.size_s % 60 == 0 else f"{w.size_s}s"
+    return f"{source}_{size}"
+
+
+def _nullable(c: Column) -> str:
+    return "yes" if c.nullable else "no"
+
+
+def _column_table(columns: tuple[Column, ...]) -> list[str]:
+    lines = ["| column | type | unit | nullable | description |", "|---|---|---|---|---|"]
+    for c in columns:
+        lines.append(f"| `{c.name}` | {c.type_name} | {_cell(c.unit or '')} | {_nullable(c)} | {_cell(c.description)} |")
+    return lines
+
+
+def window_tables_section() -> list[str]:
+    """The columns every window and district partial row carries (window metadata)."""
+    return [
+        "## window tables",
+        "",
+        "Per-entity windows (`windows/source=<source>`) start with these columns, then the source's",
+        "aggregates. Rows are keyed (source, entity, window_start, window_size_s, version) per partition;",
+        "the views keep the latest version. An aggregate without any valid input value in its window",
+        "is null, never NaN.",
+        "",
+        *_column_table(window_metadata_columns()),
+        "",
+        "District partials (`district_windows/source=<source>`) start with these columns, then the",
+        "source's partial columns:",
+        "",
+        *_column_table(district_metadata_columns()),
+        "",
+        "Aggregate functions:",
+        "",
+        "| function | type | district partial | description |",
+        "|---|---|---|---|",
+        *[f"| `{name}` | {fn.type_doc} | {_cell(fn.partial_doc)} | {_cell(fn.doc)} |"
+          for name, fn in AGGREGATE_FUNCTIONS.items()],
+        "",
+    ]
 
 
 def render_contract_docs() -> str:
@@ -103,13 +178,15 @@ def render_contract_docs() -> str:
         f"code and is sent to `{DLQ_TOPIC}`.",
         "",
         "Contents: " + ", ".join(f"[{s}](#{s})" for s in CONTRACTS)
-        + ", [quarantine](#quarantine), [reason codes](#reason-codes), [evolution](#evolution).",
+        + ", [window tables](#window-tables), [quarantine](#quarantine), [anomalies](#anomalies),"
+        " [reason codes](#reason-codes), [evolution](#evolution).",
         "",
         "Timestamps: `" + TS_PATTERN + "` (microseconds are truncated to milliseconds).",
         "",
     ]
     for contract in CONTRACTS.values():
         lines += contract_section(contract)
+    lines += window_tables_section()
     lines += [
         "## quarantine",
         "",
@@ -117,11 +194,8 @@ def render_contract_docs() -> str:
         "good rows, so per topic partition good + quarantined = consumed (`cityflow verify --counts`).",
         "View `quarantine`; inspect and replay with `cityflow dlq list|show|replay`.",
         "",
-        "| column | type | description |",
-        "|---|---|---|",
+        *_column_table(QUARANTINE.columns),
     ]
-    for name, typ, description in QUARANTINE_COLUMNS:
-        lines.append(f"| `{name}` | {typ} | {_cell(description)} |")
     lines += [
         "",
         f"Each rejected record is also sent to `{DLQ_TOPIC}` with its original key and value (value",
@@ -133,6 +207,14 @@ def render_contract_docs() -> str:
     for name, description in DLQ_HEADERS:
         lines.append(f"| `{name}` | {_cell(description)} |")
     lines += [
+        "",
+        "## anomalies",
+        "",
+        "Alerts raised by the detectors (`anomalies/source=<source>`, view `anomalies`), landed in the same",
+        "atomic flush as the windows that caused them; the deterministic `anomaly_id` makes a replay",
+        "re-derive, never double, an alert.",
+        "",
+        *_column_table(ANOMALIES.columns),
         "",
         "## reason codes",
         "",

@@ -1,5 +1,5 @@
-"""Great Expectations (1.x) suites derived from the contracts: one per landed raw table and one
-for the quarantine table. Each expectation carries the reason code the streaming validator uses
+"""Great Expectations (1.x) suites derived from the contracts: one per landed raw table, one
+per window table (contracts/tables.py) and one for the quarantine table. Each expectation carries the reason code the streaming validator uses
 for the same rule, so a failure on landed data points at the check the stream should have made.
 
     >>> specs = raw_expectations(TRAFFIC, now=datetime.now(timezone.utc))
@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from contracts.aggregates import AGGREGATES
 from contracts.quarantine import QUARANTINE_SCHEMA
 from contracts.registry import CONTRACTS
 from contracts.schema import ID_PATTERN, Contract, Reason
+from contracts.tables import window_table
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,40 @@ def quarantine_expectations() -> list[ExpectationSpec]:
     return specs
 
 
+def window_expectations(source: str) -> list[ExpectationSpec]:
+    """The expectations of a source's landed windows, from its table declaration: required
+    columns are not null, counts and geometry are not negative, one row per key, and an
+    aggregate of a bounded field stays within the field's range (mean, min, max and
+    quantiles of valid values cannot leave it). NaN is checked apart (jobs/validation.py):
+    GX's pandas engine treats NaN as null."""
+    table = window_table(source)
+    contract = CONTRACTS[source]
+    # `source` is also the Hive partition key: validation reads it from the path, not the file
+    specs = [ExpectationSpec("ExpectColumnValuesToNotBeNull", {"column": c.name}, "window", c.name)
+             for c in table.columns if not c.nullable and c.name != "source"]
+    specs += [ExpectationSpec("ExpectColumnValuesToBeBetween", {"column": c, "min_value": low}, "window", c)
+              for c, low in (("window_size_s", 1), ("hop_s", 1), ("version", 0))]
+    specs.append(ExpectationSpec("ExpectCompoundColumnsToBeUnique", {"column_list": [k for k in table.key if k != "source"]},
+                                 "window",
+                                 notes="one row per entity, window and version in each partition"))
+    for agg in AGGREGATES[source]:
+        if not agg.function.nullable:  # counts
+            specs.append(ExpectationSpec("ExpectColumnValuesToBeBetween", {"column": agg.name, "min_value": 0},
+                                         "window", agg.name))
+        elif agg.function.within_input_range:
+            f = contract.field(agg.field) if agg.field else None
+            if f is not None and f.type in ("int", "float") and (f.min is not None or f.max is not None):
+                specs.append(ExpectationSpec("ExpectColumnValuesToBeBetween",
+                                             {"column": agg.name, "min_value": f.min, "max_value": f.max},
+                                             Reason.OUT_OF_RANGE.value, agg.name,
+                                             notes=f"{agg.fn} of {f.name} stays within its contract range"))
+    return specs
+
+
 def suite_specs(now: datetime, max_future: timedelta = timedelta(minutes=5)) -> dict[str, list[ExpectationSpec]]:
-    """Every suite by name: raw_<source> for each contract, and quarantine."""
+    """Every suite by name: raw_<source> and windows_<source> for each contract, and quarantine."""
     suites = {f"raw_{s}": raw_expectations(c, now, max_future) for s, c in CONTRACTS.items()}
+    suites.update({f"windows_{s}": window_expectations(s) for s in CONTRACTS})
     suites["quarantine"] = quarantine_expectations()
     return suites
 

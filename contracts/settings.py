@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contracts.windows import WINDOW_DEFAULTS
 
 
 class SettingsError(ValueError):
@@ -55,8 +57,9 @@ class Settings(BaseSettings):
     # makes no more files. 0 turns it off.
     idle_flush_rows: int = Field(10_000, ge=0)
 
-    # Windows: JSON overrides of contracts.aggregates.WINDOW_DEFAULTS per source, e.g.
+    # Windows: JSON overrides of contracts.windows.WINDOW_DEFAULTS per source, e.g.
     # CITYFLOW_WINDOW_TRAFFIC='{"size_s": 60, "hop_s": 30, "allowed_lateness_s": 30, "grace_s": 600}'
+    # Checked against the source's default geometry when settings load (_window_override).
     window_traffic: dict[str, int | None] | None = None
     window_lighting: dict[str, int | None] | None = None
     window_wifi: dict[str, int | None] | None = None
@@ -82,6 +85,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port[,host:port], got {part!r}")
         return v
 
+    @field_validator("window_traffic", "window_lighting", "window_wifi", "window_logistics")
+    @classmethod
+    def _window_override(cls, v: dict[str, int | None] | None, info: ValidationInfo) -> dict[str, int | None] | None:
+        """The override must make a valid WindowGeometry for its source, so every command stops
+        at start-up instead of the worker failing at its first partition assignment."""
+        source = str(info.field_name).removeprefix("window_")
+        WINDOW_DEFAULTS[source].with_overrides(v)  # raises ValueError saying what is wrong
+        return v
+
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; raise SettingsError naming the bad variable."""
@@ -91,7 +103,8 @@ def load_settings(**overrides: object) -> Settings:
         problems = []
         for err in exc.errors():
             name = "CITYFLOW_" + "_".join(str(p) for p in err["loc"]).upper()
-            problems.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {msg} (got {err.get('input')!r})")
         raise SettingsError("invalid cityflow settings:\n  " + "\n  ".join(problems)) from None
 
 

@@ -1,6 +1,6 @@
 """Data-quality validation of the landed lake with Great Expectations (1.x): the suites derived
-from the contracts (contracts/expectations.py) run in one checkpoint over the raw tables and the
-quarantine table, write Data Docs HTML, and return a summary.
+from the contracts (contracts/expectations.py) run in one checkpoint over the raw tables, the
+window tables and the quarantine table, write Data Docs HTML, and return a summary.
 
     >>> run = validate_lake("./lake", Path("reports/validation"), since=None)
     >>> run.success, run.docs_index
@@ -8,7 +8,9 @@ quarantine table, write Data Docs HTML, and return a summary.
 
 Data path: DuckDB reads each table (Hive-pruned by --since) into one Parquet batch per suite in
 a temporary directory; GX's pandas engine validates each batch once. Columns whose landed type
-does not fit the contract are reported as schema problems (and fail the run) before GX runs.
+does not fit the contract are reported as schema problems (and fail the run) before GX runs, and
+so are NaN values in float columns: the contracts' missing value is null, and GX's pandas engine
+cannot tell NaN from null.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from contracts import lake as L
 from contracts.expectations import ExpectationSpec, gx_suite, suite_specs
 from contracts.quarantine import QUARANTINE_SCHEMA
 from contracts.registry import CONTRACTS
+from contracts.tables import window_table
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +138,18 @@ def _conform(table: pa.Table, schema: pa.Schema) -> tuple[pa.Table, list[str]]:
     return pa.Table.from_arrays(columns, schema=pa.schema([f.with_nullable(True) for f in schema])), problems
 
 
+def _nan_problems(table: pa.Table) -> list[str]:
+    """A problem per float column holding NaN (where the contracts say null)."""
+    problems = []
+    for f in table.schema:
+        if pa.types.is_floating(f.type):
+            nans = pc.sum(pc.is_nan(table.column(f.name))).as_py() or 0
+            if nans:
+                problems.append(f"column {f.name!r} holds {nans:,} NaN values; a missing value must be null "
+                                "[reason not_finite]")
+    return problems
+
+
 def stage_batches(
     lake_root: str, staging: Path, since: datetime | None
 ) -> dict[str, tuple[str | None, int, list[str]]]:
@@ -143,6 +159,7 @@ def stage_batches(
     con.execute("SET TimeZone = 'UTC'")
     out: dict[str, tuple[str | None, int, list[str]]] = {}
     targets = [(f"raw_{s}", L.RAW, s, "ts", c.raw_schema()) for s, c in CONTRACTS.items()]
+    targets += [(f"windows_{s}", L.WINDOWS, s, "window_start", window_table(s).schema) for s in CONTRACTS]
     targets.append(("quarantine", L.QUARANTINE, "*", "received_at", QUARANTINE_SCHEMA))
     try:
         for name, table, source, ts_col, schema in targets:
@@ -155,6 +172,7 @@ def stage_batches(
                 out[name] = (None, 0, [])
                 continue
             data, problems = _conform(data, schema)
+            problems += _nan_problems(data)
             file_name = f"{name}.parquet"
             pq.write_table(data, staging / file_name)
             out[name] = (file_name, data.num_rows, problems)

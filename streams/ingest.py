@@ -19,7 +19,6 @@ import mode
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
-from contracts.aggregates import window_geometry
 from contracts.decode import DecodeLimits
 from contracts.duplicates import DuplicateIndex, rebuild_duplicate_index
 from contracts.lake import Lake
@@ -27,20 +26,16 @@ from contracts.quarantine import DLQ_MAX_VALUE_BYTES
 from contracts.registry import CONTRACTS, DLQ_TOPIC, contract_for_topic
 from contracts.schema import Contract
 from contracts.settings import Settings
+from contracts.windows import window_geometry
 from streams import metrics
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.broker import aiokafka_client_config
 from streams.fetch import install as install_raw_fetch
 from streams.fetch import raise_gc_threshold, raw_value
 from streams.sink import FlushFenced, PartitionSink
-from streams.windows import WindowEngine, WindowSpec
+from streams.windows import WindowEngine
 
 log = logging.getLogger(__name__)
-
-
-def window_spec(source: str, settings: Settings | None = None) -> WindowSpec:
-    d = window_geometry(source, settings)
-    return WindowSpec(d.size_s, d.allowed_lateness_s, d.grace_s, d.hop_s)
 
 
 def recover_partition(
@@ -48,7 +43,7 @@ def recover_partition(
 ) -> tuple[PartitionSink, DuplicateIndex, int]:
     """A partition's sink and duplicate index as of its last landed offset, and the offset to
     resume at: window state and duplicate fingerprints are both rebuilt from the raw lake."""
-    engine = WindowEngine(window_spec(contract.source, settings), contract.source, partition)
+    engine = WindowEngine(window_geometry(contract.source, settings), contract.source, partition)
     sink = PartitionSink(lake, contract, partition, engine)
     next_offset = sink.recover()
     duplicates = rebuild_duplicate_index(lake, contract, partition, sink.committed, engine.max_ts,

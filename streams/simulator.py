@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from contracts.aggregates import WindowDefaults, window_geometry
 from contracts.districts import DISTRICTS, LAT_MAX, LAT_MIN, LON_MAX, LON_MIN
 from contracts.registry import CONTRACTS
+from contracts.windows import WindowGeometry, window_geometry
 from streams.broker import BrokerUnreachable
 
 log = logging.getLogger(__name__)
@@ -638,7 +638,7 @@ class DisorderLog:
         return sum(1 for s, _, _ in getattr(self, kind) if s == source)
 
 
-def hold_back_s(geometry: WindowDefaults, kind: str) -> float:
+def hold_back_s(geometry: WindowGeometry, kind: str) -> float:
     """Delay (city seconds) that makes an event a correction or a late event for sure: a
     correction needs the watermark past its window end but not past end + grace; late needs it
     past end + grace (plus a margin for the partition's watermark lagging the newest event)."""
@@ -652,7 +652,7 @@ def hold_back_s(geometry: WindowDefaults, kind: str) -> float:
 
 def deliver_out_of_order(
     events: Iterable[SimEvent], disorder: Disorder, log_to: DisorderLog | None = None,
-    geometries: Mapping[str, WindowDefaults] | None = None,
+    geometries: Mapping[str, WindowGeometry] | None = None,
 ) -> Iterator[SimEvent]:
     """Re-order an event-time-ordered stream into delivery order (pure, seeded).
 

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 
 from contracts import lake as L
 from contracts.schema import Contract
+from contracts.tables import LakeTable, district_window_table, late_events_table, window_table
 from streams.batch import ProcessedBatch, events_frame
 from streams.windows import WindowEngine, WindowOutput
 
@@ -96,6 +97,10 @@ class PartitionSink:
         self.flushes = 0
         self._buf = _Buffer()
         self._ckpt = L.checkpoint_path(self.topic, partition)
+        # the landed tables' declared columns (contracts/tables.py)
+        source = contract.source
+        self._windows, self._district_windows = window_table(source), district_window_table(source)
+        self._late_events = late_events_table(source)
 
     # -- buffering ------------------------------------------------------------------------
     @property
@@ -222,8 +227,8 @@ class PartitionSink:
         return {
             L.RAW: (raw, "ts"),
             L.QUARANTINE: (quarantine, "received_at"),
-            L.WINDOWS: (windows_table(b.windows), "window_start"),
-            L.DISTRICT_WINDOWS: (windows_table(b.district_windows), "window_start"),
+            L.WINDOWS: (windows_table(b.windows, self._windows), "window_start"),
+            L.DISTRICT_WINDOWS: (windows_table(b.district_windows, self._district_windows), "window_start"),
             L.LATE_EVENTS: (self._late_table(b.late), "ts"),
         }
 
@@ -237,10 +242,7 @@ class PartitionSink:
         cols["kafka_offset"] = late.column("offset")
         cols["window_start"] = late.column("window_start")
         cols["lateness_s"] = late.column("lateness_s")
-        table = _ms_to_ts(pa.table(cols), ["ts", "window_start"])
-        schema = self.contract.raw_schema().append(pa.field("window_start", _TS)).append(
-            pa.field("lateness_s", pa.float64()))
-        return table.select(schema.names).cast(schema)
+        return self._late_events.conform(_ms_to_ts(pa.table(cols), ["ts", "window_start"]))
 
     def _trim_history(self) -> None:
         """Keep the newest flush at or beyond the replay horizon and everything after it."""
@@ -370,14 +372,14 @@ def split_by_hour(table: pa.Table, ts_col: str):
         yield (dt.strftime("%Y-%m-%d"), dt.hour), table.slice(a, b - a)
 
 
-def windows_table(tables: list[pa.Table]) -> pa.Table | None:
-    """The window engine's output tables (epoch-ms columns) as one table to land: UTC
-    timestamp columns and the emission time."""
+def windows_table(tables: list[pa.Table], declared: LakeTable) -> pa.Table | None:
+    """The window engine's output tables (epoch-ms columns) as one table to land in the
+    `declared` columns: UTC timestamp columns and the emission time."""
     if not tables:
         return None
     table = pa.concat_tables(tables, promote_options="permissive")
     table = table.append_column("emitted_at", pa.array(np.full(table.num_rows, int(time.time() * 1000), dtype=np.int64)))
-    return _ms_to_ts(table, ["window_start", "window_end", "emitted_at"])
+    return declared.conform(_ms_to_ts(table, ["window_start", "window_end", "emitted_at"]))
 
 
 def _ms_to_ts(table: pa.Table, cols: list[str]) -> pa.Table:

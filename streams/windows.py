@@ -20,14 +20,13 @@ State is columnar (numpy, no per-event Python): one set of arrays per partition 
 with entities and districts as integer codes. Windows that can no longer change are a prefix of
 that order and are dropped by slicing; versions live in a sorted key array.
 
-    >>> eng = WindowEngine(WindowSpec(size_s=60, allowed_lateness_s=10, grace_s=120), "traffic")
+    >>> eng = WindowEngine(WindowGeometry(size_s=60, allowed_lateness_s=10, grace_s=120), "traffic")
     >>> out = eng.process(batch)   # Arrow table or DataFrame: ts (ms), entity, district, offset, fields
     >>> out.windows, out.district_windows, out.late_events
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,37 +35,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contracts.aggregates import AGGREGATES, Aggregate
+from contracts.aggregates import (
+    AGGREGATES,
+    Aggregate,
+    Groups,
+    aggregate_groups,
+    partial_aggregate_groups,
+)
+from contracts.tables import district_window_table, window_table
+from contracts.windows import WindowGeometry
 
 _NO_TS = np.iinfo(np.int64).min // 4
-
-
-@dataclass(frozen=True)
-class WindowSpec:
-    """Window geometry in seconds. hop_s=None means tumbling (hop = size)."""
-
-    size_s: int
-    allowed_lateness_s: int = 0
-    grace_s: int = 0
-    hop_s: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.size_s <= 0:
-            raise ValueError(f"window size must be positive, got {self.size_s}")
-        hop = self.hop
-        if hop <= 0 or hop > self.size_s or self.size_s % hop:
-            raise ValueError(f"hop {hop}s must divide window size {self.size_s}s")
-        if self.allowed_lateness_s < 0 or self.grace_s < 0:
-            raise ValueError("allowed lateness and grace must be >= 0")
-
-    @property
-    def hop(self) -> int:
-        return self.hop_s or self.size_s
-
-    @property
-    def horizon_ms(self) -> int:
-        """Event-time span behind the max event time that can still change a window."""
-        return (self.size_s + self.allowed_lateness_s + self.grace_s) * 1000
 
 
 _EMPTY = pa.table({})
@@ -188,13 +167,17 @@ class _Touched:
 class WindowEngine:
     """Open-window state and watermark of one topic partition for one source."""
 
-    def __init__(self, spec: WindowSpec, source: str, partition: int = 0):
+    def __init__(self, spec: WindowGeometry, source: str, partition: int = 0):
         self.spec = spec
         self.source = source
         self.partition = partition
         self.aggregates: tuple[Aggregate, ...] = AGGREGATES[source]
-        self._fields = sorted({a.field for a in self.aggregates if a.fn not in ("count", "count_eq") and a.field})
-        self._hits = [a for a in self.aggregates if a.fn == "count_eq"]
+        # the per-event input columns the aggregates read, once each ('f:<field>', 'h:<name>')
+        self._inputs = {a.input_key: a for a in self.aggregates if a.input_key is not None}
+        # the declared columns of the tables it emits (contracts/tables.py); the sink adds emitted_at
+        self._columns_of = {key: [n for n in table.names if n != "emitted_at"]
+                            for key, table in (("entity", window_table(source)),
+                                               ("district", district_window_table(source)))}
         self.reset()
 
     # -- public -------------------------------------------------------------------------------
@@ -202,7 +185,7 @@ class WindowEngine:
         """Forget all state; start from a known max event time (replay start point)."""
         self.max_ts: int = _NO_TS if max_ts is None else int(max_ts)
         # every (event, window) pair that can still change a window, sorted by window start
-        # and then arrival: ws, ent, dist, corr, f:<field> (values), h:<aggregate> (count_eq hits)
+        # and then arrival: ws, ent, dist, corr and the aggregates' inputs (Aggregate.input_key)
         self._state: dict[str, np.ndarray] = {}
         self._ent, self._dist = _Codes(), _Codes()
         self._entity_v, self._district_v = _VersionTable(), _VersionTable()
@@ -279,13 +262,10 @@ class WindowEngine:
 
     # -- internals ----------------------------------------------------------------------------
     def _columns(self, table: pa.Table) -> dict[str, np.ndarray]:
-        """Per event: entity and district codes, value fields, count_eq hits."""
+        """Per event: entity and district codes and the aggregates' input columns."""
         cols = {"ent": self._ent.encode(table.column("entity")), "dist": self._dist.encode(table.column("district"))}
-        for name in self._fields:
-            cols[f"f:{name}"] = _numeric(table.column(name))
-        for agg in self._hits:
-            hit = pc.fill_null(pc.equal(table.column(agg.field), pa.scalar(agg.value)), False)
-            cols[f"h:{agg.name}"] = hit.to_numpy()
+        for key, agg in self._inputs.items():
+            cols[key] = agg.function.event_values(agg, table)
         return cols
 
     def _merge(self, batch: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -353,21 +333,21 @@ class WindowEngine:
         return _Touched(keys[bumped], versions, renumber[codes[row_sel]], {c: a[row_sel] for c, a in rows.items()})
 
     def _entity_frame(self, t: _Touched) -> pa.Table:
-        cols = aggregate_groups(t.codes, len(t.keys), t.rows, self.aggregates, self.spec.size_s)
+        cols = aggregate_groups(Groups(t.codes, len(t.keys), t.rows, self.spec.size_s), self.aggregates)
         cols["district"] = self._dist.decode(_last_per_group(t.codes, t.rows["dist"], len(t.keys)))
         return self._frame(t, "entity", self._ent, cols)
 
     def _district_frame(self, t: _Touched) -> pa.Table:
-        cols = partial_aggregate_groups(t.codes, len(t.keys), t.rows, self.aggregates, self.spec.size_s)
+        cols = partial_aggregate_groups(Groups(t.codes, len(t.keys), t.rows, self.spec.size_s), self.aggregates)
         return self._frame(t, "district", self._dist, cols)
 
     def _frame(self, t: _Touched, key: str, names: _Codes, cols: dict[str, Any]) -> pa.Table:
-        """One row per emitted group: source, window_start, the key, `cols`, then version,
-        window geometry, is_correction and partition."""
+        """One row per emitted group in its table's declared columns (times as epoch ms): the
+        key, window geometry, version, is_correction, partition and the aggregates `cols`."""
         g = len(t.keys)
         window, code = np.divmod(t.keys, _CODE_SPACE)
         window_start = window * (self.spec.hop * 1000)
-        return pa.table({
+        row = {
             "source": _repeat(self.source, g),
             "window_start": window_start,
             key: names.decode(code),
@@ -378,7 +358,8 @@ class WindowEngine:
             "hop_s": np.full(g, self.spec.hop, dtype=np.int32),
             "is_correction": np.bincount(t.codes, weights=t.rows["corr"], minlength=g) > 0,
             "kafka_partition": np.full(g, self.partition, dtype=np.int32),
-        })
+        }
+        return pa.table({name: row[name] for name in self._columns_of[key]})
 
     def _late_rows(self, table: pa.Table, ts, running, pair_event, ws, late) -> pa.Table:
         """The late (event, window) pairs as rows: the event's columns, window_start, lateness_s."""
@@ -400,13 +381,6 @@ class WindowEngine:
         self._compact_at = max(100_000, 4 * (len(self._ent.names) + len(self._dist.names)))
 
 
-def _numeric(col: pa.ChunkedArray) -> np.ndarray:
-    """A numeric column as numpy: int64 when integer without nulls, else float64 with NaN."""
-    if pa.types.is_integer(col.type) and col.null_count == 0:
-        return col.cast(pa.int64()).to_numpy()
-    return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
-
-
 def _repeat(text: str, n: int) -> pa.Array:
     return pa.nulls(n, pa.large_string()).fill_null(text)
 
@@ -420,114 +394,3 @@ def _last_per_group(codes: np.ndarray, values: np.ndarray, g: int) -> np.ndarray
         groups, first = np.unique(rc, return_index=True)
         out[groups] = rv[first]
     return out
-
-
-def _sorted_groups(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(codes, kind="stable")
-    sc = codes[order]
-    return order, np.flatnonzero(np.r_[True, sc[1:] != sc[:-1]])
-
-
-def _float_values(rows: dict[str, np.ndarray], field: str) -> np.ndarray:
-    return rows[f"f:{field}"].astype(np.float64, copy=False)
-
-
-def _counts(agg: Aggregate, codes: np.ndarray, g: int, rows: dict[str, np.ndarray]) -> np.ndarray | None:
-    """count and count_eq per group (the same in full and partial aggregates); None otherwise."""
-    if agg.fn == "count":
-        return np.bincount(codes, minlength=g).astype(np.int64)
-    if agg.fn == "count_eq":
-        return np.bincount(codes, weights=rows[f"h:{agg.name}"], minlength=g).astype(np.int64)
-    return None
-
-
-def aggregate_groups(codes: np.ndarray, g: int, rows: dict[str, np.ndarray], aggregates: Sequence[Any],
-                     size_s: int) -> dict[str, np.ndarray]:
-    """Full aggregates per group (one entity's window), as declared in contracts/aggregates.py:
-    numpy over dense group codes 0..g-1 (every group has rows). p95 uses linear interpolation
-    with NaN ignored, like pandas' quantile and DuckDB's quantile_cont."""
-    order, starts = _sorted_groups(codes)
-    cols: dict[str, np.ndarray] = {}
-    for agg in aggregates:
-        counted = _counts(agg, codes, g, rows)
-        if counted is not None:
-            cols[agg.name] = counted
-            continue
-        raw = rows[f"f:{agg.field}"]
-        v = _float_values(rows, agg.field)
-        valid = ~np.isnan(v)
-        n = np.bincount(codes, weights=valid, minlength=g)
-        s = np.bincount(codes, weights=np.where(valid, v, 0.0), minlength=g)
-        if agg.fn == "sum":
-            out = s.astype(raw.dtype) if raw.dtype.kind in "iu" else s
-        elif agg.fn in ("mean", "energy_wh"):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out = np.where(n > 0, s / np.where(n > 0, n, 1), np.nan)
-            if agg.fn == "energy_wh":
-                out = out * (size_s / 3600.0)
-        elif agg.fn == "max":
-            out = np.fmax.reduceat(v[order], starts)
-        elif agg.fn == "min":
-            out = np.fmin.reduceat(v[order], starts)
-        elif agg.fn == "p95":
-            out = _quantile_linear(v, codes, n.astype(np.int64), g, 0.95)
-        else:  # pragma: no cover
-            raise ValueError(f"unknown aggregate function {agg.fn}")
-        cols[agg.name] = out
-    return cols
-
-
-def _quantile_linear(v: np.ndarray, codes: np.ndarray, n: np.ndarray, g: int, q: float) -> np.ndarray:
-    """Per-group quantile with linear interpolation, NaN ignored (pandas' quantile)."""
-    order = np.lexsort((v, codes))  # NaN sorts last within its group
-    sv = v[order]
-    first = np.searchsorted(codes[order], np.arange(g))
-    pos = q * np.maximum(n - 1, 0)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
-    a, b = sv[np.minimum(first + lo, len(sv) - 1)], sv[np.minimum(first + hi, len(sv) - 1)]
-    out = a + (b - a) * (pos - lo)
-    return np.where(n > 0, out, np.nan)
-
-
-def partial_aggregate_groups(codes: np.ndarray, g: int, rows: dict[str, np.ndarray], aggregates: Sequence[Any],
-                             size_s: int) -> dict[str, np.ndarray]:
-    """Mergeable partial aggregates per group (a district's window in one partition): counts
-    and sums add up, means travel as _sum and _n, max/min merge; p95 is not mergeable
-    (percentiles across entities come from the raw lake)."""
-    pairs, pair_of_row = np.unique(codes * _CODE_SPACE + rows["ent"], return_inverse=True)
-    pair_of_row = pair_of_row.reshape(-1)
-    pair_group = pairs // _CODE_SPACE
-    cols: dict[str, np.ndarray] = {"n_entities": np.bincount(pair_group, minlength=g).astype(np.int64)}
-    order, starts = _sorted_groups(codes)
-    for agg in aggregates:
-        counted = _counts(agg, codes, g, rows)
-        if counted is not None:
-            cols[agg.name] = counted
-            continue
-        if agg.fn == "p95":
-            continue
-        raw = rows[f"f:{agg.field}"]
-        v = _float_values(rows, agg.field)
-        valid = ~np.isnan(v)
-        filled = np.where(valid, v, 0.0)
-        if agg.fn == "sum":
-            s = np.bincount(codes, weights=filled, minlength=g)
-            cols[agg.name] = s.astype(raw.dtype) if raw.dtype.kind in "iu" else s
-        elif agg.fn == "mean":
-            n = np.bincount(codes, weights=valid, minlength=g)
-            cols[f"{agg.name}_sum"] = np.where(n > 0, np.bincount(codes, weights=filled, minlength=g), np.nan)
-            cols[f"{agg.name}_n"] = n.astype(np.int64)
-        elif agg.fn == "max":
-            cols[agg.name] = np.fmax.reduceat(v[order], starts)
-        elif agg.fn == "min":
-            cols[agg.name] = np.fmin.reduceat(v[order], starts)
-        elif agg.fn == "energy_wh":  # sum over entities of each entity's mean power x window length
-            n = np.bincount(pair_of_row, weights=valid, minlength=len(pairs))
-            s = np.bincount(pair_of_row, weights=filled, minlength=len(pairs))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                per_entity = np.where(n > 0, s / np.where(n > 0, n, 1), 0.0) * (size_s / 3600.0)
-            cols[agg.name] = np.bincount(pair_group, weights=per_entity, minlength=g)
-        else:  # pragma: no cover
-            raise ValueError(f"unknown aggregate function {agg.fn}")
-    return cols

@@ -17,14 +17,15 @@ import pyarrow as pa
 from contracts import lake as L
 from contracts.decode import DecodeLimits
 from contracts.registry import CONTRACTS
+from contracts.windows import WindowGeometry
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.simulator import generate
 from streams.sink import PartitionSink
-from streams.windows import WindowEngine, WindowSpec
+from streams.windows import WindowEngine
 from warehouse.db import build_warehouse
 
 CONTRACT = CONTRACTS["traffic"]
-SPEC = WindowSpec(60, allowed_lateness_s=10, grace_s=120)
+SPEC = WindowGeometry(60, allowed_lateness_s=10, grace_s=120)
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 LIMITS = DecodeLimits(max_future=timedelta(minutes=5), max_age=timedelta(days=7))
 

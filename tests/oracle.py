@@ -54,7 +54,7 @@ def final_windows(events: pd.DataFrame, source: str, key: str, partition_of: pd.
                   max_ts_by_partition: pd.Series) -> pd.DataFrame:
     """The recomputed windows the stream must have emitted: those whose end the watermark of
     their entity's partition (max event time - allowed lateness) has passed."""
-    from contracts.aggregates import WINDOW_DEFAULTS
+    from contracts.windows import WINDOW_DEFAULTS
 
     spec = WINDOW_DEFAULTS[source]
     oracle = recompute_windows(events, source, spec.size_s, key)

@@ -15,12 +15,13 @@ from contracts.decode import decode_batch
 from contracts.duplicates import DuplicateIndex
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS
+from contracts.windows import window_geometry
 from streams.batch import RecordBatch, process_records
-from streams.ingest import recover_partition, window_spec
+from streams.ingest import recover_partition
 
 TRAFFIC = CONTRACTS["traffic"]
 NOW = datetime(2024, 3, 2, 12, 0, tzinfo=UTC)
-HORIZON_MS = window_spec("traffic").horizon_ms
+HORIZON_MS = window_geometry("traffic").horizon_ms
 
 
 def reading(detector: str, minute: int, lane: int = 1, speed: float = 50.0, temp: float | None = None) -> dict:

@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 import pytest
 
-from contracts.aggregates import WINDOW_DEFAULTS
 from contracts.registry import CONTRACTS
+from contracts.windows import WINDOW_DEFAULTS
 from jobs.runner import WorkerProcess, wait_until_landed
 from streams.broker import city_topics, ensure_topics
 from streams.simulator import Disorder, DisorderLog, deliver_out_of_order, generate, produce

@@ -9,10 +9,9 @@ import pyarrow.compute as pc
 import pytest
 
 from contracts import lake as L
-from contracts.aggregates import WINDOW_DEFAULTS
 from contracts.registry import CONTRACTS
+from contracts.windows import WINDOW_DEFAULTS, window_geometry
 from streams.batch import RecordBatch, process_records
-from streams.ingest import window_spec
 from streams.simulator import Disorder, deliver_out_of_order, encode, generate
 from streams.sink import PartitionSink
 from streams.windows import WindowEngine
@@ -27,7 +26,7 @@ def landed_lake(tmp_path):
         generate(3, rate=200, seconds=10, speedup=360, start=start, sources=["traffic"]),
         Disorder(jitter_s=20, correction_fraction=0.02, late_fraction=0.01, seed=1)))
     lake = L.Lake(str(tmp_path / "lake"))
-    sink = PartitionSink(lake, contract, 0, WindowEngine(window_spec("traffic"), "traffic", 0))
+    sink = PartitionSink(lake, contract, 0, WindowEngine(window_geometry("traffic"), "traffic", 0))
     sink.recover()
     encoded = [encode(e) for e in events]
     for i in range(0, len(encoded), 300):

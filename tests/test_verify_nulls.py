@@ -13,8 +13,9 @@ import pyarrow as pa
 import pytest
 
 from contracts import lake as L
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS
+from contracts.aggregates import AGGREGATES
 from contracts.registry import CONTRACTS
+from contracts.windows import WINDOW_DEFAULTS
 from warehouse.verify import verify_windows
 
 SOURCE = "logistics"

@@ -19,9 +19,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from contracts import lake as L
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS
+from contracts.aggregates import AGGREGATES
 from contracts.registry import CONTRACTS
 from contracts.settings import load_settings
+from contracts.windows import WINDOW_DEFAULTS
 from jobs.commands import warehouse as cmd
 from warehouse.db import SQL_DIR, build_warehouse, connect, load_models, query
 from warehouse.report import daily_report, format_report, latest_day
@@ -1028,7 +1029,7 @@ def test_views_read_the_stream_sink_output_and_match_a_raw_recompute(
     aggregates recomputed from raw_traffic; the empty-lake fallbacks have the real schemas."""
     from streams.batch import RecordBatch, process_records
     from streams.sink import PartitionSink
-    from streams.windows import WindowEngine, WindowSpec
+    from streams.windows import WindowEngine
 
     views = [
         "raw_traffic",
@@ -1094,7 +1095,7 @@ def test_views_read_the_stream_sink_output_and_match_a_raw_recompute(
             ).encode()
         )
         engine = WindowEngine(
-            WindowSpec(d.size_s, d.allowed_lateness_s, d.grace_s, d.hop_s), "traffic", partition
+            d, "traffic", partition
         )
         sink = PartitionSink(lake, contract, partition, engine)
         for lo in range(0, len(values), 50):

@@ -15,8 +15,8 @@ import pytest
 
 from contracts import lake as L
 from contracts.registry import CONTRACTS
+from contracts.windows import window_geometry
 from streams.batch import RecordBatch, process_records
-from streams.ingest import window_spec
 from streams.simulator import Disorder, deliver_out_of_order, encode, generate
 from streams.sink import PartitionSink
 from streams.windows import WindowEngine
@@ -41,7 +41,7 @@ def land_sink_lake(root: str, seed: int = 3) -> L.Lake:
                     if e.source == source and zlib.crc32(e.key.encode()) % PARTITIONS == partition]
             mine.insert(len(mine) // 2, (None, b"not json"))
             sink = PartitionSink(lake, contract, partition,
-                                 WindowEngine(window_spec(source), source, partition))
+                                 WindowEngine(window_geometry(source), source, partition))
             sink.recover()
             for lo in range(0, len(mine), 150):
                 chunk = mine[lo:lo + 150]

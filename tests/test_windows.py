@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.windows import WindowEngine, WindowSpec
+from contracts.windows import WindowGeometry
+from streams.windows import WindowEngine
 from tests.oracle import assert_frames_close, recompute_windows
 
 T0 = 1_795_000_000_000  # some epoch ms on a minute boundary
@@ -66,7 +67,7 @@ def test_disorder_within_lateness_equals_batch_recompute(seed, n, lateness_s, cu
     ents = rng.choice(["a", "b", "c", "d"], n)
     events = make_events(ts[order].tolist(), ents[order].tolist(), rng)
 
-    spec = WindowSpec(60, allowed_lateness_s=lateness_s, grace_s=300)
+    spec = WindowGeometry(60, allowed_lateness_s=lateness_s, grace_s=300)
     windows, late, _ = run_in_batches(WindowEngine(spec, "traffic"), events, cuts)
     assert late.empty, "no event was later than the allowed lateness"
     wm = int(events["ts"].max()) - lateness_s * 1000
@@ -80,7 +81,7 @@ def test_disorder_within_lateness_equals_batch_recompute(seed, n, lateness_s, cu
     assert_frames_close(got, final, list(final.columns))
 
 
-def reference(events: pd.DataFrame, spec: WindowSpec):
+def reference(events: pd.DataFrame, spec: WindowGeometry):
     """Per-event reference semantics, written as a plain loop."""
     size, hop, late_ms, grace = spec.size_s * 1000, spec.hop * 1000, spec.allowed_lateness_s * 1000, spec.grace_s * 1000
     max_ts = None
@@ -127,7 +128,7 @@ def test_corrections_and_late_events_follow_reference(seed, n, hop, cuts):
     ts = base - jitter
     ents = rng.choice(["a", "b", "c"], n)
     events = make_events(ts.tolist(), ents.tolist(), rng)
-    spec = WindowSpec(60, allowed_lateness_s=10, grace_s=300, hop_s=hop)
+    spec = WindowGeometry(60, allowed_lateness_s=10, grace_s=300, hop_s=hop)
 
     windows, late, _ = run_in_batches(WindowEngine(spec, "traffic"), events, cuts)
     content, version, _final, late_rows, ontime = reference(events, spec)
@@ -157,7 +158,7 @@ def test_results_do_not_depend_on_batching(seed, cuts_a, cuts_b):
     n = 300
     ts = np.sort(T0 + rng.integers(0, 40 * 60_000, n)) - rng.choice([0, 0, 30_000, 400_000], n)
     events = make_events(ts.tolist(), rng.choice(["a", "b"], n).tolist(), rng)
-    spec = WindowSpec(60, allowed_lateness_s=5, grace_s=240)
+    spec = WindowGeometry(60, allowed_lateness_s=5, grace_s=240)
     wa, la, da = run_in_batches(WindowEngine(spec, "traffic"), events, cuts_a)
     wb, lb, db = run_in_batches(WindowEngine(spec, "traffic"), events, cuts_b)
     cols = ["version", "n_events", "vehicle_count", "avg_speed_kmh", "p95_speed_kmh"]
@@ -173,7 +174,7 @@ def test_district_partials_combine_to_entity_totals():
     n = 500
     events = make_events(np.sort(T0 + rng.integers(0, 10 * 60_000, n)).tolist(),
                          rng.choice(["a", "b", "c", "d", "e"], n).tolist(), rng)
-    spec = WindowSpec(60, allowed_lateness_s=0, grace_s=0)
+    spec = WindowGeometry(60, allowed_lateness_s=0, grace_s=0)
     _, _, districts = run_in_batches(WindowEngine(spec, "traffic"), events, [100, 250])
     per_district = events.assign(window_start=events.ts // 60_000 * 60_000).groupby(["district", "window_start"])
     exp = per_district.agg(n_events=("ts", "size"), vehicle_count=("vehicle_count", "sum"),
@@ -188,14 +189,14 @@ def test_district_partials_combine_to_entity_totals():
 
 def test_engine_rejects_bad_geometry():
     with pytest.raises(ValueError, match="hop"):
-        WindowSpec(60, hop_s=25)
+        WindowGeometry(60, hop_s=25)
     with pytest.raises(ValueError, match="positive"):
-        WindowSpec(0)
+        WindowGeometry(0)
 
 
 def test_state_is_bounded_by_the_horizon():
     rng = np.random.default_rng(5)
-    spec = WindowSpec(60, allowed_lateness_s=10, grace_s=120)
+    spec = WindowGeometry(60, allowed_lateness_s=10, grace_s=120)
     eng = WindowEngine(spec, "traffic")
     for k in range(30):  # 30 batches covering 30 minutes, 100 events each
         ts = np.sort(T0 + k * 60_000 + rng.integers(0, 60_000, 100))

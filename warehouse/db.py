@@ -41,9 +41,10 @@ import pandas as pd
 import pyarrow as pa
 
 from contracts import lake as L
-from contracts.aggregates import AGGREGATES, WINDOW_DEFAULTS, Aggregate
-from contracts.quarantine import QUARANTINE_SCHEMA
+from contracts.aggregates import AGGREGATES
 from contracts.registry import CONTRACTS, contract_for_source
+from contracts.tables import input_type, lake_table
+from contracts.windows import WINDOW_DEFAULTS
 
 if TYPE_CHECKING:
     from contracts.settings import Settings
@@ -55,55 +56,11 @@ BUILD_TABLE = "_cityflow_build"
 # Bump when the way views are rendered changes, so existing databases are rebuilt.
 BUILD_FORMAT = "3"
 
-_TS = pa.timestamp("ms", tz="UTC")
 # Hive partition columns every lake path carries (see contracts/lake.py).
 HIVE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("source", "VARCHAR"),
     ("date", "DATE"),
     ("hour", "INTEGER"),
-)
-
-# Columns of a per-entity window row before its aggregates (written by the stream workers).
-WINDOW_COLUMNS: tuple[pa.Field, ...] = (
-    pa.field("source", pa.string()),
-    pa.field("entity", pa.string()),
-    pa.field("district", pa.string()),
-    pa.field("window_start", _TS),
-    pa.field("window_end", _TS),
-    pa.field("window_size_s", pa.int32()),
-    pa.field("hop_s", pa.int32()),
-    pa.field("version", pa.int32()),
-    pa.field("is_correction", pa.bool_()),
-    pa.field("kafka_partition", pa.int32()),
-    pa.field("emitted_at", _TS),
-)
-# Columns of a per-partition district partial before its aggregates.
-DISTRICT_WINDOW_COLUMNS: tuple[pa.Field, ...] = (
-    pa.field("source", pa.string()),
-    pa.field("district", pa.string()),
-    pa.field("window_start", _TS),
-    pa.field("window_end", _TS),
-    pa.field("window_size_s", pa.int32()),
-    pa.field("hop_s", pa.int32()),
-    pa.field("kafka_partition", pa.int32()),
-    pa.field("version", pa.int32()),
-    pa.field("is_correction", pa.bool_()),
-    pa.field("emitted_at", _TS),
-    pa.field("n_entities", pa.int64()),
-)
-# Placeholder for an empty lake only: once detectors land files, the view shows their columns.
-ANOMALY_SCHEMA = pa.schema(
-    [
-        pa.field("detector", pa.string()),
-        pa.field("entity", pa.string()),
-        pa.field("district", pa.string()),
-        pa.field("window_start", _TS),
-        pa.field("window_end", _TS),
-        pa.field("severity", pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("detail", pa.string()),
-        pa.field("detected_at", _TS),
-    ]
 )
 
 _REMOTE_EXTENSIONS = {
@@ -171,60 +128,13 @@ class RenderedView:
     refs: tuple[str, ...] = ()  # views this one selects from ({ref:<view>}), created first
 
 
-# -- schemas of the lake tables (for empty fallbacks), derived from the contracts --------------
-def aggregate_type(source: str, agg: Aggregate) -> pa.DataType:
-    """Arrow type of an aggregate column: counts are int64, a sum keeps its input's type."""
-    if agg.fn in ("count", "count_eq"):
-        return pa.int64()
-    if agg.fn == "sum" and agg.field is not None:
-        return contract_for_source(source).field(agg.field).arrow_type
-    return pa.float64()
-
-
-def window_schema(source: str) -> pa.Schema:
-    """Schema of `windows/source=<source>` files: window columns then AGGREGATES[source]."""
-    aggs = [pa.field(a.name, aggregate_type(source, a)) for a in AGGREGATES[source]]
-    return pa.schema([*WINDOW_COLUMNS, *aggs])
-
-
-def district_window_schema(source: str) -> pa.Schema:
-    """Schema of `district_windows/source=<source>` files: mergeable partials per aggregate."""
-    fields = list(DISTRICT_WINDOW_COLUMNS)
-    for a in AGGREGATES[source]:
-        if a.fn == "mean":
-            fields += [pa.field(f"{a.name}_sum", pa.float64()), pa.field(f"{a.name}_n", pa.int64())]
-        elif a.fn != "p95":  # percentiles are not mergeable
-            fields.append(pa.field(a.name, aggregate_type(source, a)))
-    return pa.schema(fields)
-
-
-def late_events_schema(source: str) -> pa.Schema:
-    """Schema of `late_events/source=<source>` files: the raw columns plus the missed window."""
-    return (
-        contract_for_source(source)
-        .raw_schema()
-        .append(pa.field("window_start", _TS))
-        .append(pa.field("lateness_s", pa.float64()))
-    )
-
-
+# -- schemas of the lake tables (for empty fallbacks), declared in contracts/tables.py ---------
 def lake_table_schema(table: str, source: str) -> pa.Schema:
     """The schema of one lake table for one source ('*' for the cross-source tables)."""
-    if table == L.QUARANTINE:
-        return QUARANTINE_SCHEMA
-    if table == L.ANOMALIES:
-        return ANOMALY_SCHEMA
-    if source == "*":
-        raise WarehouseError(f"lake table {table!r} needs a concrete source, not 'source=*'")
-    builders = {
-        L.RAW: lambda s: contract_for_source(s).raw_schema(),
-        L.WINDOWS: window_schema,
-        L.DISTRICT_WINDOWS: district_window_schema,
-        L.LATE_EVENTS: late_events_schema,
-    }
-    if table not in builders:
-        raise WarehouseError(f"unknown lake table {table!r}; known: {', '.join(L.TABLES)}")
-    return builders[table](source)
+    try:
+        return lake_table(table, source).schema
+    except KeyError as exc:
+        raise WarehouseError(exc.args[0]) from None
 
 
 def duckdb_type(t: pa.DataType) -> str:
@@ -283,25 +193,8 @@ def lake_uri(lake_root: str) -> str:
 
 
 def _district_measures(source: str) -> str:
-    """Combine per-partition partials: sum additive columns, max/min, weighted means."""
-    exprs = []
-    for a in AGGREGATES[source]:
-        if a.fn == "mean":
-            s, n = _ident(f"{a.name}_sum"), _ident(f"{a.name}_n")
-            exprs += [
-                f"sum({s}) / nullif(sum({n}), 0) AS {_ident(a.name)}",
-                f"sum({s}) AS {s}",
-                f"CAST(sum({n}) AS BIGINT) AS {n}",
-            ]
-        elif a.fn in ("max", "min"):
-            exprs.append(f"{a.fn}({_ident(a.name)}) AS {_ident(a.name)}")
-        elif a.fn in ("count", "count_eq") or (
-            a.fn == "sum" and pa.types.is_integer(aggregate_type(source, a))
-        ):
-            exprs.append(f"CAST(sum({_ident(a.name)}) AS BIGINT) AS {_ident(a.name)}")
-        elif a.fn in ("sum", "energy_wh"):
-            exprs.append(f"sum({_ident(a.name)}) AS {_ident(a.name)}")
-        # p95: not mergeable across partitions, computed from raw instead
+    """Combine per-partition partials, as each aggregate function declares (contracts/aggregates.py)."""
+    exprs = [e for a in AGGREGATES[source] for e in a.function.merge_sql(a, input_type(source, a))]
     return ",\n       ".join(exprs)
 
 
@@ -437,7 +330,8 @@ def creation_order(rendered: list[RenderedView]) -> list[RenderedView]:
 
 
 def fingerprint(models: list[ViewModel], macros: dict[str, ViewModel] | None = None) -> str:
-    """Changes whenever a view's definition would: SQL files, macros, contracts, window defaults."""
+    """Changes whenever a view's definition would: SQL files, macros, contracts, window defaults,
+    the declared lake tables (empty fallbacks) and the aggregates' district merges."""
     macros = load_macros() if macros is None else macros
     h = hashlib.sha256(BUILD_FORMAT.encode())
     for m in [*models, *macros.values()]:
@@ -446,6 +340,11 @@ def fingerprint(models: list[ViewModel], macros: dict[str, ViewModel] | None = N
     h.update(repr(sorted(WINDOW_DEFAULTS.items())).encode())
     for source in sorted(CONTRACTS):
         h.update(str(CONTRACTS[source].raw_schema()).encode())
+        h.update(_district_measures(source).encode())
+        for table in (L.RAW, L.WINDOWS, L.DISTRICT_WINDOWS, L.LATE_EVENTS):
+            h.update(str(lake_table(table, source).schema).encode())
+    h.update(str(lake_table(L.QUARANTINE, "*").schema).encode())
+    h.update(str(lake_table(L.ANOMALIES, "*").schema).encode())
     return h.hexdigest()
 
 

@@ -21,8 +21,9 @@ import duckdb
 import pandas as pd
 
 from contracts import lake as L
-from contracts.aggregates import AGGREGATES, Aggregate, WindowDefaults
+from contracts.aggregates import AGGREGATES, Aggregate
 from contracts.registry import CONTRACTS
+from contracts.windows import WindowGeometry
 
 REL_TOL = 1e-9
 
@@ -74,14 +75,14 @@ def _agg_sql(agg: Aggregate, size_s: int) -> str:
     }[agg.fn]
 
 
-def recompute_sql(lake: L.Lake, source: str, geometry: WindowDefaults) -> str | None:
+def recompute_sql(lake: L.Lake, source: str, geometry: WindowGeometry) -> str | None:
     """SQL of the recomputed final windows of one source (None when nothing is landed)."""
     raw = _scan(lake, L.RAW, source)
     if raw is None:
         return None
     key = CONTRACTS[source].key
-    size, hop = geometry.size_s * 1000, (geometry.hop_s or geometry.size_s) * 1000
-    k = geometry.size_s // (geometry.hop_s or geometry.size_s)
+    size, hop = geometry.size_s * 1000, geometry.hop * 1000
+    k = geometry.size_s // geometry.hop
     late = _scan(lake, L.LATE_EVENTS, source)
     late_cte = (f"SELECT kafka_partition, kafka_offset, epoch_ms(window_start) AS ws FROM {late}" if late
                 else "SELECT NULL::INTEGER AS kafka_partition, NULL::BIGINT AS kafka_offset, NULL::BIGINT AS ws WHERE false")
@@ -106,7 +107,7 @@ GROUP BY ALL
 """
 
 
-def streamed_sql(lake: L.Lake, source: str, geometry: WindowDefaults) -> str | None:
+def streamed_sql(lake: L.Lake, source: str, geometry: WindowGeometry) -> str | None:
     win = _scan(lake, L.WINDOWS, source)
     if win is None:
         return None
@@ -119,7 +120,7 @@ QUALIFY row_number() OVER (PARTITION BY entity, window_start ORDER BY version DE
 """
 
 
-def verify_source(con: duckdb.DuckDBPyConnection, lake: L.Lake, source: str, geometry: WindowDefaults,
+def verify_source(con: duckdb.DuckDBPyConnection, lake: L.Lake, source: str, geometry: WindowGeometry,
                   since: datetime | None = None, until: datetime | None = None) -> SourceCheck:
     rec_sql, str_sql = recompute_sql(lake, source, geometry), streamed_sql(lake, source, geometry)
     empty = pd.DataFrame(columns=["entity", "window_start", "problem", "column", "streamed", "recomputed"])
@@ -167,7 +168,7 @@ WHERE coalesce(s.window_start, r.window_start) BETWEEN {lo} AND {hi}
     return SourceCheck(source, len(joined), mism)
 
 
-def verify_windows(lake_root: str, geometries: dict[str, WindowDefaults],
+def verify_windows(lake_root: str, geometries: dict[str, WindowGeometry],
                    since: datetime | None = None, until: datetime | None = None) -> VerifyResult:
     """Compare every final streamed window with its DuckDB recompute from the raw lake."""
     lake = L.Lake(lake_root)

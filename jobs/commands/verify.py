@@ -68,8 +68,8 @@ def check_counts(settings: Settings, args: argparse.Namespace | None = None) -> 
 def check_windows(settings: Settings, args: argparse.Namespace | None = None) -> CheckOutcome:
     """Every final streamed window (latest version) equals its recompute from the raw lake, and
     no final window is missing on either side (warehouse/verify.py)."""
-    from contracts.aggregates import window_geometry
     from contracts.registry import CONTRACTS
+    from contracts.windows import window_geometry
     from warehouse.verify import verify_windows
 
     since = getattr(args, "since", None)

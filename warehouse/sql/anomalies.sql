@@ -1,9 +1,9 @@
 -- anomalies: anomalies raised by the detectors (per source and cross-source), as landed.
 -- grain:   one detected anomaly
--- keys:    (detector, entity, window_start), as the detectors write them
--- columns: source, detector, entity, district, window_start, window_end, severity, score,
---          detail, detected_at, date, hour
--- note:    the columns above are the empty-lake placeholder; once anomaly files exist the view
---          passes through whatever columns the detectors land (source/date/hour from the path).
+-- keys:    (anomaly_id), deterministic: a replay re-derives the same id
+-- columns: source, anomaly_id, kind, severity, entity, district, window_start, window_end,
+--          detected_at, value, expected, score, evidence, kafka_partition, version, emitted_at,
+--          date, hour
+-- note:    declared in contracts/tables.py (ANOMALIES) and documented in docs/contracts.md.
 SELECT source, * EXCLUDE (source)
 FROM {scan:anomalies:*}
