@@ -24,7 +24,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -94,6 +94,24 @@ def partition_dir(table: str, source: str, date: str, hour: int) -> str:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date) or not 0 <= hour <= 23:
         raise LakePathError(f"bad date/hour {date!r}/{hour!r}")
     return f"{table}/source={source}/date={date}/hour={hour:02d}"
+
+
+HOUR_MS = 3_600_000
+
+
+def hour_dirs(table: str, source: str, from_ms: int, to_ms: int) -> list[str]:
+    """The `date=/hour=` directories of a table/source that hold event times from_ms..to_ms
+    (epoch ms, inclusive), oldest first: what a reader of a recent event-time span lists,
+    instead of every hour the lake keeps.
+
+        >>> hour_dirs("raw", "traffic", 1_795_075_200_000 - 1, 1_795_075_200_000)
+        ['raw/source=traffic/date=2026-11-19/hour=07', 'raw/source=traffic/date=2026-11-19/hour=08']
+    """
+    dirs = []
+    for hour_start in range((max(from_ms, 0) // HOUR_MS) * HOUR_MS, to_ms + 1, HOUR_MS):
+        stamp = datetime.fromtimestamp(hour_start / 1000, UTC)
+        dirs.append(partition_dir(table, source, stamp.strftime("%Y-%m-%d"), stamp.hour))
+    return dirs
 
 
 def data_file_path(table: str, source: str, date: str, hour: int, name: DataFileName) -> str:
