@@ -4,6 +4,13 @@ A mode.Service owns an aiokafka consumer in the ingest consumer group: `getmany`
 batches go as raw bytes to pure code (decode, validate, window) and are landed per partition by
 a PartitionSink; offsets are committed only after a flush is durable. On revoke the sinks flush
 and commit; on assign they recover from the lake and the consumer seeks to landed + 1.
+
+A flush sends its rejects to the DLQ *before* it lands (DLQ, then land, then commit). Landing
+moves the resume point past those records, so a worker that died between landing and sending
+would never read them again and their DLQ records would be lost; sent first, a crash anywhere
+only re-sends them after the restart. The price is duplicates on the DLQ topic when the flush
+is then fenced (the worker that won landed and sent the same rejects): the DLQ is
+at-least-once, and (source_topic, partition, offset) in the headers is the id to dedupe by.
 """
 
 from __future__ import annotations
@@ -226,21 +233,26 @@ class IngestService(mode.Service):
         metrics.BUFFERED.labels(src, tp.partition).set(sink.buffered_rows)
 
     async def flush(self, tps: list[TopicPartition]) -> None:
-        """Land the buffers of these partitions, send their rejects to the DLQ, commit offsets."""
+        """Send the rejects of these partitions to the DLQ, land their buffers, commit offsets."""
         async with self._landing:
             await self._flush_owned(tps, resync=True)
 
     async def _flush_owned(self, tps: list[TopicPartition], resync: bool) -> None:
-        """Flush the partitions of `tps` still owned (hold self._landing). A partition whose
-        flush is fenced (another worker landed those offsets first) is recovered from the lake
-        and re-sought if `resync`, else just dropped (it is being released anyway)."""
+        """Flush the partitions of `tps` still owned (hold self._landing): per partition its
+        rejects go to the DLQ first and only then does the sink land (see the module docstring:
+        landing first could lose DLQ records for good in a crash; sending first at worst
+        duplicates them, also when the flush is then fenced).
+
+        A partition whose flush is fenced (another worker landed those offsets first) is
+        recovered from the lake and re-sought if `resync`, else just dropped (it is being
+        released anyway)."""
         assert self.consumer is not None
         commits: dict[TopicPartition, int] = {}
         for tp in tps:
             sink = self.sinks.get(tp)
             if sink is None:
                 continue  # released meanwhile: its buffer was flushed by release()
-            await self._send_dlq(tp)
+            await self._send_dlq(tp)  # before landing: see the docstring
             t0 = time.perf_counter()
             try:
                 result = sink.flush()
