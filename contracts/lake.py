@@ -54,6 +54,11 @@ class LakePathError(ValueError):
     """A path component would not be a safe, validated lake path."""
 
 
+class CorruptLakeFile(ValueError):
+    """A bookkeeping file of the lake (checkpoint, commit record) cannot be parsed; the message
+    names it."""
+
+
 @dataclass(frozen=True)
 class DataFileName:
     """The parsed name of a landed file: which topic partition and offset range it covers."""
@@ -384,10 +389,14 @@ class Lake:
         return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
 
     def read_json(self, rel: str) -> Any | None:
-        """The parsed JSON file, or None if it does not exist."""
+        """The parsed JSON file, or None if it does not exist; CorruptLakeFile if it is not JSON."""
         try:
             with self.fs.open_input_stream(self.path(rel)) as f:
-                return json.loads(f.read())
+                data = f.read()
+            try:
+                return json.loads(data)
+            except ValueError as exc:
+                raise CorruptLakeFile(f"{self.path(rel)} is not valid JSON ({exc})") from exc
         except FileNotFoundError:
             return None
         except OSError:
