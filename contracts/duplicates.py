@@ -176,10 +176,7 @@ def rebuild_duplicate_index(
         return index
     cutoff = max_ts - horizon_ms
     tables = []
-    hour_ms = 3_600_000
-    for hour_start in range((max(cutoff, 0) // hour_ms) * hour_ms, max_ts + 1, hour_ms):
-        stamp = pd.Timestamp(hour_start, unit="ms", tz="UTC")
-        rel_dir = L.partition_dir(L.RAW, contract.source, stamp.strftime("%Y-%m-%d"), stamp.hour)
+    for rel_dir in L.hour_dirs(L.RAW, contract.source, cutoff + 1, max_ts):
         for rel in lake.list_files(rel_dir):
             name = L.parse_data_file_name(rel)
             if name is None or name.topic != contract.topic or name.partition != partition:

@@ -24,7 +24,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -52,6 +52,11 @@ _PARQUET_ROW_GROUP = 128_000
 
 class LakePathError(ValueError):
     """A path component would not be a safe, validated lake path."""
+
+
+class CorruptLakeFile(ValueError):
+    """A bookkeeping file of the lake (checkpoint, commit record) cannot be parsed; the message
+    names it."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,24 @@ def partition_dir(table: str, source: str, date: str, hour: int) -> str:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date) or not 0 <= hour <= 23:
         raise LakePathError(f"bad date/hour {date!r}/{hour!r}")
     return f"{table}/source={source}/date={date}/hour={hour:02d}"
+
+
+HOUR_MS = 3_600_000
+
+
+def hour_dirs(table: str, source: str, from_ms: int, to_ms: int) -> list[str]:
+    """The `date=/hour=` directories of a table/source that hold event times from_ms..to_ms
+    (epoch ms, inclusive), oldest first: what a reader of a recent event-time span lists,
+    instead of every hour the lake keeps.
+
+        >>> hour_dirs("raw", "traffic", 1_795_075_200_000 - 1, 1_795_075_200_000)
+        ['raw/source=traffic/date=2026-11-19/hour=07', 'raw/source=traffic/date=2026-11-19/hour=08']
+    """
+    dirs = []
+    for hour_start in range((max(from_ms, 0) // HOUR_MS) * HOUR_MS, to_ms + 1, HOUR_MS):
+        stamp = datetime.fromtimestamp(hour_start / 1000, UTC)
+        dirs.append(partition_dir(table, source, stamp.strftime("%Y-%m-%d"), stamp.hour))
+    return dirs
 
 
 def data_file_path(table: str, source: str, date: str, hour: int, name: DataFileName) -> str:
@@ -366,10 +389,14 @@ class Lake:
         return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
 
     def read_json(self, rel: str) -> Any | None:
-        """The parsed JSON file, or None if it does not exist."""
+        """The parsed JSON file, or None if it does not exist; CorruptLakeFile if it is not JSON."""
         try:
             with self.fs.open_input_stream(self.path(rel)) as f:
-                return json.loads(f.read())
+                data = f.read()
+            try:
+                return json.loads(data)
+            except ValueError as exc:
+                raise CorruptLakeFile(f"{self.path(rel)} is not valid JSON ({exc})") from exc
         except FileNotFoundError:
             return None
         except OSError:

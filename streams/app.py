@@ -1,5 +1,6 @@
 """The cityflow worker process: a Faust app hosting the batch ingest service, with metrics,
-health and readiness pages on the Faust web server."""
+health and readiness pages on the Faust web server. A partition the ingest service cannot
+recover stops the worker with WorkerFailed (`cityflow worker` exits 1 naming it)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,28 @@ from contracts.registry import DLQ_TOPIC
 from contracts.settings import Settings
 from streams import metrics
 from streams.dlq_monitor import SUMMARY_INTERVAL_S, DlqTally
-from streams.ingest import IngestService
+from streams.ingest import IngestService, RecoveryFailed
 
 log = logging.getLogger(__name__)
+
+
+class WorkerFailed(RuntimeError):
+    """The worker stopped because it could not do its work (a partition failed recovery)."""
+
+
+def ingest_service(app: faust.App) -> IngestService | None:
+    """The app's ingest service, once Faust has created it."""
+    for s in app._extra_service_instances or ():
+        if isinstance(s, IngestService):
+            return s
+    return None
+
+
+def _stop_worker(failure: RecoveryFailed) -> None:
+    """Stop the worker the way SIGTERM does (flush and commit what is owned, close clients),
+    without waiting: this runs inside the consumer's rebalance listener, which the stop awaits.
+    run_worker then turns the stop into WorkerFailed."""
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> faust.App:
@@ -36,15 +56,10 @@ def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> 
     )
 
     service_cls = type(
-        "Ingest", (IngestService,), {"settings": settings, "bootstrap": bootstrap, "sources": sources, "owner": app}
+        "Ingest", (IngestService,), {"settings": settings, "bootstrap": bootstrap, "sources": sources, "owner": app,
+                                     "on_failure": staticmethod(_stop_worker)}
     )
     app.service(service_cls)
-
-    def _ingest() -> IngestService | None:
-        for s in app._extra_service_instances or ():
-            if isinstance(s, IngestService):
-                return s
-        return None
 
     # The DLQ monitor: a thin agent on city.dlq.v1 (low rate) that counts rejects by source
     # topic and reason across all workers and logs a summary. Quarantine Parquet is landed by
@@ -70,14 +85,17 @@ def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> 
 
     @app.page("/health")
     async def health_page(self, request):  # type: ignore[no-untyped-def]
-        svc = _ingest()
+        svc = ingest_service(app)
+        problem = svc.health_problem if svc is not None else None
+        if problem is not None:
+            return self.json({"status": "failing", "error": problem}, status=503)
         ok = svc is not None and not svc.should_stop
         return self.json({"status": "ok" if ok else "starting"}, status=200 if ok else 503)
 
     @app.page("/ready")
     async def ready_page(self, request):  # type: ignore[no-untyped-def]
-        svc = _ingest()
-        ready = svc is not None and svc.assignments_seen > 0
+        svc = ingest_service(app)
+        ready = svc is not None and svc.assignments_seen > 0 and svc.health_problem is None
         body = {"ready": ready, "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in (svc.sinks if svc else {}))}
         return self.json(body, status=200 if ready else 503)
 
@@ -85,7 +103,8 @@ def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> 
 
 
 def run_worker(settings: Settings, bootstrap: str, sources: tuple[str, ...], loglevel: str = "info") -> None:
-    """Run the Faust worker in this process until SIGINT/SIGTERM."""
+    """Run the Faust worker in this process until SIGINT/SIGTERM; raise WorkerFailed if it
+    stopped because a partition could not be recovered."""
     app = create_app(settings, bootstrap, sources)
     # Faust installs its signal handlers part-way through start-up. A SIGTERM that arrives
     # before then is held and sent again once they are in, so it takes the graceful path too.
@@ -103,4 +122,9 @@ def run_worker(settings: Settings, bootstrap: str, sources: tuple[str, ...], log
         "--web-port", str(settings.web_port), "--web-host", "127.0.0.1", "--loglevel", loglevel,
         "--without-web" if settings.web_port == 0 else "--with-web",
     ]
-    app.main()
+    try:
+        app.main()
+    finally:  # Faust ends with SystemExit(0) after any stop, also the one a failure asked for
+        svc = ingest_service(app)
+        if svc is not None and svc.failure is not None:
+            raise WorkerFailed(str(svc.failure)) from None

@@ -4,6 +4,19 @@ A mode.Service owns an aiokafka consumer in the ingest consumer group: `getmany`
 batches go as raw bytes to pure code (decode, validate, window) and are landed per partition by
 a PartitionSink; offsets are committed only after a flush is durable. On revoke the sinks flush
 and commit; on assign they recover from the lake and the consumer seeks to landed + 1.
+
+A partition whose recovery raises is retried with backoff (RecoveryRetry); if it still fails,
+the service records the RecoveryFailed and asks its host to stop the worker (`on_failure`), which
+then exits non-zero naming the partition and the cause. A worker never stays up with a partition
+it owns but does not consume: nobody else would consume it either, as the group thinks it is
+served.
+
+A flush sends its rejects to the DLQ *before* it lands (DLQ, then land, then commit). Landing
+moves the resume point past those records, so a worker that died between landing and sending
+would never read them again and their DLQ records would be lost; sent first, a crash anywhere
+only re-sends them after the restart. The price is duplicates on the DLQ topic when the flush
+is then fenced (the worker that won landed and sent the same rejects): the DLQ is
+at-least-once, and (source_topic, partition, offset) in the headers is the id to dedupe by.
 """
 
 from __future__ import annotations
@@ -11,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
@@ -103,6 +117,70 @@ class BacklogTracker:
         return backlog or tail
 
 
+@dataclass(frozen=True)
+class RecoveryRetry:
+    """How a failing partition recovery is retried: `attempts` in all, waiting `first_delay_s`
+    after the first failure and `factor` times longer after each next one, at most
+    `max_delay_s`. The default gives up after ~3.5 s of waiting, well inside the group's
+    session timeout (the rebalance listener holds the assignment while it waits).
+
+        >>> RecoveryRetry(attempts=4, first_delay_s=0.5, factor=2).delays()
+        [0.5, 1.0, 2.0]
+    """
+
+    attempts: int = 4
+    first_delay_s: float = 0.5
+    factor: float = 2.0
+    max_delay_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.first_delay_s < 0 or self.factor < 1 or self.max_delay_s < 0:
+            raise ValueError(f"invalid recovery retry policy {self}")
+
+    def delays(self) -> list[float]:
+        """The waits between attempts (one fewer than attempts)."""
+        return [min(self.first_delay_s * self.factor**i, self.max_delay_s) for i in range(self.attempts - 1)]
+
+
+class RecoveryFailed(RuntimeError):
+    """Partitions whose recovery from the lake still failed after every attempt."""
+
+    def __init__(self, failures: list[tuple[TopicPartition, BaseException]], attempts: int):
+        self.failures = failures
+        self.attempts = attempts
+        parts = [f"topic {tp.topic} partition {tp.partition}: {type(exc).__name__}: {exc}" for tp, exc in failures]
+        super().__init__(f"recovery from the lake failed {attempts} time(s) for " + "; ".join(parts))
+
+
+async def recover_with_retry(
+    tps: Iterable[TopicPartition],
+    recover: Callable[[TopicPartition], object],
+    policy: RecoveryRetry,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    on_error: Callable[[TopicPartition, int, Exception, float | None], None] | None = None,
+) -> None:
+    """Call `recover` for every partition; retry the ones that raised, all together, after each
+    of the policy's delays; raise RecoveryFailed naming those that failed every attempt.
+    `on_error(tp, attempt, exc, next_delay)` hears of each failure (next_delay None: the last)."""
+    pending = list(tps)
+    delays = policy.delays()
+    for attempt in range(1, policy.attempts + 1):
+        failed: list[tuple[TopicPartition, BaseException]] = []
+        for tp in pending:
+            try:
+                recover(tp)
+            except Exception as exc:  # noqa: BLE001 - whatever the cause: retried, then stops the worker
+                failed.append((tp, exc))
+                if on_error is not None:
+                    on_error(tp, attempt, exc, delays[attempt - 1] if attempt < policy.attempts else None)
+        if not failed:
+            return
+        if attempt == policy.attempts:
+            raise RecoveryFailed(failed, attempt)
+        await sleep(delays[attempt - 1])
+        pending = [tp for tp, _ in failed]
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, service: IngestService):
         self.service = service
@@ -121,6 +199,10 @@ class IngestService(mode.Service):
     bootstrap: str
     sources: tuple[str, ...] = tuple(CONTRACTS)
     owner: mode.ServiceT | None = None  # the Faust app hosting this service
+    # Called once when a partition cannot be recovered: the host stops the worker. It must not
+    # wait for the stop (it runs inside the consumer's rebalance listener or the consume task).
+    on_failure: Callable[[RecoveryFailed], None] | None = None
+    recovery_retry: RecoveryRetry = RecoveryRetry()
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -137,6 +219,18 @@ class IngestService(mode.Service):
         self._pending_dlq: dict[TopicPartition, list[tuple[ProcessedBatch, RecordBatch]]] = {}
         self._landing = asyncio.Lock()  # flush, acquire and release never interleave
         self._backlog = BacklogTracker(self.settings.idle_flush_rows)
+        self.failure: RecoveryFailed | None = None  # set once recovery gave up; the worker stops
+        self.recovery_errors: dict[TopicPartition, str] = {}  # partitions failing recovery now
+
+    @property
+    def health_problem(self) -> str | None:
+        """Why this worker is not healthy (a partition fails or failed recovery), or None."""
+        if self.failure is not None:
+            return str(self.failure)
+        if self.recovery_errors:
+            return "recovery failing, retrying: " + "; ".join(
+                f"{tp.topic}:{tp.partition} {err}" for tp, err in sorted(self.recovery_errors.items()))
+        return None
 
     def _owner_stopping(self) -> bool:
         """Faust starts extra services at the end of its own start-up, so a SIGTERM can begin
@@ -221,21 +315,26 @@ class IngestService(mode.Service):
         metrics.BUFFERED.labels(src, tp.partition).set(sink.buffered_rows)
 
     async def flush(self, tps: list[TopicPartition]) -> None:
-        """Land the buffers of these partitions, send their rejects to the DLQ, commit offsets."""
+        """Send the rejects of these partitions to the DLQ, land their buffers, commit offsets."""
         async with self._landing:
             await self._flush_owned(tps, resync=True)
 
     async def _flush_owned(self, tps: list[TopicPartition], resync: bool) -> None:
-        """Flush the partitions of `tps` still owned (hold self._landing). A partition whose
-        flush is fenced (another worker landed those offsets first) is recovered from the lake
-        and re-sought if `resync`, else just dropped (it is being released anyway)."""
+        """Flush the partitions of `tps` still owned (hold self._landing): per partition its
+        rejects go to the DLQ first and only then does the sink land (see the module docstring:
+        landing first could lose DLQ records for good in a crash; sending first at worst
+        duplicates them, also when the flush is then fenced).
+
+        A partition whose flush is fenced (another worker landed those offsets first) is
+        recovered from the lake and re-sought if `resync`, else just dropped (it is being
+        released anyway)."""
         assert self.consumer is not None
         commits: dict[TopicPartition, int] = {}
         for tp in tps:
             sink = self.sinks.get(tp)
             if sink is None:
                 continue  # released meanwhile: its buffer was flushed by release()
-            await self._send_dlq(tp)
+            await self._send_dlq(tp)  # before landing: see the docstring
             t0 = time.perf_counter()
             try:
                 result = sink.flush()
@@ -243,7 +342,8 @@ class IngestService(mode.Service):
                 metrics.FENCED.labels(sink.contract.source).inc()
                 log.warning("flush fenced topic=%s partition=%d: %s", tp.topic, tp.partition, exc)
                 if resync and self.sinks.get(tp) is sink:
-                    self._recover(tp)
+                    del self.sinks[tp]  # stale: nothing consumes it unless recovery succeeds
+                    await self._recover_all([tp])
                 continue
             if result is None:
                 continue
@@ -294,12 +394,42 @@ class IngestService(mode.Service):
                  tp.topic, tp.partition, next_offset, time.perf_counter() - t0)
         return next_offset
 
+    async def _recover_all(self, tps: list[TopicPartition]) -> None:
+        """Recover partitions, retrying failures with backoff; if one still fails, fail the
+        service (hold self._landing)."""
+
+        def on_error(tp: TopicPartition, attempt: int, exc: Exception, delay: float | None) -> None:
+            self.recovery_errors[tp] = f"{type(exc).__name__}: {exc}"
+            log.warning("recovery failed topic=%s partition=%d attempt=%d/%d error=%s: %s%s",
+                        tp.topic, tp.partition, attempt, self.recovery_retry.attempts, type(exc).__name__,
+                        exc, "" if delay is None else f"; retrying in {delay:.1f}s",
+                        exc_info=delay is None)
+
+        def recover(tp: TopicPartition) -> None:
+            self._recover(tp)
+            self.recovery_errors.pop(tp, None)
+
+        try:
+            await recover_with_retry(tps, recover, self.recovery_retry, on_error=on_error)
+        except RecoveryFailed as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: RecoveryFailed) -> None:
+        """Give up: remember why (/health reports it) and have the host stop the worker."""
+        if self.failure is not None:
+            return
+        self.failure = exc
+        log.error("stopping the worker: %s", exc)
+        if self.on_failure is not None:
+            self.on_failure(exc)
+
     async def acquire(self, tps: list[TopicPartition]) -> None:
-        """On assignment: recover each partition's landed offset and window state, then seek."""
+        """On assignment: recover each partition's landed offset and window state, then seek.
+        A partition that cannot be recovered fails the service (see the module docstring)."""
         async with self._landing:
-            for tp in tps:
-                self._recover(tp)
-            self.assignments_seen += 1
+            await self._recover_all(tps)
+            if self.failure is None:
+                self.assignments_seen += 1
             metrics.ASSIGNED.set(len(self.sinks))
 
     async def release(self, tps: list[TopicPartition]) -> None:

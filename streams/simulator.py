@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -21,6 +21,9 @@ from contracts.districts import DISTRICTS, LAT_MAX, LAT_MIN, LON_MAX, LON_MIN
 from contracts.registry import CONTRACTS
 from contracts.windows import WindowGeometry, window_geometry
 from streams.broker import BrokerUnreachable
+
+if TYPE_CHECKING:
+    from contracts.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -652,9 +655,13 @@ def hold_back_s(geometry: WindowGeometry, kind: str) -> float:
 
 def deliver_out_of_order(
     events: Iterable[SimEvent], disorder: Disorder, log_to: DisorderLog | None = None,
-    geometries: Mapping[str, WindowGeometry] | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[SimEvent]:
     """Re-order an event-time-ordered stream into delivery order (pure, seeded).
+
+    Hold-backs follow the window geometry the workers use: the defaults overridden by
+    CITYFLOW_WINDOW_<SOURCE> in `settings` (contracts.windows.window_geometry), so with
+    a longer grace a correction is still a correction and a late event still late.
 
     A held-back event whose hold-back has not elapsed when the stream ends would be neither
     surely late nor surely a correction: it is dropped (the device never came back online) and
@@ -663,17 +670,22 @@ def deliver_out_of_order(
     rng = random.Random(f"cityflow:disorder:{disorder.seed}")
     log_to = log_to if log_to is not None else DisorderLog()
     heap: list[tuple[int, int, str, SimEvent]] = []  # (delivery ms, seq, kind, event)
-    seq, stream_end = 0, 0
-    for event in events:
-        geometry = (geometries or {}).get(event.source) or window_geometry(event.source)
+    stream_end = 0
+    hold_backs: dict[str, dict[str, float]] = {}  # source -> kind -> seconds
+    for seq, event in enumerate(events):
+        hold = hold_backs.get(event.source)
+        if hold is None:
+            geometry = window_geometry(event.source, settings)
+            late_s = hold_back_s(geometry, "late")
+            corr_s = hold_back_s(geometry, "correction") if disorder.correction_fraction else 0.0
+            hold = hold_backs[event.source] = {"late": late_s, "corrections": corr_s}
         u = rng.random()
         delay_s, kind = rng.uniform(0, disorder.jitter_s), ""
         if u < disorder.late_fraction:
-            delay_s, kind = hold_back_s(geometry, "late"), "late"
+            delay_s, kind = hold["late"], "late"
         elif u < disorder.late_fraction + disorder.correction_fraction:
-            delay_s, kind = hold_back_s(geometry, "correction"), "corrections"
+            delay_s, kind = hold["corrections"], "corrections"
         heapq.heappush(heap, (event.ts_ms + int(delay_s * 1000), seq, kind, event))
-        seq += 1
         stream_end = max(stream_end, event.ts_ms)
         while heap and heap[0][0] <= event.ts_ms:
             _, _, kind, ready = heapq.heappop(heap)
@@ -889,14 +901,16 @@ def produce_fast(
     topics: Mapping[str, str] | None = None,
     disorder: Disorder | None = None,
     disorder_log: DisorderLog | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, int]:
     """Generate rate*seconds events and send them as fast as possible (preloading topics),
-    optionally out of order (`disorder`; what was held back is recorded in `disorder_log`)."""
+    optionally out of order (`disorder`, held back by the window geometry of `settings`; what
+    was held back is recorded in `disorder_log`)."""
     if producer_config is None:
         raise ValueError("producer_config is required (at least bootstrap_servers)")
     events: Iterable[SimEvent] = generate(seed, rate, seconds, speedup, start, sources)
     if disorder is not None:
-        events = deliver_out_of_order(events, disorder, disorder_log)
+        events = deliver_out_of_order(events, disorder, disorder_log, settings)
     return produce(events, producer_config, progress, topics)
 
 
@@ -913,9 +927,10 @@ def produce_paced(
     slice_s: float = 0.1,
     disorder: Disorder | None = None,
     disorder_log: DisorderLog | None = None,
+    settings: Settings | None = None,
 ) -> dict[str, int]:
     """Send events at `rate` per wall-clock second, in slices of `slice_s`: city time advances
-    `speedup` times faster than the wall clock.
+    `speedup` times faster than the wall clock. Out of order as in `produce_fast`.
 
     By default city time starts at now - seconds*(speedup-1), so the last event's time is the
     wall clock at the end of the run (live data at speedup 1) and no event is in the future.
@@ -927,7 +942,7 @@ def produce_paced(
     start_ms = int(start.timestamp() * 1000)
     events: Iterator[SimEvent] = generate(seed, rate, seconds, speedup, start, sources)
     if disorder is not None:  # delayed events come up later and are sent as soon as they do
-        events = deliver_out_of_order(events, disorder, disorder_log)
+        events = deliver_out_of_order(events, disorder, disorder_log, settings)
     producer = _producer(producer_config)
     try:
         sender = _Sender(producer, (), topics)

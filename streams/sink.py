@@ -323,37 +323,58 @@ class PartitionSink:
                 self.lake.delete(f)
 
     def _replay(self) -> None:
-        """Rebuild open windows: replay landed raw rows after the last flush behind the horizon."""
+        """Rebuild open windows: replay landed raw rows after the last flush behind the horizon.
+
+        Only rows with ts > newest - horizon are read (newest: the partition's max event time,
+        from the last flush), so only the hour directories of that span are listed. Skipping the
+        older rows changes nothing: the engine keeps only windows starting after newest -
+        horizon (their events are newer), the versions of those depend only on their own events
+        and on the running max event time, and an older row can neither raise the max (newest
+        is a newer row's time) nor move the watermark past such a window's end."""
         start_after, start_max_ts = -1, None
         newest = self.history[-1][1] if self.history else None
+        span = None
         if newest is not None:
+            span = (newest - self.engine.spec.horizon_ms, newest)
             for last, max_ts in self.history:
-                if max_ts <= newest - self.engine.spec.horizon_ms:
+                if max_ts <= span[0]:
                     start_after, start_max_ts = last, max_ts
         self.engine.reset(start_max_ts)
-        raw = read_partition_raw(self.lake, self.contract, self.partition, start_after, self.committed)
+        raw = read_partition_raw(self.lake, self.contract, self.partition, start_after, self.committed, span)
         if raw.num_rows:
             self.engine.process(events_frame(self.contract, raw), emit=False)
         log.info("replay topic=%s partition=%d rows=%d from_offset=%d open_windows=%d",
                  self.topic, self.partition, raw.num_rows, start_after + 1, self.engine.open_windows)
 
 
-def read_partition_raw(lake: L.Lake, contract: Contract, partition: int, after: int, upto: int) -> pa.Table:
-    """Landed raw rows of one topic partition with after < offset <= upto, in offset order."""
+def read_partition_raw(lake: L.Lake, contract: Contract, partition: int, after: int, upto: int,
+                       event_time: tuple[int, int] | None = None) -> pa.Table:
+    """Landed raw rows of one topic partition with after < offset <= upto, in offset order.
+
+    With event_time=(lo, hi) (epoch ms) only rows with ts > lo are returned and only the hour
+    directories from lo to hi are listed (raw files are split by the hour of `ts`; hi must be
+    at least the newest event time landed up to `upto`); without it, every file of the source."""
+    if event_time is None:
+        files = lake.list_files(f"{L.RAW}/source={contract.source}")
+    else:
+        dirs = L.hour_dirs(L.RAW, contract.source, event_time[0] + 1, event_time[1])
+        files = (rel for d in dirs for rel in lake.list_files(d))
     tables = []
-    for rel in lake.list_files(f"{L.RAW}/source={contract.source}"):
+    for rel in files:
         name = L.parse_data_file_name(rel)
         if not name or name.topic != contract.topic or name.partition != partition:
             continue
         if name.last <= after or name.first > upto:
             continue
-        t = lake.read_table(rel)
+        t = contract.conform_raw(lake.read_table(rel))
         off = t.column("kafka_offset")
-        tables.append(t.filter(pc.and_(pc.greater(off, after), pc.less_equal(off, upto))))
+        keep = pc.and_(pc.greater(off, after), pc.less_equal(off, upto))
+        if event_time is not None:
+            keep = pc.and_(keep, pc.greater(t.column("ts").cast(pa.int64()), event_time[0]))
+        tables.append(t.filter(keep))
     if not tables:
         return contract.raw_schema().empty_table()
-    table = pa.concat_tables([contract.conform_raw(t) for t in tables])
-    return table.sort_by("kafka_offset")
+    return pa.concat_tables(tables).sort_by("kafka_offset")
 
 
 def split_by_hour(table: pa.Table, ts_col: str):

@@ -214,3 +214,61 @@ def test_encode_is_compact_json_of_the_record() -> None:
     event = next(generate(1, 10, 1))
     key, value = encode(event)
     assert orjson.loads(value) == event.record and key == event.key.encode()
+
+
+# -- out-of-order delivery follows the window geometry in force ------------------------------
+# Lateness 600 s makes the default hold-back of a correction (360 s) on time, and grace 1800 s
+# makes the default hold-back of a late event (810 s) a correction: both must follow the override.
+WINDOW_OVERRIDE = {"allowed_lateness_s": 600, "grace_s": 1800}
+
+
+def _classify(delivered: list[SimEvent], size_s: int, lateness_s: int, grace_s: int) -> dict[tuple[str, int], str]:
+    """What the window engine makes of each event (one partition, one window size): on time,
+    correction or late, from the watermark when it arrives (max earlier event time - lateness)."""
+    kinds, newest = {}, None
+    size_ms, late_ms, grace_ms = size_s * 1000, lateness_s * 1000, grace_s * 1000
+    for e in delivered:
+        end = (e.ts_ms // size_ms + 1) * size_ms
+        wm = None if newest is None else newest - late_ms
+        kind = "on time" if wm is None or wm < end else "correction" if wm < end + grace_ms else "late"
+        kinds[(e.key, e.ts_ms)] = kind
+        newest = e.ts_ms if newest is None else max(newest, e.ts_ms)
+    return kinds
+
+
+def test_held_back_events_are_corrections_and_late_under_the_window_overrides() -> None:
+    from contracts.settings import Settings
+    from streams.simulator import Disorder, DisorderLog, deliver_out_of_order
+
+    settings = Settings(window_traffic=WINDOW_OVERRIDE)
+    events = generate(seed=3, rate=20, seconds=60, speedup=120, start=DAY_START, sources=("traffic",))
+    held = DisorderLog()
+    delivered = list(deliver_out_of_order(events, Disorder(correction_fraction=0.05, late_fraction=0.05, seed=1),
+                                          held, settings))
+    kinds = _classify(delivered, 60, 600, 1800)
+    assert len(held.corrections) > 20 and len(held.late) > 20
+    assert {kinds[(key, ts)] for _, key, ts in held.corrections} == {"correction"}
+    assert {kinds[(key, ts)] for _, key, ts in held.late} == {"late"}
+    held_back = {(key, ts) for _, key, ts in held.corrections + held.late + held.dropped}
+    assert {kind for k, kind in kinds.items() if k not in held_back} == {"on time"}
+
+
+def test_simulate_command_holds_back_by_the_window_settings_in_force(monkeypatch, capsys) -> None:
+    from contracts.windows import window_geometry
+    from jobs.cli import build_parser
+    from jobs.commands import simulate
+
+    seen = {}
+
+    def fake_produce(*args, **kwargs):
+        seen.update(kwargs)
+        return {"traffic": 0}
+
+    monkeypatch.setenv("CITYFLOW_WINDOW_TRAFFIC", orjson.dumps(WINDOW_OVERRIDE).decode())
+    monkeypatch.setattr(simulate, "ensure_topics", lambda *a, **k: None)
+    monkeypatch.setattr(simulate, "produce_fast", fake_produce)
+    args = build_parser().parse_args(["simulate", "--fast", "--bootstrap", "127.0.0.1:1", "--sources", "traffic",
+                                      "--correction-fraction", "0.01", "--late-fraction", "0.01"])
+    assert args.func(args) == 0
+    geometry = window_geometry("traffic", seen["settings"])
+    assert (geometry.allowed_lateness_s, geometry.grace_s) == (600, 1800)

@@ -117,6 +117,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             sources=sources,
             disorder=disorder,
             disorder_log=disorder_log,
+            settings=settings,  # hold events back by the CITYFLOW_WINDOW_* geometry in force
         )
     except (BrokerUnreachable, ProduceError, TimeoutError, KafkaError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from contracts.registry import CONTRACTS
 from contracts.settings import SettingsError, load_settings
@@ -18,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streams.app import run_worker
+    from streams.app import WorkerFailed, run_worker
     from streams.broker import city_topics, ensure_topics, kafka_client_config
 
     overrides: dict[str, object] = {}
@@ -36,5 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise SettingsError(f"--sources: unknown {unknown}; known: {list(CONTRACTS)}")
     ensure_topics(kafka_client_config(settings, bootstrap), city_topics(settings.partitions))
-    run_worker(settings, bootstrap, sources, loglevel="debug" if args.verbose else "info")
+    try:
+        run_worker(settings, bootstrap, sources, loglevel="debug" if args.verbose else "info")
+    except WorkerFailed as exc:
+        print(f"cityflow worker: stopped: {exc}", file=sys.stderr)
+        return 1
     return 0
