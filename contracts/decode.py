@@ -251,6 +251,9 @@ def _column(f: Field, raw: list[Any], table: RuleTable, verdicts: _Verdicts, ctx
     if f.type == "int":
         wrong = np.fromiter((v is not None and (type(v) is not int or v not in INT64_RANGE) for v in raw),
                             bool, count=n)
+    elif len(accepted) == 1:
+        t = accepted[0]
+        wrong = np.fromiter((v is not None and type(v) is not t for v in raw), bool, count=n)
     else:
         wrong = np.fromiter((v is not None and type(v) not in accepted for v in raw), bool, count=n)
     if wrong.any():
