@@ -170,7 +170,7 @@ class _Verdicts:
             self.reason[sel] = why.value
             self.field[sel] = fname
             if callable(text):
-                idx = np.flatnonzero(sel)
+                idx = np.flatnonzero(sel).tolist()
                 self.detail[idx] = [text(j) for j in idx]
             else:
                 self.detail[sel] = text
