@@ -7,18 +7,23 @@
 Every input record ends up either in ``good`` (with its input position in ``good_positions``)
 or in ``rejects`` with a stable reason code: nothing is dropped. A record with several problems
 gets the first one found: whole-record reasons (empty, too_large, not_json, not_object,
-unknown_field) first, then per field in declaration order, in the order missing, null, type,
-finite, id, enum, range, timestamp; `duplicate` (with a DuplicateIndex) only for otherwise valid
-records.
+unknown_field) first, then per field in declaration order missing, type, and the field's rules
+of the contract's rule table (contracts/rules.py: null, finite, id, enum, range, timestamp);
+then, when the Kafka keys are given, `key_mismatch`; `duplicate` (with a DuplicateIndex) only
+for otherwise valid records.
+
+Two decoders evaluate the one rule table: the batch fast path (contracts/fastpath.py) for a
+batch where no rule fails anywhere, and, when any does, `_decode_checked` here, record by
+record, to find each record's first failing rule.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -28,9 +33,23 @@ import pyarrow.compute as pc
 
 from contracts.duplicates import DuplicateIndex
 from contracts.fastpath import FAST_PATH_ERRORS, decode_all_valid
-from contracts.schema import ID_PATTERN, TS_PATTERN, Contract, Field, Reason
+from contracts.rules import (
+    DEFAULT_LIMITS,
+    INT64_RANGE,
+    JSON_TYPES,
+    MAX_RECORD_BYTES,
+    DecodeLimits,
+    Rule,
+    RuleContext,
+    RuleTable,
+    event_times,
+    key_array,
+    rule_table,
+)
+from contracts.schema import Contract, Field, Reason
 
-MAX_RECORD_BYTES = 64 * 1024
+__all__ = ["MAX_RECORD_BYTES", "DecodeLimits", "DecodedBatch", "Reject", "decode_batch"]
+
 _MISSING = object()
 
 
@@ -53,35 +72,29 @@ class DecodedBatch:
     rejects: list[Reject]
 
 
-@dataclass(frozen=True)
-class DecodeLimits:
-    """Bounds on event time and record size, relative to the wall clock at decode time."""
-
-    max_future: timedelta = timedelta(minutes=5)
-    max_age: timedelta = timedelta(days=7)
-    max_record_bytes: int = MAX_RECORD_BYTES
-
-
 def decode_batch(
     contract: Contract,
     values: Sequence[bytes | None],
     now: datetime | None = None,
-    limits: DecodeLimits = DecodeLimits(),
+    limits: DecodeLimits = DEFAULT_LIMITS,
     duplicates: DuplicateIndex | None = None,
     offsets: Sequence[int] | None = None,
+    keys: Sequence[bytes | None] | None = None,
 ) -> DecodedBatch:
     """Decode JSON values into a table of the contract's schema; reject the rest with a reason.
 
+    With `keys` (the records' Kafka keys, in order), a valid record whose key is null or not
+    its entity id (`contract.key`) is rejected as `key_mismatch` (see contracts/rules.py).
     With `duplicates` (the partition's index; `offsets` are the records' Kafka offsets, in
     order), exact re-sent copies of accepted records are rejected as `duplicate`.
     """
     now = now or datetime.now(UTC)
     try:
-        table = decode_all_valid(contract, values, now, limits)
+        table = decode_all_valid(contract, values, now, limits, keys)
         good_positions = np.arange(len(values), dtype=np.int64)
         rejects: list[Reject] = []
     except FAST_PATH_ERRORS:
-        table, good_positions, rejects = _decode_checked(contract, values, now, limits)
+        table, good_positions, rejects = _decode_checked(contract, values, now, limits, keys)
     if duplicates is not None and table.num_rows:
         table, good_positions = _reject_duplicates(
             contract, table, good_positions, duplicates, offsets, rejects)
@@ -89,7 +102,8 @@ def decode_batch(
 
 
 def _decode_checked(
-    contract: Contract, values: Sequence[bytes | None], now: datetime, limits: DecodeLimits
+    contract: Contract, values: Sequence[bytes | None], now: datetime, limits: DecodeLimits,
+    keys: Sequence[bytes | None] | None = None,
 ) -> tuple[pa.Table, np.ndarray, list[Reject]]:
     """Record by record: every record is accepted or rejected with its first failing rule."""
     rejects: list[Reject] = []
@@ -105,42 +119,69 @@ def _decode_checked(
             positions.append(i)
 
     n = len(objs)
-    reason = np.full(n, None, dtype=object)
-    field_of = np.full(n, "", dtype=object)
-    detail = np.full(n, "", dtype=object)
-
-    def mark(mask: np.ndarray, why: Reason, fname: str, text: Any) -> None:
-        sel = mask & (reason == None)
-        if sel.any():
-            reason[sel] = why.value
-            field_of[sel] = fname
-            if callable(text):
-                idx = np.flatnonzero(sel)
-                detail[idx] = [text(j) for j in idx]
-            else:
-                detail[sel] = text
-
+    kept_keys = [keys[i] for i in positions] if keys is not None else None
+    ctx = RuleContext(now, limits, key_array(kept_keys) if kept_keys is not None else None)
+    verdicts = _Verdicts(n)
+    table = rule_table(contract)
     columns: dict[str, pa.Array] = {}
+    raws: dict[str, list[Any]] = {}
     for f in contract.fields:
         raw = [o.get(f.name, _MISSING) for o in objs]
         missing = np.fromiter((v is _MISSING for v in raw), dtype=bool, count=n)
         if missing.any():
             if f.since_version == 1:  # added later: older producers omit it, it lands as null
-                mark(missing, Reason.MISSING_FIELD, f.name, f"field {f.name!r} is missing")
+                verdicts.mark(missing, Reason.MISSING_FIELD, f.name, f"field {f.name!r} is missing")
             raw = [None if v is _MISSING else v for v in raw]
-        columns[f.name] = _column(f, raw, mark, now, limits)
+        raws[f.name] = raw
+        columns[f.name] = _column(f, raw, table, verdicts, ctx)
+    if ctx.keys is not None:
+        for rule in table.key_rules:
+            _apply(rule, columns[rule.field], raws[rule.field], verdicts, ctx, kept_keys)
 
-    ok = reason == None
-    bad_idx = np.flatnonzero(~ok)
-    for j in bad_idx:
-        rejects.append(Reject(positions[j], reason[j], field_of[j], str(detail[j])[:500]))
+    ok = verdicts.pending
+    for j in np.flatnonzero(~ok):
+        rejects.append(Reject(positions[j], verdicts.reason[j], verdicts.field[j], str(verdicts.detail[j])[:500]))
     rejects.sort(key=lambda r: r.position)
 
     keep = pa.array(ok)
-    table = pa.table(columns, schema=_nullable_schema(contract)).filter(keep)
-    table = table.cast(contract.arrow_schema())
+    good = pa.table(columns, schema=_nullable_schema(contract)).filter(keep)
+    good = good.cast(contract.arrow_schema())
     good_positions = np.asarray(positions, dtype=np.int64)[ok]
-    return table, good_positions, rejects
+    return good, good_positions, rejects
+
+
+class _Verdicts:
+    """Per parsed record: the first reason, field and detail it was rejected with (None: none)."""
+
+    def __init__(self, n: int) -> None:
+        self.reason = np.full(n, None, dtype=object)
+        self.field = np.full(n, "", dtype=object)
+        self.detail = np.full(n, "", dtype=object)
+
+    @property
+    def pending(self) -> np.ndarray:
+        """Records not rejected so far."""
+        return self.reason == None  # elementwise
+
+    def mark(self, mask: np.ndarray, why: Reason, fname: str, text: str | Callable[[int], str]) -> None:
+        """Reject the records in `mask` not rejected yet (the first failure wins)."""
+        sel = mask & self.pending
+        if sel.any():
+            self.reason[sel] = why.value
+            self.field[sel] = fname
+            if callable(text):
+                idx = np.flatnonzero(sel).tolist()
+                self.detail[idx] = [text(j) for j in idx]
+            else:
+                self.detail[sel] = text
+
+
+def _apply(rule: Rule, column: Any, raw: list[Any], verdicts: _Verdicts, ctx: RuleContext,
+           keys: list[bytes | None] | None = None) -> None:
+    """Evaluate one rule of the table on a column; reject the records it fails."""
+    ok = pc.fill_null(rule.passes(column, ctx), True).to_numpy(zero_copy_only=False)
+    verdicts.mark(~ok, rule.reason, rule.field,
+                  lambda j: rule.detail(raw[j], keys[j] if keys is not None else None, ctx))
 
 
 def _reject_duplicates(
@@ -202,101 +243,46 @@ def _not_json(value: bytes, exc: Exception) -> tuple[Reason, str, str]:
     return (Reason.NOT_JSON, "", f"not valid JSON: {exc}")
 
 
-def _column(f: Field, raw: list[Any], mark: Any, now: datetime, limits: DecodeLimits) -> pa.Array:
+def _column(f: Field, raw: list[Any], table: RuleTable, verdicts: _Verdicts, ctx: RuleContext) -> pa.Array:
+    """The field's Arrow column (values of the wrong JSON type as null, rejected as such),
+    after evaluating the field's rules of the table in order."""
     n = len(raw)
-    nulls = np.fromiter((v is None for v in raw), dtype=bool, count=n)
-    if not f.nullable and nulls.any():
-        mark(nulls, Reason.NULL_FIELD, f.name, f"field {f.name!r} must not be null")
-
-    if f.type in ("string", "id", "timestamp"):
-        wrong = np.fromiter((v is not None and type(v) is not str for v in raw), bool, count=n)
-        arr = _typed(raw, wrong, pa.string())
-    elif f.type == "int":
-        # bool is an int subclass in Python; a JSON true is not a count.
-        wrong = np.fromiter(
-            (v is not None and (type(v) is not int or not -(2**63) <= v < 2**63) for v in raw),
-            bool,
-            count=n,
-        )
-        arr = _typed(raw, wrong, pa.int64())
+    accepted = JSON_TYPES[f.type]
+    if f.type == "int":
+        wrong = np.fromiter((v is not None and (type(v) is not int or v not in INT64_RANGE) for v in raw),
+                            bool, count=n)
+    elif len(accepted) == 1:
+        t = accepted[0]
+        wrong = np.fromiter((v is not None and type(v) is not t for v in raw), bool, count=n)
     else:
-        wrong = np.fromiter(
-            (v is not None and type(v) not in (int, float) for v in raw), bool, count=n
-        )
-        arr = _typed(raw, wrong, pa.float64())
+        wrong = np.fromiter((v is not None and type(v) not in accepted for v in raw), bool, count=n)
     if wrong.any():
-        mark(wrong, Reason.WRONG_TYPE, f.name,
-             lambda j: f"field {f.name!r} expected {f.type}, got {type(raw[j]).__name__}")
-
-    if f.type == "float":
-        finite = pc.fill_null(pc.is_finite(arr), True).to_numpy(zero_copy_only=False)
-        mark(~finite, Reason.NOT_FINITE, f.name, f"field {f.name!r} is NaN or infinite")
-    if f.type == "id":
-        ok = pc.fill_null(pc.match_substring_regex(arr, ID_PATTERN), True)
-        mark(~ok.to_numpy(zero_copy_only=False), Reason.BAD_ID, f.name,
-             lambda j: f"id {str(raw[j])[:80]!r} does not match {ID_PATTERN}")
-    if f.enum is not None:
-        ok = pc.fill_null(pc.is_in(arr, value_set=pa.array(f.enum)), True)
-        mark(~ok.to_numpy(zero_copy_only=False), Reason.BAD_ENUM, f.name,
-             lambda j: f"{str(raw[j])[:80]!r} not one of {list(f.enum or ())}")
-    if f.type in ("int", "float") and (f.min is not None or f.max is not None):
-        values = arr
-        bad = pa.array(np.zeros(n, dtype=bool))
-        if f.min is not None:
-            bad = pc.or_(bad, pc.fill_null(pc.less(values, f.min), False))
-        if f.max is not None:
-            bad = pc.or_(bad, pc.fill_null(pc.greater(values, f.max), False))
-        mark(bad.to_numpy(zero_copy_only=False), Reason.OUT_OF_RANGE, f.name,
-             lambda j: f"{f.name}={raw[j]!r} outside [{f.min}, {f.max}]")
-    if f.type == "string" and (f.min is not None or f.max is not None):
-        lengths = pc.utf8_length(arr)
-        bad = pc.or_(pc.fill_null(pc.less(lengths, f.min or 0), False),
-                     pc.fill_null(pc.greater(lengths, f.max or math.inf), False))
-        mark(bad.to_numpy(zero_copy_only=False), Reason.OUT_OF_RANGE, f.name,
-             lambda j: f"{f.name} length outside [{f.min}, {f.max}]")
-    if f.type == "timestamp":
-        return _timestamps(f, arr, raw, mark, now, limits)
-    return arr
-
-
-def _typed(raw: list[Any], wrong: np.ndarray, typ: pa.DataType) -> pa.Array:
-    """Build an Arrow array of `typ`, nulling the values already marked as the wrong type."""
-    if wrong.any():
+        verdicts.mark(wrong, Reason.WRONG_TYPE, f.name,
+                      lambda j: f"field {f.name!r} expected {f.type}, got {type(raw[j]).__name__}")
         raw = [None if w else v for v, w in zip(raw, wrong)]
-    if typ == pa.float64():
-        return pa.array(raw, type=pa.float64(), from_pandas=False)
-    return pa.array(raw, type=typ)
+    arr = pa.array(raw, type=pa.string() if f.type == "timestamp" else f.arrow_type, from_pandas=False)
+    landed, epoch = arr, None
+    for rule in table.of_field(f.name):
+        if rule.on == "epoch_ms" and epoch is None:
+            landed = _parse_timestamps(f, arr, raw, verdicts)
+            epoch = landed.cast(pa.int64())
+        _apply(rule, epoch if rule.on == "epoch_ms" else arr, raw, verdicts, ctx)
+    return landed
 
 
-def _timestamps(
-    f: Field, arr: pa.Array, raw: list[Any], mark: Any, now: datetime, limits: DecodeLimits
-) -> pa.Array:
-    shaped = pc.fill_null(pc.match_substring_regex(arr, TS_PATTERN), True)
-    shaped_np = shaped.to_numpy(zero_copy_only=False)
-    mark(~shaped_np, Reason.BAD_TIMESTAMP, f.name,
-         lambda j: f"{str(raw[j])[:40]!r} is not ISO-8601 UTC (YYYY-MM-DDTHH:MM:SS[.fff]Z)")
-    candidates = pc.if_else(shaped, arr, pa.scalar(None, pa.string()))
-    # Parse at microseconds (the pattern allows 6 digits), then truncate to the landed ms.
-    us = pa.timestamp("us", tz="UTC")
+def _parse_timestamps(f: Field, arr: pa.Array, raw: list[Any], verdicts: _Verdicts) -> pa.Array:
+    """The timestamps of the records not rejected so far (their shape checked) at ms; the
+    well-shaped but impossible dates (month 13) are rejected as bad_timestamp."""
+    candidates = pc.if_else(pa.array(verdicts.pending), arr, pa.scalar(None, pa.string()))
     try:
-        ts = candidates.cast(us)
-    except pa.ArrowInvalid:  # well-shaped but impossible dates, e.g. month 13: find them one by one
+        return event_times(candidates)
+    except pa.ArrowInvalid:  # find the impossible dates one by one
         parsed, bad = [], np.zeros(len(raw), dtype=bool)
         for j, v in enumerate(candidates.to_pylist()):
             try:
-                parsed.append(pa.scalar(v).cast(us).value if v else None)
+                parsed.append(event_times(pa.array([v], pa.string()))[0].value if v else None)
             except pa.ArrowInvalid:
                 parsed.append(None)
                 bad[j] = True
-        mark(bad, Reason.BAD_TIMESTAMP, f.name, lambda j: f"{str(raw[j])[:40]!r} is not a valid date")
-        ts = pa.array(parsed, type=pa.int64()).cast(us)
-    ts = pc.floor_temporal(ts, unit="millisecond").cast(pa.timestamp("ms", tz="UTC"))
-    now_ms = int(now.timestamp() * 1000)
-    epoch = ts.cast(pa.int64())
-    future = pc.fill_null(pc.greater(epoch, now_ms + int(limits.max_future.total_seconds() * 1000)), False)
-    mark(future.to_numpy(zero_copy_only=False), Reason.TS_IN_FUTURE, f.name,
-         lambda j: f"ts {raw[j]} is more than {limits.max_future} ahead of {now.isoformat()}")
-    old = pc.fill_null(pc.less(epoch, now_ms - int(limits.max_age.total_seconds() * 1000)), False)
-    mark(old.to_numpy(zero_copy_only=False), Reason.TS_TOO_OLD, f.name,
-         lambda j: f"ts {raw[j]} is older than {limits.max_age}")
-    return ts
+        verdicts.mark(bad, Reason.BAD_TIMESTAMP, f.name, lambda j: f"{str(raw[j])[:40]!r} is not a valid date")
+        return pa.array(parsed, type=pa.int64()).cast(pa.timestamp("ms", tz="UTC"))

@@ -219,7 +219,7 @@ def render_contract_docs() -> str:
         "## reason codes",
         "",
         "A record with several problems gets the first found: whole-record reasons first, then per",
-        "field in declaration order.",
+        "field in declaration order, then `key_mismatch`, then `duplicate`.",
         "",
         "| reason | meaning |",
         "|---|---|",

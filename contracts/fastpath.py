@@ -1,9 +1,10 @@
 """The fast path of batch decoding: when every record of a batch is plainly valid (the common
 case), decode the whole batch with one msgspec call into typed structs generated from the
 contract (strict JSON types: no bool for a number, no float for an int, no unknown or missing
-fields) and check values with a handful of Arrow kernels. Any doubt raises (NotPlainlyValid or
-a msgspec/Arrow error) and contracts.decode falls back to the record-by-record decoder, so
-rejects keep their exact reasons.
+fields) and ask the contract's rule table (contracts/rules.py) whether any rule fails anywhere
+in the batch, one Arrow kernel per rule. Any doubt raises (NotPlainlyValid or a msgspec/Arrow
+error) and contracts.decode falls back to the record-by-record decoder, which evaluates the same
+table to find each record's first failing rule, so rejects keep their exact reasons.
 
 msgspec, not orjson + pyarrow type inference: it validates types while parsing, in C, without
 building a dict per record; that halves the decode cost, and it never coerces (Arrow inference
@@ -15,18 +16,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from contracts.schema import ID_PATTERN, TS_PATTERN, Contract
-
-if TYPE_CHECKING:
-    from contracts.decode import DecodeLimits
-
-_TS = pa.timestamp("ms", tz="UTC")
+from contracts.rules import PY_TYPES, DecodeLimits, RuleContext, event_times, key_array, rule_table
+from contracts.schema import Contract
 
 
 class NotPlainlyValid(Exception):
@@ -35,9 +32,6 @@ class NotPlainlyValid(Exception):
 
 FAST_PATH_ERRORS = (NotPlainlyValid, msgspec.MsgspecError, pa.ArrowException, OverflowError,
                     TypeError, ValueError)
-
-
-_PY_TYPES = {"string": str, "id": str, "timestamp": str, "int": int, "float": float}
 
 
 def _batch_decoder(contract: Contract) -> msgspec.json.Decoder:
@@ -51,7 +45,7 @@ def _batch_decoder(contract: Contract) -> msgspec.json.Decoder:
 def _decoder_for(source: str, version: int, shape: tuple[tuple[str, str, bool, int], ...]) -> msgspec.json.Decoder:
     fields: list[Any] = []
     for name, ftype, nullable, since_version in shape:
-        typ: Any = _PY_TYPES[ftype]
+        typ: Any = PY_TYPES[ftype]
         if nullable:
             typ = typ | None
         fields.append((name, typ, None) if since_version > 1 else (name, typ))
@@ -61,9 +55,10 @@ def _decoder_for(source: str, version: int, shape: tuple[tuple[str, str, bool, i
 
 
 def decode_all_valid(contract: Contract, values: Sequence[bytes | None], now: datetime,
-                     limits: DecodeLimits) -> pa.Table:
+                     limits: DecodeLimits, keys: Sequence[bytes | None] | None = None) -> pa.Table:
     """The batch as a table of the contract's schema, or an exception (NotPlainlyValid, a
-    msgspec or Arrow error)."""
+    msgspec or Arrow error) if any rule of the contract's rule table fails for any record.
+    With `keys` (the records' Kafka keys), the key rules too."""
     n = len(values)
     if not n or not all(values) or max(map(len, values)) > limits.max_record_bytes:  # type: ignore[arg-type]
         raise NotPlainlyValid
@@ -71,46 +66,28 @@ def decode_all_valid(contract: Contract, values: Sequence[bytes | None], now: da
     # a value like b'{..},{..}' would smuggle in a second object: then the counts differ
     if len(records) != n:
         raise NotPlainlyValid
-    columns = []
+    table = rule_table(contract)
+    ctx = RuleContext(now, limits, key_array(keys) if keys is not None else None)
+    columns: dict[str, pa.ChunkedArray] = {}
     for f in contract.fields:
         col = pa.chunked_array([pa.array(list(map(attrgetter(f.name), records)),
                                          pa.string() if f.type == "timestamp" else f.arrow_type)])
-        if not f.nullable and col.null_count:
-            raise NotPlainlyValid
-        _check_field(f, col, now, limits)
-        columns.append(col.cast(_TS) if f.type == "timestamp" else col)
-    return pa.Table.from_arrays(columns, schema=contract.arrow_schema())
+        landed = col
+        epoch = None
+        for rule in table.of_field(f.name):
+            if rule.on == "epoch_ms" and epoch is None:
+                landed = event_times(col)  # raises on impossible dates: fall back
+                epoch = landed.cast(pa.int64())
+            if not _all(rule.passes(epoch if rule.on == "epoch_ms" else col, ctx)):
+                raise NotPlainlyValid
+        columns[f.name] = landed
+    if ctx.keys is not None:
+        for rule in table.key_rules:
+            if not _all(rule.passes(columns[rule.field].combine_chunks(), ctx)):
+                raise NotPlainlyValid
+    return pa.Table.from_arrays(list(columns.values()), schema=contract.arrow_schema())
 
 
 def _all(mask: Any) -> bool:
     """True if no element of a boolean Arrow array is false (nulls count as passing)."""
     return pc.all(pc.fill_null(mask, True)).as_py()
-
-
-def _check_field(f: Any, col: pa.ChunkedArray, now: datetime, limits: DecodeLimits) -> None:
-    if f.type == "float" and not _all(pc.is_finite(col)):
-        raise NotPlainlyValid
-    if f.type == "id" and not _all(pc.match_substring_regex(col, ID_PATTERN)):
-        raise NotPlainlyValid
-    if f.enum is not None and not _all(pc.is_in(col, value_set=pa.array(f.enum))):
-        raise NotPlainlyValid
-    if f.type in ("int", "float"):
-        if f.min is not None and not _all(pc.greater_equal(col, f.min)):
-            raise NotPlainlyValid
-        if f.max is not None and not _all(pc.less_equal(col, f.max)):
-            raise NotPlainlyValid
-    if f.type == "string" and (f.min is not None or f.max is not None):
-        lengths = pc.utf8_length(col)
-        if f.min is not None and not _all(pc.greater_equal(lengths, f.min)):
-            raise NotPlainlyValid
-        if f.max is not None and not _all(pc.less_equal(lengths, f.max)):
-            raise NotPlainlyValid
-    if f.type == "timestamp":
-        if not _all(pc.match_substring_regex(col, TS_PATTERN)):
-            raise NotPlainlyValid
-        epoch = col.cast(_TS).cast(pa.int64())  # raises on impossible dates: fall back
-        now_ms = int(now.timestamp() * 1000)
-        lo = now_ms - int(limits.max_age.total_seconds() * 1000)
-        hi = now_ms + int(limits.max_future.total_seconds() * 1000)
-        if not (_all(pc.greater_equal(epoch, lo)) and _all(pc.less_equal(epoch, hi))):
-            raise NotPlainlyValid

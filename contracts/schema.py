@@ -44,6 +44,7 @@ class Reason(str, enum.Enum):
     BAD_TIMESTAMP = "bad_timestamp"
     TS_IN_FUTURE = "ts_in_future"
     TS_TOO_OLD = "ts_too_old"
+    KEY_MISMATCH = "key_mismatch"
     DUPLICATE = "duplicate"
 
     @property
@@ -71,6 +72,9 @@ REASON_DESCRIPTIONS: dict[Reason, str] = {
     Reason.TS_IN_FUTURE: "the event time is further ahead of the worker's clock than allowed "
                          "(CITYFLOW_MAX_EVENT_FUTURE_S)",
     Reason.TS_TOO_OLD: "the event time is older than allowed (CITYFLOW_MAX_EVENT_AGE_DAYS)",
+    Reason.KEY_MISMATCH: "an otherwise valid record whose Kafka key is null or not its entity id (e.g. "
+                         "detector_id): it would split its entity's windows over partitions; "
+                         "`cityflow dlq replay` re-sends it keyed by its entity id",
     Reason.DUPLICATE: "an exact copy (every field equal) of a record accepted earlier in the same "
                       "partition, re-sent within the replay horizon",
 }

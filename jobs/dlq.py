@@ -7,6 +7,13 @@ source topic with headers naming the original, and appends the replayed records 
 in the lake (``_dlq_replays/<replay_id>.parquet``); records already in the log are skipped, so
 running the same replay twice sends nothing the second time.
 
+One exception to "byte for byte": a `key_mismatch` reject (its Kafka key null or not its
+entity id) is replayed keyed by the entity id in its value, so it lands on its entity's
+partition and is windowed whole there; that re-keying is the fix of a mis-keyed producer's
+records (the worker refuses them instead of re-producing them, which its exactly-once flush
+cannot). Every other reject keeps its original key: its reason was not the key, and its
+quarantine and replay history stays findable by that key.
+
 Failure window: the log is written once every send is acknowledged. A crash between the last
 acknowledgement and the log write could replay those records again; the worker's duplicate
 check then rejects the second copy of any record that is valid now (within the horizon).
@@ -22,10 +29,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from contracts import lake as L
-from contracts.registry import CONTRACTS
+from contracts.registry import CONTRACTS, contract_for_topic
 from contracts.schema import Reason
 
 log = logging.getLogger(__name__)
@@ -211,10 +219,28 @@ class ReplayResult:
     failed: list[tuple[RecordRef, str]] = field(default_factory=list)
 
 
+def replay_key(topic: str, reason: str, key: bytes | None, value: bytes | None) -> bytes | None:
+    """The key a quarantined record is replayed with: its original key, except a `key_mismatch`
+    reject's, which becomes the entity id (`contract.key`) in its value.
+
+        >>> replay_key("city.traffic.v1", "key_mismatch", None, b'{"detector_id": "tdet-7", ...}')
+        b'tdet-7'
+    """
+    if reason != Reason.KEY_MISMATCH.value or not value:
+        return key
+    try:
+        obj = orjson.loads(value)
+        entity = obj.get(contract_for_topic(topic).key) if type(obj) is dict else None
+    except (orjson.JSONDecodeError, KeyError):
+        return key
+    return entity.encode() if type(entity) is str and entity else key
+
+
 def replay(lake_root: str, plan: ReplayPlan, producer_config: dict[str, Any],
            replay_id: str | None = None, timeout_s: float = 60) -> ReplayResult:
-    """Produce the planned records' original bytes to their source topics (kafka-python), then
-    log the acknowledged ones in the lake. Returns what was sent and what failed."""
+    """Produce the planned records' original bytes to their source topics (kafka-python), keyed
+    by `replay_key`, then log the acknowledged ones in the lake. Returns what was sent and what
+    failed."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
@@ -230,7 +256,8 @@ def replay(lake_root: str, plan: ReplayPlan, producer_config: dict[str, Any],
         for r in rows:
             ref = RecordRef(r["source_topic"], r["kafka_partition"], r["kafka_offset"])
             headers = [(REPLAY_HEADER, str(ref).encode()), (REPLAY_ID_HEADER, replay_id.encode())]
-            futures.append((r, ref, producer.send(r["source_topic"], key=r["key"], value=r["value"], headers=headers)))
+            futures.append((r, ref, producer.send(r["source_topic"], value=r["value"], headers=headers,
+                                                     key=replay_key(ref.topic, r["reason"], r["key"], r["value"]))))
         producer.flush(timeout=timeout_s)
         now = datetime.now(UTC)
         sent = []

@@ -16,6 +16,7 @@ import pyarrow as pa
 from contracts.decode import DecodeLimits, Reject, decode_batch
 from contracts.duplicates import DuplicateIndex
 from contracts.quarantine import QUARANTINE_SCHEMA
+from contracts.rules import DEFAULT_LIMITS
 from contracts.schema import Contract
 
 __all__ = ["QUARANTINE_SCHEMA", "ProcessedBatch", "RecordBatch", "process_records", "quarantine_table"]
@@ -47,15 +48,19 @@ def process_records(
     contract: Contract,
     batch: RecordBatch,
     now: datetime | None = None,
-    limits: DecodeLimits = DecodeLimits(),
+    limits: DecodeLimits = DEFAULT_LIMITS,
     duplicates: DuplicateIndex | None = None,
+    check_keys: bool = False,
 ) -> ProcessedBatch:
     """Decode a record batch; split it into raw rows, quarantine rows and window-engine events.
 
-    `duplicates` is the partition's DuplicateIndex (None: no duplicate detection)."""
+    `duplicates` is the partition's DuplicateIndex (None: no duplicate detection). With
+    `check_keys` (the worker always), a record whose Kafka key is null or not its entity id is
+    rejected as `key_mismatch`: windowed where it happened to land, it would split its entity's
+    windows over partitions (contracts/rules.py). Off for callers whose keys are placeholders."""
     now = now or datetime.now(UTC)
     decoded = decode_batch(contract, batch.values, now=now, limits=limits, duplicates=duplicates,
-                           offsets=batch.offsets)
+                           offsets=batch.offsets, keys=batch.keys if check_keys else None)
     offsets = np.asarray(batch.offsets, dtype=np.int64)
     good_offsets = offsets[decoded.good_positions]
     raw = decoded.good.append_column(

@@ -302,7 +302,8 @@ class IngestService(mode.Service):
             return
         rb = RecordBatch(tp.topic, tp.partition, [r.offset for r in records], [r.key for r in records],
                          [r.value for r in records])
-        processed = process_records(sink.contract, rb, limits=self.limits, duplicates=self.duplicates.get(tp))
+        processed = process_records(sink.contract, rb, limits=self.limits, duplicates=self.duplicates.get(tp),
+                                    check_keys=True)
         out = sink.add(processed)
         src = sink.contract.source
         metrics.CONSUMED.labels(src, tp.partition).inc(processed.consumed)

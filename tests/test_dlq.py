@@ -108,3 +108,15 @@ def test_bad_filters_are_refused() -> None:
         QuarantineFilter(source="bikes")
     with pytest.raises(DlqError, match="TOPIC:PARTITION:OFFSET"):
         RecordRef.parse("city.traffic.v1/0/1")
+
+
+def test_replay_keys_a_key_mismatch_by_its_entity_and_every_other_reject_by_its_original_key() -> None:
+    from jobs.dlq import replay_key
+
+    value = b'{"detector_id": "tdet-0007", "ts": "2024-03-02T11:00:00Z"}'
+    assert replay_key("city.traffic.v1", "key_mismatch", None, value) == b"tdet-0007"
+    assert replay_key("city.traffic.v1", "key_mismatch", b"gateway-3", value) == b"tdet-0007"
+    assert replay_key("city.lighting.v1", "key_mismatch", None, b'{"lamp_id": "lamp-1"}') == b"lamp-1"
+    assert replay_key("city.traffic.v1", "ts_too_old", b"gateway-3", value) == b"gateway-3"
+    assert replay_key("city.traffic.v1", "key_mismatch", b"k", b"not json") == b"k"
+    assert replay_key("city.traffic.v1", "key_mismatch", b"k", b'{"detector_id": 7}') == b"k"

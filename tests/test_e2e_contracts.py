@@ -151,6 +151,7 @@ def bad_inputs() -> list[Bad]:
         Bad("deep_nesting", "traffic", b"[" * 5000 + b"]" * 5000, "not_json"),
         Bad("null_not_nullable", "traffic", t(road=None), "null_field", "road"),
         Bad("extra_unknown_field", "traffic", t(firmware="1.2.3"), "unknown_field", "firmware"),
+        Bad("key_not_the_entity_id", "traffic", t(), "key_mismatch", "detector_id"),  # keyed fuzz-...
     ]
 
 

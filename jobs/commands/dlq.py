@@ -1,5 +1,6 @@
 """`cityflow dlq list|show|replay`: inspect quarantined (dead-lettered) records and, after a
-fix, replay them byte for byte to their source topic (each record at most once)."""
+fix, replay them byte for byte to their source topic (each record at most once; `key_mismatch`
+records keyed by their entity id)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "replay", help="produce quarantined records' original bytes back to their source topic",
         description="Replay quarantined records to their source topic after a fix (a widened "
         "contract, a corrected limit). Records already replayed are skipped; `duplicate` rejects "
-        "only with --reason duplicate or by reference.")
+        "only with --reason duplicate or by reference. `key_mismatch` rejects (null key or not "
+        "the entity id) are re-sent keyed by the entity id in their value, so they land on "
+        "their entity's partition.")
     _filters(rp)
     rp.add_argument("records", nargs="*", help="TOPIC:PARTITION:OFFSET references (default: all matching)")
     rp.add_argument("--dry-run", action="store_true", help="print what would be replayed, send nothing")
