@@ -69,7 +69,7 @@ def build_app(mode: str, bootstrap: str, run: Run, outdir: Path, app_id: str, gr
         web_enabled=False,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
-        # short group timeouts: see DESIGN.md, broker quirk 2 (joins wait ~half of these)
+        # short group timeouts: see docs/architecture.md, broker quirk 2 (joins wait ~half of these)
         broker_session_timeout=group_timeout_s,
         broker_rebalance_timeout=group_timeout_s,
         broker_heartbeat_interval=1,

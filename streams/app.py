@@ -41,7 +41,7 @@ def _stop_worker(failure: RecoveryFailed) -> None:
 
 
 def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> faust.App:
-    """Build the worker's Faust app (short group timeouts: see DESIGN.md, broker quirk 2)."""
+    """Build the worker's Faust app (short group timeouts: see docs/architecture.md, broker quirk 2)."""
     app = faust.App(
         f"{settings.group_id}-worker",
         broker=",".join(f"kafka://{b}" for b in bootstrap.split(",")),

@@ -22,7 +22,7 @@ from warehouse.accounting import partition_accounts
 from warehouse.db import build_warehouse
 
 WINDOW_VIEWS = {"traffic": "traffic_1m", "lighting": "lighting_15m", "wifi": "wifi_5m", "logistics": "logistics_5m"}
-# Fast group protocol for tests (DESIGN.md, broker quirk 2: a join takes ~rebalance timeout / 2).
+# Fast group protocol for tests (docs/architecture.md, broker quirk 2: a join takes ~rebalance timeout / 2).
 FAST_GROUP = {"CITYFLOW_SESSION_TIMEOUT_S": "6", "CITYFLOW_REBALANCE_TIMEOUT_S": "4",
               "CITYFLOW_HEARTBEAT_INTERVAL_S": "0.5"}
 

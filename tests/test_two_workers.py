@@ -3,7 +3,7 @@ one is killed mid-run and started again, and the lake still holds every produced
 once. The slow variant freezes a worker (SIGSTOP) until the group gives its partitions away,
 then wakes it up holding a buffer: its flush must be fenced, never land a second copy.
 
-Rebalance timings on Tansu (DESIGN.md, broker quirk 2) are printed with -s."""
+Rebalance timings on Tansu (docs/architecture.md, broker quirk 2) are printed with -s."""
 
 from __future__ import annotations
 
