@@ -706,11 +706,6 @@ def deliver_out_of_order(
 # Generation
 
 
-def iso_ms(ts_ms: int) -> str:
-    """ISO-8601 UTC with milliseconds and 'Z': 1795075200123 -> '2026-11-19T08:00:00.123Z'."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms // 1000)) + f".{ts_ms % 1000:03d}Z"
-
-
 def generate(
     seed: int,
     rate: float,

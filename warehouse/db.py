@@ -151,10 +151,6 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def empty_relation(schema: pa.Schema) -> str:
     """A zero-row subquery with the columns of `schema` plus the Hive partition columns."""
     cols = [(f.name, duckdb_type(f.type)) for f in schema]
