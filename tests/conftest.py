@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts import lake as L
 from streams.broker import EmbeddedBroker, ensure_topics
 
 
@@ -51,3 +52,14 @@ def fresh_broker(tmp_path: Path) -> Iterator[str]:
         pytest.skip("needs its own broker; CITYFLOW_KAFKA_BOOTSTRAP points at a shared one")
     with EmbeddedBroker().start(log_path=tmp_path / "tansu.log") as broker:
         yield broker.bootstrap
+
+
+# -- a temp lake and warehouse file (tests that need other wiring define their own `lake`)
+@pytest.fixture
+def lake(tmp_path: Path) -> L.Lake:
+    return L.Lake(str(tmp_path / "lake"))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "wh" / "city.duckdb"

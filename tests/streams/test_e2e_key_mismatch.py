@@ -25,7 +25,7 @@ from streams.broker import city_topics, ensure_topics
 from warehouse.accounting import partition_accounts
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 FAST = {"CITYFLOW_FLUSH_SECONDS": "1", "CITYFLOW_REBALANCE_TIMEOUT_S": "3", "CITYFLOW_SESSION_TIMEOUT_S": "6"}
 TOPIC = CONTRACTS["traffic"].topic
 DETECTOR = "tdet-bridged"

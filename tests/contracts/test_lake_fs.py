@@ -13,8 +13,15 @@ import pytest
 from contracts import lake as L
 from jobs.compaction import compact
 from jobs.retention import apply_retention
-from tests.faults import FaultyLake, SimulatedCrash
-from tests.lake_checks import NOW, Records, assert_views_equal, data_files, lake_state, view_frames
+from tests.support.faults import FaultyLake, SimulatedCrash
+from tests.support.lake_checks import (
+    NOW,
+    Records,
+    assert_views_equal,
+    data_files,
+    lake_state,
+    view_frames,
+)
 from warehouse.accounting import partition_accounts
 
 RECORDS = Records(n=600, seed=8, span=timedelta(days=2))

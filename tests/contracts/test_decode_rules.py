@@ -17,7 +17,7 @@ from contracts.fastpath import FAST_PATH_ERRORS, decode_all_valid
 from contracts.registry import CONTRACTS
 from contracts.rules import rule_table
 from contracts.schema import Reason
-from tests.test_contract_validation import LIMITS, NOW, SOURCES, mutation, valid_record
+from tests.contracts.test_contract_validation import LIMITS, NOW, SOURCES, mutation, valid_record
 
 TRAFFIC = CONTRACTS["traffic"]
 

@@ -18,7 +18,7 @@ from contracts.windows import WindowGeometry
 from streams.batch import events_frame
 from streams.sink import PartitionSink, read_partition_raw
 from streams.windows import WindowEngine, WindowOutput
-from tests.lake_checks import CONTRACT, Records
+from tests.support.lake_checks import CONTRACT, Records
 
 RECORDS = Records(n=1500, seed=5, span=timedelta(hours=12))
 LANDED = 1200  # records landed before the restart; the rest come after it

@@ -14,8 +14,15 @@ from contracts import lake as L
 from jobs.cli import main as cli
 from jobs.compaction import compact
 from jobs.runner import wait_for
-from tests.faults import FaultyLake, SimulatedCrash
-from tests.lake_checks import NOW, Records, assert_views_equal, data_files, lake_state, view_frames
+from tests.support.faults import FaultyLake, SimulatedCrash
+from tests.support.lake_checks import (
+    NOW,
+    Records,
+    assert_views_equal,
+    data_files,
+    lake_state,
+    view_frames,
+)
 from warehouse.accounting import partition_accounts
 
 LATER = NOW + timedelta(hours=2)  # every landed hour (quarantine's is NOW's) ended > 1 h before

@@ -21,7 +21,7 @@ from streams.ingest import IngestService
 from streams.simulator import generate
 from streams.sink import PartitionSink
 from streams.windows import WindowEngine
-from tests.faults import SimulatedCrash
+from tests.support.faults import SimulatedCrash
 
 CONTRACT = CONTRACTS["traffic"]
 BROKEN = {3: b'{"detector_id": "broken', 7: b"not json", 11: b"[]"}

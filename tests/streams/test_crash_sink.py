@@ -14,8 +14,8 @@ import pytest
 
 from contracts import lake as L
 from streams.sink import FlushFenced, PartitionSink
-from tests.faults import FaultyLake, SimulatedCrash
-from tests.lake_checks import CONTRACT, Records, lake_state
+from tests.support.faults import FaultyLake, SimulatedCrash
+from tests.support.lake_checks import CONTRACT, Records, lake_state
 from warehouse.accounting import partition_accounts
 
 RECORDS = Records()

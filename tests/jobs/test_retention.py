@@ -14,8 +14,8 @@ import pytest
 from contracts import lake as L
 from jobs.cli import main as cli
 from jobs.retention import apply_retention
-from tests.faults import FaultyLake, SimulatedCrash
-from tests.lake_checks import NOW, Records, assert_views_equal, data_files, view_frames
+from tests.support.faults import FaultyLake, SimulatedCrash
+from tests.support.lake_checks import NOW, Records, assert_views_equal, data_files, view_frames
 from warehouse.accounting import partition_accounts
 
 RECORDS = Records(n=900, seed=4, span=timedelta(days=3))  # 2026-02-27 11:30 .. 2026-03-02 11:30

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from contracts.windows import WindowGeometry
 from streams.windows import WindowEngine
-from tests.oracle import assert_frames_close, recompute_windows
+from tests.support.oracle import assert_frames_close, recompute_windows
 
 T0 = 1_795_000_000_000  # some epoch ms on a minute boundary
 T0 -= T0 % 60_000

@@ -13,7 +13,7 @@ import pytest
 from contracts.settings import SettingsError, load_settings
 from contracts.windows import WINDOW_DEFAULTS, WindowGeometry, window_geometry
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_geometry_validates_when_built() -> None:

@@ -40,7 +40,7 @@ from streams.simulator import generate, produce
 from warehouse.accounting import partition_accounts
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 # flush every second; short group timeouts: a join on Tansu takes about half the rebalance timeout
 FAST = {"CITYFLOW_FLUSH_SECONDS": "1", "CITYFLOW_REBALANCE_TIMEOUT_S": "3", "CITYFLOW_SESSION_TIMEOUT_S": "6"}
 NOW = datetime.now(UTC)

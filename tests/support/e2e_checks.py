@@ -17,7 +17,7 @@ from contracts import lake as L
 from contracts.aggregates import AGGREGATES
 from contracts.registry import CONTRACTS
 from streams.simulator import SimEvent, encode
-from tests.oracle import assert_frames_close, final_windows
+from tests.support.oracle import assert_frames_close, final_windows
 from warehouse.accounting import partition_accounts
 from warehouse.db import build_warehouse
 

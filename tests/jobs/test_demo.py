@@ -22,7 +22,7 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeo
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+ENV = {"PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_demo_refuses_a_lake_it_did_not_create(tmp_path):
     lake = tmp_path / "precious"
     (lake / "raw").mkdir(parents=True)
     (lake / "raw" / "keep.parquet").write_bytes(b"x")
-    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CITYFLOW_LAKE": str(lake)}
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "CITYFLOW_LAKE": str(lake)}
     proc = run_cli(["demo", "--seconds", "2"], tmp_path, env, timeout=60)
     assert proc.returncode == 2
     assert "CITYFLOW_LAKE" in proc.stderr and "not written by the demo" in proc.stderr

@@ -34,7 +34,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp / "latest.json"
     proc = subprocess.run([sys.executable, "-m", "bench", *ARGS, "--out", str(out), "--workdir", str(tmp / "work")],
                           check=False, capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).parent.parent)
+                          cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "cityflow, 2 workers" in proc.stdout  # the printed table
     return json.loads(out.read_text())

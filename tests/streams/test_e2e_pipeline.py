@@ -15,7 +15,7 @@ from contracts.registry import CONTRACTS
 from jobs.runner import WorkerProcess, wait_until_landed
 from streams.broker import city_topics, ensure_topics
 from streams.simulator import generate, produce
-from tests.oracle import assert_frames_close, final_windows
+from tests.support.oracle import assert_frames_close, final_windows
 from warehouse.accounting import partition_accounts
 
 pytestmark = pytest.mark.e2e

@@ -18,7 +18,7 @@ import pytest
 from jobs.runner import WorkerProcess, wait_for, wait_until_landed
 from streams.broker import city_topics, ensure_topics
 from streams.simulator import generate
-from tests.e2e_checks import (
+from tests.support.e2e_checks import (
     FAST_GROUP,
     TrackedProducer,
     assert_exactly_once,

@@ -1,0 +1,46 @@
+"""Connecting to the warehouse builds it when missing and rebuilds it when a table gets files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from contracts import lake as L
+from contracts.settings import load_settings
+from tests.support.warehouse_lake import (
+    land,
+    raw_table,
+    utc,
+)
+from warehouse.db import connect, query
+
+
+# -- connect / query -------------------------------------------------------------------------
+def test_connect_builds_when_missing_and_picks_up_a_table_that_got_files(
+    lake: L.Lake, db_path: Path
+) -> None:
+    settings = load_settings(lake=lake.root, warehouse_db=db_path)
+    assert query("SELECT count(*) AS n FROM raw_wifi", settings)["n"][0] == 0  # builds the db
+    assert db_path.exists()
+    row = {
+        "ap_id": "ap-1",
+        "ts": utc("2024-03-02T10:00:00"),
+        "site_type": "zoo",
+        "district": "Mitte",
+        "connected_clients": 3,
+        "bytes_in": 1,
+        "bytes_out": 2,
+        "auth_failures": 0,
+        "latency_ms": 5.0,
+        "status": "up",
+    }
+    land(lake, L.RAW, "wifi", raw_table("wifi", [row]), "ts")
+    assert query("SELECT count(*) AS n FROM raw_wifi", settings)["n"][0] == 1  # fallback replaced
+    con = connect(settings)
+    try:
+        with pytest.raises(duckdb.Error):  # read-only by default
+            con.execute("CREATE TABLE scratch (x INTEGER)")
+    finally:
+        con.close()
