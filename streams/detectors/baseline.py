@@ -1,0 +1,117 @@
+"""Per-entity, per-time-of-day baselines: an exponentially weighted mean and variance per
+(entity, local hour [, weekday/weekend]) in fixed numpy arrays, so memory is constant per entity.
+
+Why EWMA and not a running median: it is three floats per bucket, mergeable into Arrow state,
+and it follows slow drift (roadworks, seasons). Robustness comes from two rules instead: a
+value far outside the band is clipped to the band before it updates the baseline (one wild
+reading moves it by at most `clip_sd` standard deviations times the weight), and windows a
+detector flags as anomalous do not update it at all (an incident does not become normal).
+
+The weight is set in *days of memory*, not per sample, so it does not depend on the window size:
+a bucket of `bucket_s` seconds sees bucket_s / window_size_s samples a day, and alpha =
+window_size_s / (bucket_s * memory_days). Until a bucket has seen 1/alpha samples the mean is a
+plain running mean (alpha = 1/n), so the first day is not over-weighted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from streams.detectors.base import DetectorState
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class TimeOfDay:
+    """Which bucket a window falls in: local hour of `timezone` (`buckets_per_day` buckets),
+    times weekday/weekend when `split_weekend`."""
+
+    timezone: str = "Europe/Berlin"
+    buckets_per_day: int = 24
+    split_weekend: bool = True
+
+    def __post_init__(self) -> None:
+        if self.buckets_per_day <= 0 or 86400 % self.buckets_per_day:
+            raise ValueError(f"buckets_per_day must divide a day, got {self.buckets_per_day}")
+        pd.Timestamp(0, tz=self.timezone)  # raises on an unknown zone, at build time
+
+    @property
+    def n_buckets(self) -> int:
+        return self.buckets_per_day * (2 if self.split_weekend else 1)
+
+    @property
+    def bucket_s(self) -> int:
+        return 86400 // self.buckets_per_day
+
+    def local(self, ts_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds since local midnight, weekday 0=Mon) of epoch-ms timestamps."""
+        t = pd.DatetimeIndex(pd.to_datetime(ts_ms, unit="ms", utc=True)).tz_convert(self.timezone)
+        secs = (t.hour * 3600 + t.minute * 60 + t.second).to_numpy()
+        return secs, t.weekday.to_numpy()
+
+    def bucket(self, ts_ms: np.ndarray) -> np.ndarray:
+        secs, weekday = self.local(ts_ms)
+        b = secs // self.bucket_s
+        if self.split_weekend:
+            b = b + self.buckets_per_day * (weekday >= 5)
+        return b.astype(np.int64)
+
+    def label(self, ts_ms: int) -> str:
+        """'Mon 08:00' style label of the bucket a timestamp falls in (for evidence)."""
+        secs, weekday = self.local(np.array([ts_ms]))
+        start = int(secs[0]) // self.bucket_s * self.bucket_s
+        return f"{WEEKDAY_NAMES[int(weekday[0])]} {start // 3600:02d}:{start % 3600 // 60:02d}"
+
+
+@dataclass(frozen=True)
+class BandStats:
+    mean: np.ndarray
+    sd: np.ndarray
+    n: np.ndarray
+
+
+class Baseline:
+    """EWMA mean/variance of one signal per (entity, bucket), stored in a `DetectorState` as
+    arrays `<signal>_mean`, `<signal>_var`, `<signal>_n` of width n_buckets."""
+
+    def __init__(self, signal: str, tod: TimeOfDay, memory_days: float, clip_sd: float):
+        self.signal = signal
+        self.tod = tod
+        self.memory_days = memory_days
+        self.clip_sd = clip_sd
+
+    def widths(self) -> dict[str, int]:
+        n = self.tod.n_buckets
+        return {f"{self.signal}_mean": n, f"{self.signal}_var": n, f"{self.signal}_n": n}
+
+    def stats(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray) -> BandStats:
+        s = self.signal
+        n = np.nan_to_num(state[f"{s}_n"][codes, buckets])
+        return BandStats(state[f"{s}_mean"][codes, buckets],
+                         np.sqrt(np.maximum(state[f"{s}_var"][codes, buckets], 0.0)), n)
+
+    def update(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray, x: np.ndarray,
+               window_size_s: np.ndarray) -> None:
+        """Fold `x` into the baselines (rows with NaN x are skipped). `codes` must be unique."""
+        ok = np.isfinite(x)
+        if not ok.any():
+            return
+        c, b, x = codes[ok], buckets[ok], x[ok]
+        s = self.signal
+        n = np.nan_to_num(state[f"{s}_n"][c, b]) + 1.0
+        mean = state[f"{s}_mean"][c, b]
+        var = state[f"{s}_var"][c, b]
+        first = n == 1.0
+        mean = np.where(first, x, mean)
+        var = np.where(first, 0.0, var)
+        sd = np.sqrt(var)
+        clipped = np.where(n > 2, np.clip(x, mean - self.clip_sd * sd, mean + self.clip_sd * sd), x)
+        alpha = np.maximum(window_size_s[ok] / (self.tod.bucket_s * self.memory_days), 1.0 / n)
+        delta = clipped - mean
+        state[f"{s}_mean"][c, b] = mean + alpha * delta
+        state[f"{s}_var"][c, b] = (1.0 - alpha) * (var + alpha * delta * delta)
+        state[f"{s}_n"][c, b] = n

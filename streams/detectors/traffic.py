@@ -1,0 +1,346 @@
+"""Traffic detectors: congestion against the detector's own time-of-day baseline, a stuck
+(flat-lining) detector, and a detector that went silent while its partition goes on.
+
+"No vehicles, no speed": a window whose vehicle_count is 0 carries no speed (the contract
+reports 0.0 km/h for it today, which reads like a standstill jam at night), so its speed is
+treated as missing: it neither updates the speed baseline nor counts as a drop, and such a
+window is never congested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+
+from contracts.districts import DISTRICTS
+from streams.detectors.base import (
+    Alerts,
+    DetectorState,
+    Rows,
+    Severity,
+    incident_starts,
+    select_rows,
+)
+from streams.detectors.baseline import Baseline, TimeOfDay
+
+SOURCE = "traffic"
+SPEED, OCCUPANCY, TRAVEL_TIME, COUNT = "avg_speed_kmh", "avg_occupancy_pct", "travel_time_s", "vehicle_count"
+
+
+def _hhmm(ts_ms: float) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _speed_without_vehicles_is_missing(rows: Rows) -> None:
+    vc = rows.columns[COUNT]
+    rows.columns[SPEED] = np.where(vc == 0, np.nan, rows.columns[SPEED])
+
+
+# ------------------------------------------------------------------------------------------
+# Congestion
+
+
+@dataclass(frozen=True)
+class CongestionConfig:
+    """Congestion: speed falls (and/or travel time rises) together with occupancy rising,
+    each against the same detector's own baseline for that hour of the day (weekday and weekend
+    apart). Every signal the window has (and whose baseline is warm) must agree; one is enough
+    when it is the only one (a series of speeds only, travel times only).
+
+    A signal counts as congested when it is `z_threshold` robust standard deviations beyond
+    its baseline *and* the change is large in absolute terms: speed at most (1 -
+    `min_speed_drop`) of the baseline (travel time at least 1 / (1 - min_speed_drop) times it:
+    the same change read as time), occupancy at least `min_occupancy_rise_pct` points up. The
+    z-score alone fires on quiet buckets of steady sensors; the size alone fires on noisy ones.
+    The band is at least `sd_floor_rel` of the baseline so a very steady bucket is not
+    hair-triggered. A bucket scores only after `warmup_s` seconds of windows in it (default two
+    hours, i.e. two days of that hour): no verdict without a baseline.
+
+    Defaults: z 4 (about one false window in 30,000 on Gaussian noise, fewer with the size
+    rule); speed drop 30 % (rush hour is in the baseline, a jam halves speed); occupancy +5
+    points; memory 7 days (a week of the same hour); clip 3 sd; incidents end after
+    `clear_s` = 30 min without a congested window, so a stop-and-go jam is one alert.
+    """
+
+    z_threshold: float = 4.0
+    min_speed_drop: float = 0.3
+    min_occupancy_rise_pct: float = 5.0
+    sd_floor_rel: float = 0.05
+    memory_days: float = 7.0
+    clip_sd: float = 3.0
+    warmup_s: float = 7200.0
+    clear_s: float = 1800.0
+    min_hot_windows: int = 2
+    timezone: str = "Europe/Berlin"
+    buckets_per_day: int = 24
+    split_weekend: bool = True
+    severity: Severity = Severity.WARNING
+
+    def __post_init__(self) -> None:
+        if self.z_threshold <= 0 or not 0 < self.min_speed_drop < 1:
+            raise ValueError("z_threshold must be > 0 and min_speed_drop in (0, 1)")
+        if self.memory_days <= 0 or self.clip_sd <= 0 or self.warmup_s < 0 or self.clear_s < 0:
+            raise ValueError("memory_days and clip_sd must be > 0, warmup_s and clear_s >= 0")
+        if self.min_hot_windows < 1:
+            raise ValueError("min_hot_windows must be >= 1")
+        if self.min_occupancy_rise_pct < 0 or self.sd_floor_rel < 0:
+            raise ValueError("min_occupancy_rise_pct and sd_floor_rel must be >= 0")
+        TimeOfDay(self.timezone, self.buckets_per_day, self.split_weekend)
+
+    def build(self) -> Congestion:
+        return Congestion(self)
+
+
+class Congestion:
+    name = "traffic.congestion"
+    source = SOURCE
+
+    def __init__(self, config: CongestionConfig):
+        self.config = config
+        self.severity = config.severity
+        self.tod = TimeOfDay(config.timezone, config.buckets_per_day, config.split_weekend)
+        self.baselines = {
+            s: Baseline(s, self.tod, config.memory_days, config.clip_sd) for s in (SPEED, OCCUPANCY, TRAVEL_TIME)
+        }
+
+    def new_state(self) -> DetectorState:
+        widths = {"scored_until": 1, "last_hot": 1, "hot_n": 1}
+        for b in self.baselines.values():
+            widths.update(b.widths())
+        return DetectorState(self.name, widths)
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
+        cfg = self.config
+        rows = select_rows(windows, SOURCE, state, (SPEED, OCCUPANCY, TRAVEL_TIME, COUNT))
+        _speed_without_vehicles_is_missing(rows)
+        alerts = Alerts(self.name, SOURCE, self.severity)
+        buckets = self.tod.bucket(rows.window_start)
+        size_s = (rows.window_end - rows.window_start) / 1000.0
+        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
+        for idx in rows.steps():
+            c, b, ws = rows.codes[idx], buckets[idx], rows.window_start[idx]
+            any_valid = np.zeros(len(idx), dtype=bool)
+            all_pass = np.ones(len(idx), dtype=bool)
+            score = np.full(len(idx), np.inf)
+            seen = {}
+            for signal, bl in self.baselines.items():
+                x = rows.columns[signal][idx]
+                st = bl.stats(state, c, b)
+                valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= min_n[idx])
+                sd = np.maximum(st.sd, cfg.sd_floor_rel * np.abs(st.mean))
+                sd = np.where(sd > 0, sd, 1e-9)
+                if signal == SPEED:
+                    z = (st.mean - x) / sd
+                    big = x <= (1 - cfg.min_speed_drop) * st.mean
+                elif signal == TRAVEL_TIME:
+                    z = (x - st.mean) / sd
+                    big = x >= st.mean / (1 - cfg.min_speed_drop)
+                else:
+                    z = (x - st.mean) / sd
+                    big = x >= st.mean + cfg.min_occupancy_rise_pct
+                passes = (z >= cfg.z_threshold) & big
+                any_valid |= valid
+                all_pass &= passes | ~valid
+                score = np.where(valid, np.minimum(score, z), score)
+                seen[signal] = (x, st, valid)
+            hot = any_valid & all_pass & ~(rows.columns[COUNT][idx] == 0)
+            for j in np.flatnonzero(incident_starts(state, c, ws, hot, cfg.clear_s, cfg.min_hot_windows)):
+                self._alert(alerts, rows, idx[j], seen, j, score[j])
+            for signal, bl in self.baselines.items():
+                x = np.where(hot, np.nan, rows.columns[signal][idx])
+                bl.update(state, c, b, x, size_s[idx])
+        return alerts.table()
+
+    def _alert(self, alerts: Alerts, rows: Rows, i: int, seen: dict, j: int, score: float) -> None:
+        parts, primary = [], None
+        units = {SPEED: ("speed", "km/h"), OCCUPANCY: ("occupancy", "%"), TRAVEL_TIME: ("travel time", "s")}
+        for signal in (SPEED, TRAVEL_TIME, OCCUPANCY):
+            x, st, valid = seen[signal]
+            if not valid[j]:
+                continue
+            label, unit = units[signal]
+            parts.append(f"{label} {x[j]:.0f} {unit} vs baseline {st.mean[j]:.0f}±{st.sd[j]:.0f} {unit}")
+            primary = primary or (x[j], st.mean[j])
+        ws = int(rows.window_start[i])
+        evidence = f"{', '.join(parts)} for {self.tod.label(ws)}"
+        assert primary is not None
+        alerts.add(rows.entity[i], rows.district[i], ws, int(rows.window_end[i]), primary[0], primary[1],
+                   score, evidence)
+
+
+# ------------------------------------------------------------------------------------------
+# Stuck detector
+
+
+@dataclass(frozen=True)
+class StuckConfig:
+    """Stuck detector: its window values (vehicle count, mean speed, mean occupancy) repeat
+    exactly for at least `min_flat_s` seconds and `min_windows` windows in a row. Real loops
+    vary from minute to minute (counts are Poisson, speeds are means of a few vehicles), so an
+    exact repeat is a frozen sensor or a bridge re-sending its last value. Windows without
+    vehicles break a run (an empty road at night is legitimately flat), and so does a gap of
+    more than `max_gap_s` between windows. Defaults: 15 min and 5 windows (a quarter of an
+    hour is long enough that chance repeats do not happen, short enough for operators);
+    gap 5 min. One alert per run."""
+
+    min_flat_s: float = 900.0
+    min_windows: int = 5
+    max_gap_s: float = 300.0
+    severity: Severity = Severity.WARNING
+
+    def __post_init__(self) -> None:
+        if self.min_flat_s <= 0 or self.min_windows < 2 or self.max_gap_s < 0:
+            raise ValueError("min_flat_s must be > 0, min_windows >= 2, max_gap_s >= 0")
+
+    def build(self) -> Stuck:
+        return Stuck(self)
+
+
+STUCK_COLUMNS = (COUNT, SPEED, OCCUPANCY)
+
+
+class Stuck:
+    name = "traffic.stuck"
+    source = SOURCE
+
+    def __init__(self, config: StuckConfig):
+        self.config = config
+        self.severity = config.severity
+
+    def new_state(self) -> DetectorState:
+        return DetectorState(self.name, {"scored_until": 1, "prev": len(STUCK_COLUMNS), "last_end": 1,
+                                         "run_start": 1, "run_n": 1, "alerted_run": 1})
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
+        cfg = self.config
+        rows = select_rows(windows, SOURCE, state, STUCK_COLUMNS)
+        values = np.column_stack([rows.columns[c] for c in STUCK_COLUMNS]) if len(rows) else np.empty((0, 3))
+        informative = ~(rows.columns[COUNT] == 0) & np.isfinite(values).any(axis=1)
+        alerts = Alerts(self.name, SOURCE, self.severity)
+        for idx in rows.steps():
+            c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
+            x, prev = values[idx], state["prev"][c]
+            equal = ((x == prev) | (np.isnan(x) & np.isnan(prev))).all(axis=1)
+            contiguous = (ws - state["last_end"][c, 0]) <= cfg.max_gap_s * 1000.0
+            same = equal & contiguous & informative[idx] & np.isfinite(state["run_start"][c, 0])
+            run_start = np.where(same, state["run_start"][c, 0], np.where(informative[idx], ws, np.nan))
+            run_n = np.where(same, state["run_n"][c, 0] + 1, 1.0)
+            fire = same & (we - run_start >= cfg.min_flat_s * 1000.0) & (run_n >= cfg.min_windows)
+            fire &= state["alerted_run"][c, 0] != run_start
+            state["prev"][c] = x
+            state["last_end"][c, 0] = we
+            state["run_start"][c, 0] = run_start
+            state["run_n"][c, 0] = run_n
+            state["alerted_run"][c[fire], 0] = run_start[fire]
+            for j in np.flatnonzero(fire):
+                i = idx[j]
+                shown = ", ".join(f"{name} {v:g}" for name, v in zip(STUCK_COLUMNS, x[j], strict=True)
+                                  if np.isfinite(v))
+                minutes = (we[j] - run_start[j]) / 60000.0
+                alerts.add(rows.entity[i], rows.district[i], int(run_start[j]), int(we[j]), x[j][1],
+                           np.nan, minutes,
+                           f"{shown} unchanged in {int(run_n[j])} windows since {_hhmm(run_start[j])} "
+                           f"({minutes:.0f} min)")
+        return alerts.table()
+
+
+# ------------------------------------------------------------------------------------------
+# Dropout
+
+
+@dataclass(frozen=True)
+class DropoutConfig:
+    """Dropout: a detector with no window for `silence_s` seconds while other detectors on its
+    Kafka partition go on reporting (a window of its partition starts after the silence is
+    due). Requiring the partition to go on separates a dead detector from a stopped feed or a
+    quiet replay, which are not the detector's fault. Default 10 min: detectors report every
+    20-60 s into 1-min windows, so ten missing windows in a row is no jitter. One alert per
+    silence; it is raised once the partition's windows pass the due time, at the same row
+    whether that happens in this batch or a later one."""
+
+    silence_s: float = 600.0
+    severity: Severity = Severity.WARNING
+
+    def __post_init__(self) -> None:
+        if self.silence_s <= 0:
+            raise ValueError("silence_s must be > 0")
+
+    def build(self) -> Dropout:
+        return Dropout(self)
+
+
+_PART_SHIFT = np.int64(1) << np.int64(44)  # partition * 2**44 + window_start (ms < 2**44 until 2527)
+
+
+class Dropout:
+    name = "traffic.dropout"
+    source = SOURCE
+
+    def __init__(self, config: DropoutConfig):
+        self.config = config
+        self.severity = config.severity
+
+    def new_state(self) -> DetectorState:
+        return DetectorState(self.name, {"scored_until": 1, "last_end": 1, "partition": 1, "district": 1,
+                                         "alerted_gap": 1}, {"partition_max": {}})
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
+        silence = self.config.silence_s * 1000.0
+        rows = select_rows(windows, SOURCE, state, ())
+        alerts = Alerts(self.name, SOURCE, self.severity)
+        pmax: dict[str, float] = state.extras.setdefault("partition_max", {})
+        prior = np.array([pmax.get(str(p), -np.inf) for p in rows.partition.tolist()])
+        if len(rows):
+            # gaps closed inside this batch: previous window of the entity -> this one
+            prev_end = np.r_[np.nan, rows.window_end[:-1].astype(np.float64)]
+            prev_end[rows.starts] = state["last_end"][rows.codes[rows.starts], 0]
+            due = prev_end + silence
+            gap = rows.window_start >= due
+            key = rows.partition * _PART_SHIFT + rows.window_start
+            sorted_keys = np.sort(key)
+            base = rows.partition * _PART_SHIFT
+            lo = np.searchsorted(sorted_keys, base + np.nan_to_num(due, nan=0).astype(np.int64), "left")
+            hi = np.searchsorted(sorted_keys, key, "left")
+            went_on = (prior >= due) | (hi > lo)
+            fire = gap & went_on & (state["alerted_gap"][rows.codes, 0] != prev_end)
+            for i in np.flatnonzero(fire):
+                self._alert(alerts, rows.entity[i], rows.district[i], prev_end[i], int(rows.partition[i]),
+                            float(rows.window_start[i]))
+            last = rows.starts + rows.counts - 1
+            c = rows.codes[last]
+            state["last_end"][c, 0] = rows.window_end[last]
+            state["partition"][c, 0] = rows.partition[last]
+            state["district"][c, 0] = [_district_code(d) for d in (rows.district[i] for i in last)]
+            for p in np.unique(rows.partition).tolist():
+                pmax[str(p)] = max(pmax.get(str(p), -np.inf), float(rows.window_start[rows.partition == p].max()))
+        # silences still open after this batch
+        n = len(state)
+        last_end = state["last_end"][:n, 0]
+        part = state["partition"][:n, 0]
+        clock = np.array([pmax.get(str(int(p)), -np.inf) if np.isfinite(p) else -np.inf for p in part.tolist()])
+        open_fire = (clock >= last_end + silence) & (state["alerted_gap"][:n, 0] != last_end)
+        for code in np.flatnonzero(open_fire):
+            d = state["district"][code, 0]
+            self._alert(alerts, state.codes.names[code], DISTRICTS[int(d)] if np.isfinite(d) else None,
+                        last_end[code], int(part[code]), None)
+            state["alerted_gap"][code, 0] = last_end[code]
+        if len(rows):
+            state["alerted_gap"][rows.codes[fire], 0] = prev_end[fire]
+        return alerts.table()
+
+    def _alert(self, alerts: Alerts, entity: str, district: str | None, last_end: float, partition: int,
+               back_at: float | None) -> None:
+        silence = self.config.silence_s
+        tail = f", back at {_hhmm(back_at)}" if back_at is not None else ""
+        observed = (back_at - last_end) / 60000.0 if back_at is not None else np.nan
+        alerts.add(entity, district, int(last_end), int(last_end + silence * 1000), observed, np.nan,
+                   silence / 60.0,
+                   f"no window since {_hhmm(last_end)} for >= {silence / 60:.0f} min while partition "
+                   f"{partition} went on{tail}")
+
+
+def _district_code(d: str | None) -> float:
+    return float(DISTRICTS.index(d)) if d in DISTRICTS else np.nan
