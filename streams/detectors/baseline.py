@@ -78,8 +78,10 @@ class Baseline:
     """EWMA mean/variance of one signal per (entity, bucket), stored in a `DetectorState` as
     arrays `<signal>_mean`, `<signal>_var`, `<signal>_n` of width n_buckets."""
 
-    def __init__(self, signal: str, tod: TimeOfDay, memory_days: float, clip_sd: float):
+    def __init__(self, signal: str, tod: TimeOfDay, memory_days: float, clip_sd: float,
+                 relative: bool = True):
         self.signal = signal
+        self.relative = relative
         self.tod = tod
         self.memory_days = memory_days
         self.clip_sd = clip_sd
@@ -88,11 +90,27 @@ class Baseline:
         n = self.tod.n_buckets
         return {f"{self.signal}_mean": n, f"{self.signal}_var": n, f"{self.signal}_n": n}
 
-    def stats(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray) -> BandStats:
+    def stats(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray,
+              min_n: np.ndarray) -> BandStats:
+        """Mean, spread and sample count of each row's bucket. The spread is the larger of the
+        bucket's own and the sensor's typical one (the median over its warm buckets, relative
+        to the mean when `relative`): a bucket that has seen a few dozen samples can
+        underestimate its spread, and a median is not moved by a few noisy hours."""
         s = self.signal
-        n = np.nan_to_num(state[f"{s}_n"][codes, buckets])
-        return BandStats(state[f"{s}_mean"][codes, buckets],
-                         np.sqrt(np.maximum(state[f"{s}_var"][codes, buckets], 0.0)), n)
+        n_all = np.nan_to_num(state[f"{s}_n"][codes])
+        mean_all = state[f"{s}_mean"][codes]
+        sd_all = np.sqrt(np.maximum(state[f"{s}_var"][codes], 0.0))
+        warm = n_all >= min_n[:, None]
+        rows = np.arange(len(codes))
+        mean, sd, n = mean_all[rows, buckets], sd_all[rows, buckets], n_all[rows, buckets]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.relative:
+                spread = np.where(warm & (np.abs(mean_all) > 0), sd_all / np.abs(mean_all), np.nan)
+            else:
+                spread = np.where(warm, sd_all, np.nan)
+        typical = _nanmedian_rows(spread)
+        floor = typical * np.abs(mean) if self.relative else typical
+        return BandStats(mean, np.fmax(sd, floor), n)
 
     def update(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray, x: np.ndarray,
                window_size_s: np.ndarray) -> None:
@@ -115,3 +133,14 @@ class Baseline:
         state[f"{s}_mean"][c, b] = mean + alpha * delta
         state[f"{s}_var"][c, b] = (1.0 - alpha) * (var + alpha * delta * delta)
         state[f"{s}_n"][c, b] = n
+
+
+def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
+    """Row-wise median ignoring NaN; NaN for rows with no value (sort-based: NaN sorts last,
+    several times faster than np.nanmedian on the small rows of a step)."""
+    srt = np.sort(a, axis=1)
+    cnt = np.isfinite(a).sum(axis=1)
+    rows = np.arange(a.shape[0])
+    lo, hi = np.maximum(cnt - 1, 0) // 2, cnt // 2
+    hi = np.minimum(hi, a.shape[1] - 1)
+    return np.where(cnt > 0, (srt[rows, lo] + srt[rows, hi]) / 2.0, np.nan)
