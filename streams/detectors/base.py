@@ -177,10 +177,10 @@ class DetectorState:
         widths = {f.name: f.type.list_size for f in table.schema if f.name != "entity"}
         state = cls(meta[b"kind"].decode(), widths, json.loads(meta.get(b"extras", b"{}")))
         state.encode(table.column("entity"))
-        for name in widths:
+        for name, width in widths.items():
             col = table.column(name).combine_chunks()
             values = col.flatten().to_numpy(zero_copy_only=False)
-            state._arrays[name][: len(table)] = values.reshape(len(table), widths[name])
+            state._arrays[name][: len(table)] = values.reshape(len(table), width)
         return state
 
 

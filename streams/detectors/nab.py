@@ -215,7 +215,7 @@ def congestion_detector(config: CongestionConfig) -> Detector:
 def candidate_configs(base: CongestionConfig | None = None) -> list[CongestionConfig]:
     base = base or CongestionConfig()
     grid = [(base.z_threshold, base.min_hot_windows)]
-    grid += [(z, m) for m in (1, 2) for z in (3.0, 4.0, 5.0, 6.0) if (z, m) != grid[0]]
+    grid += [(z, m) for m in (1, 2) for z in (3.0, 4.0, 5.0, 6.0, 7.0) if (z, m) != grid[0]]
     return [replace(base, z_threshold=z, min_hot_windows=m) for z, m in grid]
 
 

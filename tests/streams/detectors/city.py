@@ -4,6 +4,7 @@ to a detector in batches."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -71,7 +72,7 @@ def run(detector: Detector, windows: pa.Table, cuts: Sequence[int] = (),
     windows = windows.sort_by([("window_start", "ascending"), ("entity", "ascending")])
     state = state if state is not None else detector.new_state()
     bounds = [0, *cuts, windows.num_rows]
-    parts = [detector.detect(windows.slice(a, b - a), state) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    parts = [detector.detect(windows.slice(a, b - a), state) for a, b in itertools.pairwise(bounds)]
     return pa.concat_tables(parts)
 
 

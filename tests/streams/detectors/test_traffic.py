@@ -9,9 +9,25 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from streams.detectors import ANOMALY_SCHEMA, CongestionConfig, DetectorState, DropoutConfig, StuckConfig
+from streams.detectors import (
+    ANOMALY_SCHEMA,
+    CongestionConfig,
+    DetectorState,
+    DropoutConfig,
+    StuckConfig,
+)
 from streams.detectors.baseline import TimeOfDay
-from tests.streams.detectors.city import DAY, MIN, T0, daily_batches, jam, local_ms, readings, run, windows_of
+from tests.streams.detectors.city import (
+    DAY,
+    MIN,
+    T0,
+    daily_batches,
+    jam,
+    local_ms,
+    readings,
+    run,
+    windows_of,
+)
 
 CONFIGS = (CongestionConfig(), StuckConfig(), DropoutConfig())
 
