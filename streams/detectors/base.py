@@ -28,6 +28,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -280,3 +281,29 @@ class Detector(Protocol):
     def new_state(self) -> DetectorState: ...
 
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table: ...
+
+
+def advance_runs(state: DetectorState, codes: np.ndarray, ws: np.ndarray, we: np.ndarray,
+                 cond: np.ndarray, max_gap_s: float) -> np.ndarray:
+    """One step of per-entity runs of windows meeting `cond` (state arrays `run_start`,
+    `last_end`): a run goes on while each window meets it and starts within `max_gap_s` of the
+    previous window's end. Returns each row's run start (ms; NaN where `cond` is false)."""
+    contiguous = (ws - state["last_end"][codes, 0]) <= max_gap_s * 1000.0
+    prev = state["run_start"][codes, 0]
+    run_start = np.where(cond & contiguous & np.isfinite(prev), prev, np.where(cond, ws.astype(float), np.nan))
+    state["run_start"][codes, 0] = run_start
+    state["last_end"][codes, 0] = we
+    return run_start
+
+
+def runs_due(state: DetectorState, codes: np.ndarray, run_start: np.ndarray, due: np.ndarray) -> np.ndarray:
+    """Rows whose run is due (`due` true) and not yet alerted (state array `alerted_run`):
+    one alert per run. Marks them alerted."""
+    fire = due & np.isfinite(run_start) & (state["alerted_run"][codes, 0] != run_start)
+    state["alerted_run"][codes[fire], 0] = run_start[fire]
+    return fire
+
+
+def utc_minute(ts_ms: float) -> str:
+    """'2026-03-02 14:05 UTC' for evidence strings."""
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -80,3 +80,37 @@ def daily_batches(windows: pa.Table) -> list[int]:
     """Cut points at each day boundary (the worker's batches are much smaller; any cut works)."""
     ws = windows.sort_by("window_start").column("window_start").to_numpy()
     return [int(i) for i in np.searchsorted(ws, np.arange(T0 + DAY, int(ws.max()) + 1, DAY))]
+
+
+def truck_fixes(hours: float, n_trucks: int = 10, seed: int = 3, every_s: int = 30) -> pd.DataFrame:
+    """Raw fixes of the simulator's trucks (every fifth a reefer), one each `every_s`."""
+    from streams.simulator import Truck
+
+    rng = random.Random(seed)
+    clock = CityClock(seed)
+    trucks = [Truck(rng, i, T0 / 1000) for i in range(n_trucks)]
+    rows = []
+    for ts in range(T0, T0 + int(hours * 3_600_000), every_s * 1000):
+        for t in trucks:
+            r = t.read(rng, clock, ts, "")
+            r["ts"] = ts
+            rows.append(r)
+    frame = pd.DataFrame(rows)
+    frame["entity"] = frame["vehicle_id"]
+    frame["district"] = None
+    return frame
+
+
+def logistics_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
+    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
+    frame["offset"] = np.arange(len(frame), dtype=np.int64)
+    engine = WindowEngine(WindowSpec(size_s=size_s), "logistics")
+    cols = ["ts", "entity", "district", "offset", "status", "speed_kmh", "cargo_temp_c", "eta_minutes"]
+    table = pa.Table.from_pandas(frame[cols], preserve_index=False)
+    table = table.set_column(2, "district", pa.nulls(len(frame), pa.string()))
+    return engine.process(table).windows
+
+
+def raw_table(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame[["vehicle_id", "ts", "lat", "lon", "speed_kmh", "status"]],
+                                preserve_index=False)
