@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 import numpy as np
 import pyarrow as pa
 
-from contracts.districts import DISTRICTS
 from streams.detectors.base import (
     Alerts,
     DetectorState,
@@ -25,6 +24,7 @@ from streams.detectors.base import (
     select_rows,
 )
 from streams.detectors.baseline import Baseline, TimeOfDay
+from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
 
 SOURCE = "traffic"
 SPEED, OCCUPANCY, TRAVEL_TIME, COUNT = "avg_speed_kmh", "avg_occupancy_pct", "travel_time_s", "vehicle_count"
@@ -292,9 +292,6 @@ class DropoutConfig:
         return Dropout(self)
 
 
-_PART_SHIFT = np.int64(1) << np.int64(44)  # partition * 2**44 + window_start (ms < 2**44 until 2527)
-
-
 class Dropout:
     name = "traffic.dropout"
     source = SOURCE
@@ -304,63 +301,22 @@ class Dropout:
         self.severity = config.severity
 
     def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {"scored_until": 1, "last_end": 1, "partition": 1, "district": 1,
-                                         "alerted_gap": 1}, {"partition_max": {}})
+        return DetectorState(self.name, {"scored_until": 1, **SILENCE_WIDTHS}, {"partition_max": {}})
 
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
-        silence = self.config.silence_s * 1000.0
         rows = select_rows(windows, SOURCE, state, ())
         alerts = Alerts(self.name, SOURCE, self.severity)
-        pmax: dict[str, float] = state.extras.setdefault("partition_max", {})
-        prior = np.array([pmax.get(str(p), -np.inf) for p in rows.partition.tolist()])
-        if len(rows):
-            # gaps closed inside this batch: previous window of the entity -> this one
-            prev_end = np.r_[np.nan, rows.window_end[:-1].astype(np.float64)]
-            prev_end[rows.starts] = state["last_end"][rows.codes[rows.starts], 0]
-            due = prev_end + silence
-            gap = rows.window_start >= due
-            key = rows.partition * _PART_SHIFT + rows.window_start
-            sorted_keys = np.sort(key)
-            base = rows.partition * _PART_SHIFT
-            lo = np.searchsorted(sorted_keys, base + np.nan_to_num(due, nan=0).astype(np.int64), "left")
-            hi = np.searchsorted(sorted_keys, key, "left")
-            went_on = (prior >= due) | (hi > lo)
-            fire = gap & went_on & (state["alerted_gap"][rows.codes, 0] != prev_end)
-            for i in np.flatnonzero(fire):
-                self._alert(alerts, rows.entity[i], rows.district[i], prev_end[i], int(rows.partition[i]),
-                            float(rows.window_start[i]))
-            last = rows.starts + rows.counts - 1
-            c = rows.codes[last]
-            state["last_end"][c, 0] = rows.window_end[last]
-            state["partition"][c, 0] = rows.partition[last]
-            state["district"][c, 0] = [_district_code(d) for d in (rows.district[i] for i in last)]
-            for p in np.unique(rows.partition).tolist():
-                pmax[str(p)] = max(pmax.get(str(p), -np.inf), float(rows.window_start[rows.partition == p].max()))
-        # silences still open after this batch
-        n = len(state)
-        last_end = state["last_end"][:n, 0]
-        part = state["partition"][:n, 0]
-        clock = np.array([pmax.get(str(int(p)), -np.inf) if np.isfinite(p) else -np.inf for p in part.tolist()])
-        open_fire = (clock >= last_end + silence) & (state["alerted_gap"][:n, 0] != last_end)
-        for code in np.flatnonzero(open_fire):
-            d = state["district"][code, 0]
-            self._alert(alerts, state.codes.names[code], DISTRICTS[int(d)] if np.isfinite(d) else None,
-                        last_end[code], int(part[code]), None)
-            state["alerted_gap"][code, 0] = last_end[code]
-        if len(rows):
-            state["alerted_gap"][rows.codes[fire], 0] = prev_end[fire]
+        silence = self.config.silence_s
+
+        def raise_(entity: str, district: str | None, last_end: float, partition: int, back_at: float | None) -> None:
+            tail = f", back at {_hhmm(back_at)}" if back_at is not None else ""
+            observed = (back_at - last_end) / 60000.0 if back_at is not None else np.nan
+            alerts.add(entity, district, int(last_end), int(last_end + silence * 1000), observed, np.nan,
+                       silence / 60.0,
+                       f"no window since {_hhmm(last_end)} for >= {silence / 60:.0f} min while partition "
+                       f"{partition} went on{tail}")
+
+        silence_alerts(rows, state, silence, raise_)
         return alerts.table()
 
-    def _alert(self, alerts: Alerts, entity: str, district: str | None, last_end: float, partition: int,
-               back_at: float | None) -> None:
-        silence = self.config.silence_s
-        tail = f", back at {_hhmm(back_at)}" if back_at is not None else ""
-        observed = (back_at - last_end) / 60000.0 if back_at is not None else np.nan
-        alerts.add(entity, district, int(last_end), int(last_end + silence * 1000), observed, np.nan,
-                   silence / 60.0,
-                   f"no window since {_hhmm(last_end)} for >= {silence / 60:.0f} min while partition "
-                   f"{partition} went on{tail}")
 
-
-def _district_code(d: str | None) -> float:
-    return float(DISTRICTS.index(d)) if d in DISTRICTS else np.nan
