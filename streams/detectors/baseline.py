@@ -4,8 +4,9 @@
 Why EWMA and not a running median: it is three floats per bucket, mergeable into Arrow state,
 and it follows slow drift (roadworks, seasons). Robustness comes from two rules instead: a
 value far outside the band is clipped to the band before it updates the baseline (one wild
-reading moves it by at most `clip_sd` standard deviations times the weight), and windows a
-detector flags as anomalous do not update it at all (an incident does not become normal).
+reading moves it by at most `clip_sd` standard deviations, at least `min_sd`, times the
+weight), and windows a detector flags as anomalous do not update it at all (an incident does
+not become normal).
 
 The weight is set in *days of memory*, not per sample, so it does not depend on the window size:
 a bucket of `bucket_s` seconds sees bucket_s / window_size_s samples a day, and alpha =
@@ -79,9 +80,10 @@ class Baseline:
     arrays `<signal>_mean`, `<signal>_var`, `<signal>_n` of width n_buckets."""
 
     def __init__(self, signal: str, tod: TimeOfDay, memory_days: float, clip_sd: float,
-                 relative: bool = True):
+                 relative: bool = True, min_sd: float = 1.0):
         self.signal = signal
         self.relative = relative
+        self.min_sd = min_sd
         self.tod = tod
         self.memory_days = memory_days
         self.clip_sd = clip_sd
@@ -126,8 +128,10 @@ class Baseline:
         first = n == 1.0
         mean = np.where(first, x, mean)
         var = np.where(first, 0.0, var)
-        sd = np.sqrt(var)
-        clipped = np.where(n > 2, np.clip(x, mean - self.clip_sd * sd, mean + self.clip_sd * sd), x)
+        # the clip band is at least clip_sd * min_sd wide: a bucket that started with a run of
+        # equal values (zeros before a school opens) must still be able to learn
+        band = self.clip_sd * np.maximum(np.sqrt(var), self.min_sd)
+        clipped = np.where(n > 2, np.clip(x, mean - band, mean + band), x)
         alpha = np.maximum(window_size_s[ok] / (self.tod.bucket_s * self.memory_days), 1.0 / n)
         delta = clipped - mean
         state[f"{s}_mean"][c, b] = mean + alpha * delta

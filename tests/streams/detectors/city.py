@@ -114,3 +114,31 @@ def logistics_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
 def raw_table(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame[["vehicle_id", "ts", "lat", "lon", "speed_kmh", "status"]],
                                 preserve_index=False)
+
+
+def ap_readings(days: float, seed: int = 5, every_s: int = 60) -> pd.DataFrame:
+    """Raw statistics of six simulator APs (street, zoo, tram, bus, school, street)."""
+    from streams.simulator import WifiAccessPoint
+
+    rng = random.Random(seed)
+    clock = CityClock(seed)
+    sites = ("street", "zoo", "tram", "bus", "school", "street")
+    aps = [WifiAccessPoint(rng, s, i + 1, i, every_s) for i, s in enumerate(sites)]
+    rows = []
+    for ts in range(T0, T0 + int(days * DAY), every_s * 1000):
+        for ap in aps:
+            r = ap.read(rng, clock, ts, "")
+            r["ts"] = ts
+            rows.append(r)
+    frame = pd.DataFrame(rows)
+    frame["entity"] = frame["ap_id"]
+    return frame
+
+
+def wifi_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
+    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
+    frame["offset"] = np.arange(len(frame), dtype=np.int64)
+    engine = WindowEngine(WindowSpec(size_s=size_s), "wifi")
+    cols = ["ts", "entity", "district", "offset", "connected_clients", "bytes_in", "bytes_out", "auth_failures",
+            "latency_ms", "status"]
+    return engine.process(frame[cols]).windows
