@@ -307,3 +307,9 @@ def runs_due(state: DetectorState, codes: np.ndarray, run_start: np.ndarray, due
 def utc_minute(ts_ms: float) -> str:
     """'2026-03-02 14:05 UTC' for evidence strings."""
     return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class DetectorConfig(Protocol):
+    """A kind's typed settings, validated when constructed; `build()` makes its detector."""
+
+    def build(self) -> Detector: ...

@@ -2,11 +2,12 @@
 (entity, local hour [, weekday/weekend]) in fixed numpy arrays, so memory is constant per entity.
 
 Why EWMA and not a running median: it is three floats per bucket, mergeable into Arrow state,
-and it follows slow drift (roadworks, seasons). Robustness comes from two rules instead: a
-value far outside the band is clipped to the band before it updates the baseline (one wild
-reading moves it by at most `clip_sd` standard deviations, at least `min_sd`, times the
-weight), and windows a detector flags as anomalous do not update it at all (an incident does
-not become normal).
+and it follows slow drift (roadworks, seasons). Robustness comes from clipping instead: once a
+bucket is warm, a value far outside the band is clipped to the band before it updates the
+baseline, so one wild reading moves it by at most `clip_sd` standard deviations (at least
+`min_sd`) times the weight, and an hour-long incident moves it by a fraction of a deviation.
+Flagged windows do update it (clipped): a lasting change (a lamp replaced by a stronger one, a
+road rebuilt) becomes the new normal within about `memory_days`, instead of alerting for ever.
 
 The weight is set in *days of memory*, not per sample, so it does not depend on the window size:
 a bucket of `bucket_s` seconds sees bucket_s / window_size_s samples a day, and alpha =
@@ -115,12 +116,15 @@ class Baseline:
         return BandStats(mean, np.fmax(sd, floor), n)
 
     def update(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray, x: np.ndarray,
-               window_size_s: np.ndarray) -> None:
-        """Fold `x` into the baselines (rows with NaN x are skipped). `codes` must be unique."""
+               window_size_s: np.ndarray, warm_n: np.ndarray) -> None:
+        """Fold `x` into the baselines (rows with NaN x are skipped). `codes` must be unique.
+        Values are clipped only once the bucket is warm (`warm_n` samples): before that the
+        mean and spread are too uncertain to say what is wild, and clipping against them
+        would freeze a bucket that began in another regime (a lamp off on its first night)."""
         ok = np.isfinite(x)
         if not ok.any():
             return
-        c, b, x = codes[ok], buckets[ok], x[ok]
+        c, b, x, warm_n = codes[ok], buckets[ok], x[ok], warm_n[ok]
         s = self.signal
         n = np.nan_to_num(state[f"{s}_n"][c, b]) + 1.0
         mean = state[f"{s}_mean"][c, b]
@@ -131,7 +135,7 @@ class Baseline:
         # the clip band is at least clip_sd * min_sd wide: a bucket that started with a run of
         # equal values (zeros before a school opens) must still be able to learn
         band = self.clip_sd * np.maximum(np.sqrt(var), self.min_sd)
-        clipped = np.where(n > 2, np.clip(x, mean - band, mean + band), x)
+        clipped = np.where(n > warm_n, np.clip(x, mean - band, mean + band), x)
         alpha = np.maximum(window_size_s[ok] / (self.tod.bucket_s * self.memory_days), 1.0 / n)
         delta = clipped - mean
         state[f"{s}_mean"][c, b] = mean + alpha * delta

@@ -100,7 +100,7 @@ class AuthBurst:
                 alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
                            x[j], mean[j] if warm[j] else np.nan, z[j] if warm[j] else np.nan,
                            f"{x[j]:.0f} failed logins in {size_s[i] / 60:.0f} min vs {basis}")
-            self.baseline.update(state, c, b, np.where(hot, np.nan, x), size_s[idx])
+            self.baseline.update(state, c, b, x, size_s[idx], min_n[idx])
         return alerts.table()
 
 
@@ -227,5 +227,5 @@ class Latency:
                            x[j], st.mean[j], z[j],
                            f"p95 latency {x[j]:.0f} ms vs baseline {st.mean[j]:.0f}±{st.sd[j]:.0f} ms for "
                            f"{self.tod.label(int(rows.window_start[i]))}")
-            self.baseline.update(state, c, b, np.where(hot, np.nan, x), size_s[idx])
+            self.baseline.update(state, c, b, x, size_s[idx], min_n[idx])
         return alerts.table()

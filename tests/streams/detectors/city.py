@@ -142,3 +142,29 @@ def wifi_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
     cols = ["ts", "entity", "district", "offset", "connected_clients", "bytes_in", "bytes_out", "auth_failures",
             "latency_ms", "status"]
     return engine.process(frame[cols]).windows
+
+
+def lamp_readings(days: float, n_lamps: int = 8, seed: int = 9, every_s: int = 60) -> pd.DataFrame:
+    """Raw reports of simulator street lamps: on after dusk, dimmed after midnight, faults."""
+    from streams.simulator import StreetLamp
+
+    rng = random.Random(seed)
+    clock = CityClock(seed)
+    lamps = [StreetLamp(rng, i) for i in range(n_lamps)]
+    rows = []
+    for ts in range(T0, T0 + int(days * DAY), every_s * 1000):
+        for lamp in lamps:
+            r = lamp.read(rng, clock, ts, "")
+            r["ts"] = ts
+            rows.append(r)
+    frame = pd.DataFrame(rows)
+    frame["entity"] = frame["lamp_id"]
+    return frame
+
+
+def lighting_windows(frame: pd.DataFrame, size_s: int = 900) -> pa.Table:
+    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
+    frame["offset"] = np.arange(len(frame), dtype=np.int64)
+    engine = WindowEngine(WindowSpec(size_s=size_s), "lighting")
+    cols = ["ts", "entity", "district", "offset", "status", "dim_level_pct", "power_w", "ambient_lux"]
+    return engine.process(frame[cols]).windows

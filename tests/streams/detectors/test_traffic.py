@@ -254,3 +254,14 @@ def test_time_of_day_buckets_split_weekends():
     assert tod.bucket(np.array([monday_8, saturday_8])).tolist() == [8, 32]
     assert tod.label(monday_8) == "Mon 08:00" and tod.label(saturday_8) == "Sat 08:00"
     assert T0 % DAY != 0  # T0 is local midnight, not UTC midnight
+
+
+def test_every_default_detector_has_its_name_and_an_empty_state_round_trips():
+    from streams.detectors import default_detectors
+
+    for name, detector in default_detectors().items():
+        assert detector.name == name and name.startswith(detector.source + ".")
+        state = detector.new_state()
+        empty = detector.detect(pa.table({}), state)
+        assert empty.num_rows == 0 and empty.schema == ANOMALY_SCHEMA
+        assert DetectorState.from_table(state.to_table()).kind == name
