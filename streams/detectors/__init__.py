@@ -1,0 +1,67 @@
+"""Anomaly detectors over finalised windows (pure: numpy/pyarrow/pandas, no Faust or Kafka).
+
+    >>> detector = CongestionConfig().build()
+    >>> state = detector.new_state()
+    >>> alerts = detector.detect(windows, state)     # windows: the window engine's rows
+    >>> state = DetectorState.from_table(state.to_table())   # land it, rebuild it
+
+See `base` for the framework (which rows are scored, incidents, state), each kind's config
+docstring for its rule and defaults, and `nab` for the offline NAB realTraffic scoring.
+Not done yet: lighting.fault_cluster and cross.congestion_corroborated.
+"""
+
+from streams.detectors.base import (
+    ANOMALY_SCHEMA,
+    Detector,
+    DetectorConfig,
+    DetectorState,
+    Severity,
+    anomaly_id,
+)
+from streams.detectors.lighting import EnergySpikeConfig, OnInDaylightConfig
+from streams.detectors.logistics import ColdChainConfig, ImpossibleJumpConfig, StalledConfig
+from streams.detectors.traffic import CongestionConfig, DropoutConfig, StuckConfig
+from streams.detectors.wifi import ApDownConfig, AuthBurstConfig, LatencyConfig
+
+# Every detector with its default configuration, by kind name (the worker will build these).
+DEFAULT_CONFIGS: dict[str, DetectorConfig] = {
+    "traffic.congestion": CongestionConfig(),
+    "traffic.stuck": StuckConfig(),
+    "traffic.dropout": DropoutConfig(),
+    "logistics.cold_chain": ColdChainConfig(),
+    "logistics.stalled": StalledConfig(),
+    "logistics.impossible_jump": ImpossibleJumpConfig(),
+    "wifi.auth_burst": AuthBurstConfig(),
+    "wifi.ap_down": ApDownConfig(),
+    "wifi.latency": LatencyConfig(),
+    "lighting.on_in_daylight": OnInDaylightConfig(),
+    "lighting.energy_spike": EnergySpikeConfig(),
+}
+
+
+def default_detectors() -> dict[str, Detector]:
+    """A fresh detector of every kind with default settings."""
+    return {name: config.build() for name, config in DEFAULT_CONFIGS.items()}
+
+
+__all__ = [
+    "ANOMALY_SCHEMA",
+    "DEFAULT_CONFIGS",
+    "ApDownConfig",
+    "AuthBurstConfig",
+    "ColdChainConfig",
+    "CongestionConfig",
+    "Detector",
+    "DetectorConfig",
+    "DetectorState",
+    "DropoutConfig",
+    "EnergySpikeConfig",
+    "ImpossibleJumpConfig",
+    "LatencyConfig",
+    "OnInDaylightConfig",
+    "Severity",
+    "StalledConfig",
+    "StuckConfig",
+    "anomaly_id",
+    "default_detectors",
+]

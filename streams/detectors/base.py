@@ -1,0 +1,315 @@
+"""The detector framework: anomaly rows, per-entity state as numpy arrays (serialisable to
+Arrow), the rule for which window rows a detector scores, and incident de-duplication.
+
+Pure (numpy/pyarrow/pandas only). Every detector follows one shape, in the bytewax manner: a
+frozen, typed `...Config` validated when built, whose `build()` returns the detector; the
+detector's `detect(windows, state, raw=None)` takes one batch of finalised window rows (the
+window engine's layout) and returns anomaly rows (`ANOMALY_SCHEMA`).
+
+Which rows are scored (corrections). A detector scores each (entity, window) once, the first
+time the window reaches it, in window order per entity: a row whose window_start is not after
+the last window already scored for its entity is ignored. So a correction (version > 0) of a
+scored window neither raises nor retracts an alert (alerts say what was known when the window
+was final; the corrected window stays in the lake for the warehouse), a version > 0 whose
+version 0 was skipped by the engine is scored like a version 0, and a window made only of late
+events that arrives after a later window of the same entity was scored is skipped. The rule
+is one float per entity of state and does not depend on how windows are batched.
+
+Sequential semantics, vectorised. Baselines and incidents are sequences per entity, so a batch
+is processed in *steps*: step k holds the k-th row of every entity in the batch, and each step
+is a handful of numpy operations across all entities. A worker's batch holds one or a few
+windows per entity, so that is a few steps; a replay of one long series is one step per window
+(cheap: tiny arrays). Results are identical however the windows are split into batches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+ANOMALY_SCHEMA = pa.schema([
+    ("anomaly_id", pa.string()),  # hash of kind, entity, window_start: replay gives the same id
+    ("source", pa.string()),
+    ("kind", pa.string()),
+    ("severity", pa.string()),
+    ("entity", pa.string()),
+    ("district", pa.string()),
+    ("window_start", pa.int64()),  # epoch ms: start of the window (or silence) that raised it
+    ("window_end", pa.int64()),  # epoch ms: when the alert could first be raised
+    ("observed", pa.float64()),
+    ("expected", pa.float64()),
+    ("score", pa.float64()),  # how far beyond the threshold (z-score, minutes, km/h: per kind)
+    ("evidence", pa.string()),
+])
+
+
+def anomaly_id(kind: str, entity: str, window_start: int) -> str:
+    """Deterministic id of an alert: the same incident replayed gets the same id."""
+    return hashlib.sha256(f"{kind}|{entity}|{window_start}".encode()).hexdigest()[:32]
+
+
+def empty_anomalies() -> pa.Table:
+    return ANOMALY_SCHEMA.empty_table()
+
+
+@dataclass
+class Alerts:
+    """Alert rows collected while a detector runs (few: Python lists are fine)."""
+
+    kind: str
+    source: str
+    severity: str
+
+    def __post_init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, entity: str, district: str | None, window_start: int, window_end: int,
+            observed: float, expected: float, score: float, evidence: str) -> None:
+        self.rows.append({
+            "anomaly_id": anomaly_id(self.kind, entity, int(window_start)),
+            "source": self.source, "kind": self.kind, "severity": self.severity,
+            "entity": entity, "district": district,
+            "window_start": int(window_start), "window_end": int(window_end),
+            "observed": _finite_or_none(observed), "expected": _finite_or_none(expected),
+            "score": _finite_or_none(score), "evidence": evidence,
+        })
+
+    def table(self) -> pa.Table:
+        if not self.rows:
+            return empty_anomalies()
+        table = pa.Table.from_pylist(self.rows, schema=ANOMALY_SCHEMA)
+        return table.sort_by([("window_start", "ascending"), ("entity", "ascending")])
+
+
+def _finite_or_none(x: float) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+class EntityCodes:
+    """Stable integer codes for entity ids (the row index into a state's arrays)."""
+
+    def __init__(self, names: Sequence[str] = ()) -> None:
+        self.names: list[str] = list(names)
+        self.index: dict[str, int] = {w: i for i, w in enumerate(self.names)}
+
+    def encode(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        enc = pc.dictionary_encode(col)
+        words = enc.dictionary.to_pylist()
+        mapping = np.fromiter((self._code(w) for w in words), dtype=np.int64, count=len(words))
+        return mapping[enc.indices.to_numpy(zero_copy_only=False)]
+
+    def _code(self, word: str) -> int:
+        code = self.index.get(word)
+        if code is None:
+            code = self.index[word] = len(self.names)
+            self.names.append(word)
+        return code
+
+
+class DetectorState:
+    """A detector's state: named float64 arrays of shape (entities, width), row = entity code,
+    plus small JSON `extras` (e.g. per-partition clocks). Memory is constant per entity.
+
+    `to_table()` gives one row per entity (column `entity` and one fixed-size list column per
+    array; kind and extras in the schema metadata) and `from_table()` restores it exactly, so
+    a worker can land it with its flush or rebuild it.
+
+        >>> s = DetectorState("traffic.stuck", {"run_start": 1})
+        >>> codes = s.encode(pa.array(["tdet-0001"]))
+        >>> s["run_start"][codes, 0] = 60_000.0
+        >>> DetectorState.from_table(s.to_table())["run_start"][0, 0]
+        60000.0
+    """
+
+    def __init__(self, kind: str, widths: dict[str, int], extras: dict[str, Any] | None = None):
+        self.kind = kind
+        self.codes = EntityCodes()
+        self.extras: dict[str, Any] = extras or {}
+        self._arrays = {name: np.full((0, w), np.nan) for name, w in widths.items()}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+    def __len__(self) -> int:
+        return len(self.codes.names)
+
+    def encode(self, col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+        """Codes of the entity column, growing every array (NaN rows) for new entities."""
+        codes = self.codes.encode(col)
+        n = len(self.codes.names)
+        for name, arr in self._arrays.items():
+            if arr.shape[0] < n:
+                grown = np.full((max(n, 2 * arr.shape[0]), arr.shape[1]), np.nan)
+                grown[: arr.shape[0]] = arr
+                self._arrays[name] = grown
+        return codes
+
+    def to_table(self) -> pa.Table:
+        n = len(self)
+        cols: dict[str, pa.Array] = {"entity": pa.array(self.codes.names, pa.string())}
+        for name, arr in self._arrays.items():
+            flat = pa.array(np.ascontiguousarray(arr[:n]).reshape(-1), pa.float64())
+            cols[name] = pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])
+        meta = {"kind": self.kind, "extras": json.dumps(self.extras, sort_keys=True)}
+        return pa.table(cols).replace_schema_metadata(meta)
+
+    @classmethod
+    def from_table(cls, table: pa.Table) -> DetectorState:
+        meta = table.schema.metadata or {}
+        widths = {f.name: f.type.list_size for f in table.schema if f.name != "entity"}
+        state = cls(meta[b"kind"].decode(), widths, json.loads(meta.get(b"extras", b"{}")))
+        state.encode(table.column("entity"))
+        for name, width in widths.items():
+            col = table.column(name).combine_chunks()
+            values = col.flatten().to_numpy(zero_copy_only=False)
+            state._arrays[name][: len(table)] = values.reshape(len(table), width)
+        return state
+
+
+@dataclass
+class Rows:
+    """The window rows a detector scores in one batch, sorted by entity then window_start."""
+
+    codes: np.ndarray
+    entity: list[str]
+    district: list[str | None]
+    window_start: np.ndarray
+    window_end: np.ndarray
+    partition: np.ndarray
+    columns: dict[str, np.ndarray]
+    starts: np.ndarray  # first row of each entity's run in this batch
+    counts: np.ndarray  # rows per entity in this batch
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def steps(self) -> Iterator[np.ndarray]:
+        """Row indices of step k = the k-th row of every entity that has one (see module doc)."""
+        for k in range(int(self.counts.max()) if len(self.counts) else 0):
+            yield self.starts[self.counts > k] + k
+
+
+def select_rows(windows: pa.Table, source: str, state: DetectorState,
+                columns: Sequence[str]) -> Rows:
+    """The rows of `source` that `state` has not scored yet (see module doc), as numpy arrays;
+    marks them scored. Missing or null numeric columns become NaN."""
+    if windows.num_rows and "source" in windows.column_names:
+        windows = windows.filter(pc.equal(windows.column("source"), source))
+    if windows.num_rows == 0:
+        windows = pa.table({"entity": pa.array([], pa.string()), "window_start": pa.array([], pa.int64()),
+                            "window_end": pa.array([], pa.int64())})
+    codes = state.encode(windows.column("entity"))
+    ws = windows.column("window_start").to_numpy().astype(np.int64)
+    we = windows.column("window_end").to_numpy().astype(np.int64)
+    version = _numeric(windows, "version", len(ws), 0.0)
+    # one row per (entity, window): the newest version in the batch; then entity, window order
+    order = np.lexsort((-version, ws, codes))
+    codes, ws_sorted = codes[order], ws[order]
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = (codes[1:] != codes[:-1]) | (ws_sorted[1:] != ws_sorted[:-1])
+    scored = state["scored_until"][codes, 0]
+    keep = first & ~(ws_sorted <= scored)  # NaN (never scored) compares False
+    order = order[keep]
+    codes = codes[keep]
+    if len(codes):
+        last = np.flatnonzero(np.r_[codes[1:] != codes[:-1], True])
+        state["scored_until"][codes[last], 0] = ws[order][last]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.empty(0, np.int64)
+    counts = np.diff(np.r_[starts, len(codes)])
+    take = pa.array(order, pa.int64())
+    district = (windows.column("district").take(take).to_pylist() if "district" in windows.column_names
+                else [None] * len(order))
+    return Rows(
+        codes=codes,
+        entity=windows.column("entity").take(take).to_pylist(),
+        district=district,
+        window_start=ws[order],
+        window_end=we[order],
+        partition=_numeric(windows, "kafka_partition", len(ws), 0.0)[order].astype(np.int64),
+        columns={c: _numeric(windows, c, len(ws), np.nan)[order] for c in columns},
+        starts=starts,
+        counts=counts,
+    )
+
+
+def _numeric(table: pa.Table, name: str, n: int, default: float) -> np.ndarray:
+    if name not in table.column_names:
+        return np.full(n, default)
+    return table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def incident_starts(state: DetectorState, codes: np.ndarray, ws: np.ndarray, hot: np.ndarray,
+                    clear_s: float, min_hot: int = 1) -> np.ndarray:
+    """De-duplicate hot windows into incidents: an incident stays open while hot windows of the
+    entity follow each other within `clear_s` seconds (hysteresis), and raises one alert, at
+    its `min_hot`-th hot window (1 = at once; 2 = confirmed by a second, which drops one-reading
+    glitches). Uses the state arrays `last_hot` (ms) and `hot_n`. Returns the alerting rows."""
+    last = state["last_hot"][codes, 0]
+    open_ = (ws - last) <= clear_s * 1000.0  # NaN -> False
+    n = np.where(open_, np.nan_to_num(state["hot_n"][codes, 0]), 0.0) + hot
+    state["hot_n"][codes[hot], 0] = n[hot]
+    state["last_hot"][codes[hot], 0] = ws[hot]
+    return hot & (n == min_hot)
+
+
+class Detector(Protocol):
+    """One kind of anomaly: `name` (e.g. 'traffic.congestion'), `source`, `severity`."""
+
+    name: str
+    source: str
+    severity: Severity
+
+    def new_state(self) -> DetectorState: ...
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table: ...
+
+
+def advance_runs(state: DetectorState, codes: np.ndarray, ws: np.ndarray, we: np.ndarray,
+                 cond: np.ndarray, max_gap_s: float) -> np.ndarray:
+    """One step of per-entity runs of windows meeting `cond` (state arrays `run_start`,
+    `last_end`): a run goes on while each window meets it and starts within `max_gap_s` of the
+    previous window's end. Returns each row's run start (ms; NaN where `cond` is false)."""
+    contiguous = (ws - state["last_end"][codes, 0]) <= max_gap_s * 1000.0
+    prev = state["run_start"][codes, 0]
+    run_start = np.where(cond & contiguous & np.isfinite(prev), prev, np.where(cond, ws.astype(float), np.nan))
+    state["run_start"][codes, 0] = run_start
+    state["last_end"][codes, 0] = we
+    return run_start
+
+
+def runs_due(state: DetectorState, codes: np.ndarray, run_start: np.ndarray, due: np.ndarray) -> np.ndarray:
+    """Rows whose run is due (`due` true) and not yet alerted (state array `alerted_run`):
+    one alert per run. Marks them alerted."""
+    fire = due & np.isfinite(run_start) & (state["alerted_run"][codes, 0] != run_start)
+    state["alerted_run"][codes[fire], 0] = run_start[fire]
+    return fire
+
+
+def utc_minute(ts_ms: float) -> str:
+    """'2026-03-02 14:05 UTC' for evidence strings."""
+    return datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class DetectorConfig(Protocol):
+    """A kind's typed settings, validated when constructed; `build()` makes its detector."""
+
+    def build(self) -> Detector: ...

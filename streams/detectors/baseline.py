@@ -1,0 +1,154 @@
+"""Per-entity, per-time-of-day baselines: an exponentially weighted mean and variance per
+(entity, local hour [, weekday/weekend]) in fixed numpy arrays, so memory is constant per entity.
+
+Why EWMA and not a running median: it is three floats per bucket, mergeable into Arrow state,
+and it follows slow drift (roadworks, seasons). Robustness comes from clipping instead: once a
+bucket is warm, a value far outside the band is clipped to the band before it updates the
+baseline, so one wild reading moves it by at most `clip_sd` standard deviations (at least
+`min_sd`) times the weight, and an hour-long incident moves it by a fraction of a deviation.
+Flagged windows do update it (clipped): a lasting change (a lamp replaced by a stronger one, a
+road rebuilt) becomes the new normal within about `memory_days`, instead of alerting for ever.
+
+The weight is set in *days of memory*, not per sample, so it does not depend on the window size:
+a bucket of `bucket_s` seconds sees bucket_s / window_size_s samples a day, and alpha =
+window_size_s / (bucket_s * memory_days). Until a bucket has seen 1/alpha samples the mean is a
+plain running mean (alpha = 1/n), so the first day is not over-weighted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from streams.detectors.base import DetectorState
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+@dataclass(frozen=True)
+class TimeOfDay:
+    """Which bucket a window falls in: local hour of `timezone` (`buckets_per_day` buckets),
+    times weekday/weekend when `split_weekend`."""
+
+    timezone: str = "Europe/Berlin"
+    buckets_per_day: int = 24
+    split_weekend: bool = True
+
+    def __post_init__(self) -> None:
+        if self.buckets_per_day <= 0 or 86400 % self.buckets_per_day:
+            raise ValueError(f"buckets_per_day must divide a day, got {self.buckets_per_day}")
+        pd.Timestamp(0, tz=self.timezone)  # raises on an unknown zone, at build time
+
+    @property
+    def n_buckets(self) -> int:
+        return self.buckets_per_day * (2 if self.split_weekend else 1)
+
+    @property
+    def bucket_s(self) -> int:
+        return 86400 // self.buckets_per_day
+
+    def local(self, ts_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(seconds since local midnight, weekday 0=Mon) of epoch-ms timestamps."""
+        t = pd.DatetimeIndex(pd.to_datetime(ts_ms, unit="ms", utc=True)).tz_convert(self.timezone)
+        secs = (t.hour * 3600 + t.minute * 60 + t.second).to_numpy()
+        return secs, t.weekday.to_numpy()
+
+    def bucket(self, ts_ms: np.ndarray) -> np.ndarray:
+        secs, weekday = self.local(ts_ms)
+        b = secs // self.bucket_s
+        if self.split_weekend:
+            b = b + self.buckets_per_day * (weekday >= 5)
+        return b.astype(np.int64)
+
+    def label(self, ts_ms: int) -> str:
+        """'Mon 08:00' style label of the bucket a timestamp falls in (for evidence)."""
+        secs, weekday = self.local(np.array([ts_ms]))
+        start = int(secs[0]) // self.bucket_s * self.bucket_s
+        return f"{WEEKDAY_NAMES[int(weekday[0])]} {start // 3600:02d}:{start % 3600 // 60:02d}"
+
+
+@dataclass(frozen=True)
+class BandStats:
+    mean: np.ndarray
+    sd: np.ndarray
+    n: np.ndarray
+
+
+class Baseline:
+    """EWMA mean/variance of one signal per (entity, bucket), stored in a `DetectorState` as
+    arrays `<signal>_mean`, `<signal>_var`, `<signal>_n` of width n_buckets."""
+
+    def __init__(self, signal: str, tod: TimeOfDay, memory_days: float, clip_sd: float,
+                 relative: bool = True, min_sd: float = 1.0):
+        self.signal = signal
+        self.relative = relative
+        self.min_sd = min_sd
+        self.tod = tod
+        self.memory_days = memory_days
+        self.clip_sd = clip_sd
+
+    def widths(self) -> dict[str, int]:
+        n = self.tod.n_buckets
+        return {f"{self.signal}_mean": n, f"{self.signal}_var": n, f"{self.signal}_n": n}
+
+    def stats(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray,
+              min_n: np.ndarray) -> BandStats:
+        """Mean, spread and sample count of each row's bucket. The spread is the larger of the
+        bucket's own and the sensor's typical one (the median over its warm buckets, relative
+        to the mean when `relative`): a bucket that has seen a few dozen samples can
+        underestimate its spread, and a median is not moved by a few noisy hours."""
+        s = self.signal
+        n_all = np.nan_to_num(state[f"{s}_n"][codes])
+        mean_all = state[f"{s}_mean"][codes]
+        sd_all = np.sqrt(np.maximum(state[f"{s}_var"][codes], 0.0))
+        warm = n_all >= min_n[:, None]
+        rows = np.arange(len(codes))
+        mean, sd, n = mean_all[rows, buckets], sd_all[rows, buckets], n_all[rows, buckets]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.relative:
+                spread = np.where(warm & (np.abs(mean_all) > 0), sd_all / np.abs(mean_all), np.nan)
+            else:
+                spread = np.where(warm, sd_all, np.nan)
+        typical = _nanmedian_rows(spread)
+        floor = typical * np.abs(mean) if self.relative else typical
+        return BandStats(mean, np.fmax(sd, floor), n)
+
+    def update(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray, x: np.ndarray,
+               window_size_s: np.ndarray, warm_n: np.ndarray) -> None:
+        """Fold `x` into the baselines (rows with NaN x are skipped). `codes` must be unique.
+        Values are clipped only once the bucket is warm (`warm_n` samples): before that the
+        mean and spread are too uncertain to say what is wild, and clipping against them
+        would freeze a bucket that began in another regime (a lamp off on its first night)."""
+        ok = np.isfinite(x)
+        if not ok.any():
+            return
+        c, b, x, warm_n = codes[ok], buckets[ok], x[ok], warm_n[ok]
+        s = self.signal
+        n = np.nan_to_num(state[f"{s}_n"][c, b]) + 1.0
+        mean = state[f"{s}_mean"][c, b]
+        var = state[f"{s}_var"][c, b]
+        first = n == 1.0
+        mean = np.where(first, x, mean)
+        var = np.where(first, 0.0, var)
+        # the clip band is at least clip_sd * min_sd wide: a bucket that started with a run of
+        # equal values (zeros before a school opens) must still be able to learn
+        band = self.clip_sd * np.maximum(np.sqrt(var), self.min_sd)
+        clipped = np.where(n > warm_n, np.clip(x, mean - band, mean + band), x)
+        alpha = np.maximum(window_size_s[ok] / (self.tod.bucket_s * self.memory_days), 1.0 / n)
+        delta = clipped - mean
+        state[f"{s}_mean"][c, b] = mean + alpha * delta
+        state[f"{s}_var"][c, b] = (1.0 - alpha) * (var + alpha * delta * delta)
+        state[f"{s}_n"][c, b] = n
+
+
+def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
+    """Row-wise median ignoring NaN; NaN for rows with no value (sort-based: NaN sorts last,
+    several times faster than np.nanmedian on the small rows of a step)."""
+    srt = np.sort(a, axis=1)
+    cnt = np.isfinite(a).sum(axis=1)
+    rows = np.arange(a.shape[0])
+    lo, hi = np.maximum(cnt - 1, 0) // 2, cnt // 2
+    hi = np.minimum(hi, a.shape[1] - 1)
+    return np.where(cnt > 0, (srt[rows, lo] + srt[rows, hi]) / 2.0, np.nan)

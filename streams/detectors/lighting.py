@@ -1,0 +1,150 @@
+"""Lighting detectors: a lamp burning in daylight, and its energy off its own curve.
+
+Not done yet: `lighting.fault_cluster` (several lamps of one district failing together). The
+simulator's lamps are in fault about 6 % of the time each, so "N lamps in fault" fires daily;
+the rule needs fault *onsets* per district per window against a binomial baseline, and lamps
+of one district are spread over partitions, so the exact city-wide count is a warehouse query
+(or a merge of per-partition partials), not a per-partition detector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from streams.detectors.base import (
+    Alerts,
+    DetectorState,
+    Severity,
+    advance_runs,
+    incident_starts,
+    runs_due,
+    select_rows,
+    utc_minute,
+)
+from streams.detectors.baseline import Baseline, TimeOfDay
+
+SOURCE = "lighting"
+ON, DIMMED, LUX, ENERGY, FAULT = "on_count", "dimmed_count", "min_ambient_lux", "energy_wh", "fault_count"
+
+
+@dataclass(frozen=True)
+class OnInDaylightConfig:
+    """Lamp on in daylight: the lamp reported 'on' or 'dimmed' in windows whose *darkest*
+    ambient reading was at least `daylight_lux`, for at least `min_duration_s`. Defaults:
+    1,000 lx (overcast daylight; lamps switch at 25-45 lx, so dusk and dawn windows, whose
+    darkest reading is below that, never count) and 30 min (two 15-min windows: a sensor
+    shaded for a moment or a maintenance test is not an alert). One alert per run."""
+
+    daylight_lux: float = 1000.0
+    min_duration_s: float = 1800.0
+    max_gap_s: float = 1800.0
+    severity: Severity = Severity.WARNING
+
+    def __post_init__(self) -> None:
+        if self.daylight_lux <= 0 or self.min_duration_s <= 0 or self.max_gap_s < 0:
+            raise ValueError("daylight_lux and min_duration_s must be > 0, max_gap_s >= 0")
+
+    def build(self) -> OnInDaylight:
+        return OnInDaylight(self)
+
+
+class OnInDaylight:
+    name = "lighting.on_in_daylight"
+    source = SOURCE
+
+    def __init__(self, config: OnInDaylightConfig):
+        self.config = config
+        self.severity = config.severity
+
+    def new_state(self) -> DetectorState:
+        return DetectorState(self.name, {"scored_until": 1, "run_start": 1, "last_end": 1, "alerted_run": 1})
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
+        cfg = self.config
+        rows = select_rows(windows, SOURCE, state, (ON, DIMMED, LUX))
+        col = rows.columns
+        lit = (np.nan_to_num(col[ON]) + np.nan_to_num(col[DIMMED]) > 0) & (col[LUX] >= cfg.daylight_lux)
+        alerts = Alerts(self.name, SOURCE, self.severity)
+        for idx in rows.steps():
+            c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
+            run_start = advance_runs(state, c, ws, we, lit[idx], cfg.max_gap_s)
+            fire = runs_due(state, c, run_start, we - run_start >= cfg.min_duration_s * 1000.0)
+            for j in np.flatnonzero(fire):
+                i = idx[j]
+                minutes = (we[j] - run_start[j]) / 60000.0
+                alerts.add(rows.entity[i], rows.district[i], int(run_start[j]), int(we[j]), col[LUX][i],
+                           cfg.daylight_lux, minutes,
+                           f"on with at least {col[LUX][i]:.0f} lx of daylight for {minutes:.0f} min "
+                           f"since {utc_minute(run_start[j])}")
+        return alerts.table()
+
+
+@dataclass(frozen=True)
+class EnergySpikeConfig:
+    """Energy spike: a window's energy at least `z_threshold` spreads and `min_ratio` times
+    above the lamp's own baseline for that hour (weekday/weekend apart: the dimming schedule
+    is by clock), and `min_increase_wh` more. Its own curve, because lamps range from 28 to
+    110 W and dim differently. Defaults: z 6, 1.5x (a driver fault or surge draws well over
+    the rated power; dimming changes are in the baseline), +5 Wh per window (20 W over 15 min,
+    so standby noise of a lamp that is off never counts); memory 7 days; one alert per episode
+    (ends after an hour without a spike)."""
+
+    z_threshold: float = 6.0
+    min_ratio: float = 1.5
+    min_increase_wh: float = 5.0
+    memory_days: float = 7.0
+    warmup_s: float = 7200.0
+    clear_s: float = 3600.0
+    timezone: str = "Europe/Berlin"
+    severity: Severity = Severity.WARNING
+
+    def __post_init__(self) -> None:
+        if self.z_threshold <= 0 or self.min_ratio < 1 or self.min_increase_wh < 0:
+            raise ValueError("z_threshold > 0, min_ratio >= 1 and min_increase_wh >= 0 are required")
+        if self.memory_days <= 0 or self.warmup_s < 0 or self.clear_s < 0:
+            raise ValueError("memory_days must be > 0, warmup_s and clear_s >= 0")
+        TimeOfDay(self.timezone)
+
+    def build(self) -> EnergySpike:
+        return EnergySpike(self)
+
+
+class EnergySpike:
+    name = "lighting.energy_spike"
+    source = SOURCE
+
+    def __init__(self, config: EnergySpikeConfig):
+        self.config = config
+        self.severity = config.severity
+        self.tod = TimeOfDay(config.timezone)
+        self.baseline = Baseline(ENERGY, self.tod, config.memory_days, clip_sd=3.0, min_sd=0.5)
+
+    def new_state(self) -> DetectorState:
+        return DetectorState(self.name, {"scored_until": 1, "last_hot": 1, "hot_n": 1, **self.baseline.widths()})
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
+        cfg = self.config
+        rows = select_rows(windows, SOURCE, state, (ENERGY,))
+        x_all = rows.columns[ENERGY]
+        buckets = self.tod.bucket(rows.window_start)
+        size_s = (rows.window_end - rows.window_start) / 1000.0
+        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
+        alerts = Alerts(self.name, SOURCE, self.severity)
+        for idx in rows.steps():
+            c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
+            st = self.baseline.stats(state, c, b, min_n[idx])
+            valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= min_n[idx])
+            sd = np.fmax(st.sd, 0.5)
+            z = (x - st.mean) / sd
+            hot = valid & (z >= cfg.z_threshold) & (x >= cfg.min_ratio * st.mean) & (x - st.mean >= cfg.min_increase_wh)
+            for j in np.flatnonzero(incident_starts(state, c, rows.window_start[idx], hot, cfg.clear_s)):
+                i = idx[j]
+                alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
+                           x[j], st.mean[j], z[j],
+                           f"energy {x[j]:.1f} Wh vs baseline {st.mean[j]:.1f}±{st.sd[j]:.1f} Wh for "
+                           f"{self.tod.label(int(rows.window_start[i]))}")
+            self.baseline.update(state, c, b, x, size_s[idx], min_n[idx])
+        return alerts.table()

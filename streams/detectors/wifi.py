@@ -1,0 +1,231 @@
+"""Wi-Fi detectors: an authentication-failure burst (possible brute force), an access point
+down or silent, and latency degradation against the AP's own time-of-day baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from streams.detectors.base import (
+    Alerts,
+    DetectorState,
+    Severity,
+    advance_runs,
+    incident_starts,
+    runs_due,
+    select_rows,
+    utc_minute,
+)
+from streams.detectors.baseline import Baseline, TimeOfDay
+from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
+
+SOURCE = "wifi"
+AUTH, LATENCY, DOWN, EVENTS = "auth_failures", "p95_latency_ms", "down_count", "n_events"
+
+
+def _all_down(cols: dict[str, np.ndarray]) -> np.ndarray:
+    return (cols[DOWN] > 0) & (cols[DOWN] >= cols[EVENTS])
+
+
+@dataclass(frozen=True)
+class AuthBurstConfig:
+    """Auth-failure burst: failed logins in a window far above this AP's baseline for that hour
+    (weekday/weekend apart): at least `min_failures`, at least `min_ratio` times the baseline,
+    and `z_threshold` spreads above it, the spread at least the Poisson one (sqrt of the
+    mean): failures are counts, so a quiet AP's baseline of 0.4 must not make 4 look like a
+    storm. Before a bucket is warm (`warmup_s` of windows in it) only `absolute_failures` in a
+    window fires, so a brand-new AP under attack is not invisible for two days.
+
+    Defaults: 20 failures (a few mistyped passwords at a busy zoo AP are 5-25 per 5 min in the
+    simulator's busiest hour, so 20 alone is no alarm, hence also 3x and z 6); 200 per window
+    before warm-up; memory 7 days; one alert per burst, a burst ends after 30 min quiet."""
+
+    min_failures: float = 20.0
+    min_ratio: float = 3.0
+    z_threshold: float = 6.0
+    absolute_failures: float = 200.0
+    memory_days: float = 7.0
+    warmup_s: float = 7200.0
+    clear_s: float = 1800.0
+    timezone: str = "Europe/Berlin"
+    severity: Severity = Severity.CRITICAL
+
+    def __post_init__(self) -> None:
+        if min(self.min_failures, self.z_threshold, self.absolute_failures, self.memory_days) <= 0:
+            raise ValueError("min_failures, z_threshold, absolute_failures and memory_days must be > 0")
+        if self.min_ratio < 1 or self.warmup_s < 0 or self.clear_s < 0:
+            raise ValueError("min_ratio must be >= 1, warmup_s and clear_s >= 0")
+        TimeOfDay(self.timezone)
+
+    def build(self) -> AuthBurst:
+        return AuthBurst(self)
+
+
+class AuthBurst:
+    name = "wifi.auth_burst"
+    source = SOURCE
+
+    def __init__(self, config: AuthBurstConfig):
+        self.config = config
+        self.severity = config.severity
+        self.tod = TimeOfDay(config.timezone)
+        self.baseline = Baseline(AUTH, self.tod, config.memory_days, clip_sd=3.0)
+
+    def new_state(self) -> DetectorState:
+        return DetectorState(self.name, {"scored_until": 1, "last_hot": 1, "hot_n": 1, **self.baseline.widths()})
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
+        cfg = self.config
+        rows = select_rows(windows, SOURCE, state, (AUTH,))
+        x_all = rows.columns[AUTH]
+        buckets = self.tod.bucket(rows.window_start)
+        size_s = (rows.window_end - rows.window_start) / 1000.0
+        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
+        alerts = Alerts(self.name, SOURCE, self.severity)
+        for idx in rows.steps():
+            c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
+            st = self.baseline.stats(state, c, b, min_n[idx])
+            warm = np.isfinite(st.mean) & (st.n >= min_n[idx])
+            mean = np.where(warm, st.mean, 0.0)
+            sd = np.fmax(np.fmax(st.sd, np.sqrt(np.maximum(mean, 0.0))), 1.0)
+            z = (x - mean) / sd
+            burst = warm & (x >= cfg.min_failures) & (x >= cfg.min_ratio * mean) & (z >= cfg.z_threshold)
+            hot = burst | (x >= cfg.absolute_failures)
+            for j in np.flatnonzero(incident_starts(state, c, rows.window_start[idx], hot, cfg.clear_s)):
+                i = idx[j]
+                basis = (f"baseline {mean[j]:.1f}±{sd[j]:.1f} for {self.tod.label(int(rows.window_start[i]))}"
+                         if warm[j] else "no baseline yet")
+                alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
+                           x[j], mean[j] if warm[j] else np.nan, z[j] if warm[j] else np.nan,
+                           f"{x[j]:.0f} failed logins in {size_s[i] / 60:.0f} min vs {basis}")
+            self.baseline.update(state, c, b, x, size_s[idx], min_n[idx])
+        return alerts.table()
+
+
+@dataclass(frozen=True)
+class ApDownConfig:
+    """Access point down or silent: every report of its windows says 'down' for at least
+    `min_down_s`, or it sends nothing for `silence_s` while its partition goes on (see
+    `silence`). Defaults: 15 min down (three 5-min windows: a reboot takes 2-5 min and
+    should not page anyone), 15 min silent. One alert per outage."""
+
+    min_down_s: float = 900.0
+    silence_s: float = 900.0
+    max_gap_s: float = 600.0
+    severity: Severity = Severity.WARNING
+
+    def __post_init__(self) -> None:
+        if self.min_down_s <= 0 or self.silence_s <= 0 or self.max_gap_s < 0:
+            raise ValueError("min_down_s and silence_s must be > 0, max_gap_s >= 0")
+
+    def build(self) -> ApDown:
+        return ApDown(self)
+
+
+class ApDown:
+    name = "wifi.ap_down"
+    source = SOURCE
+
+    def __init__(self, config: ApDownConfig):
+        self.config = config
+        self.severity = config.severity
+
+    def new_state(self) -> DetectorState:
+        return DetectorState(self.name, {"scored_until": 1, "run_start": 1, "last_end": 1, "alerted_run": 1,
+                                         **SILENCE_WIDTHS}, {"partition_max": {}})
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
+        cfg = self.config
+        rows = select_rows(windows, SOURCE, state, (DOWN, EVENTS))
+        alerts = Alerts(self.name, SOURCE, self.severity)
+
+        def silent(entity: str, district: str | None, last_end: float, partition: int, back_at: float | None) -> None:
+            tail = f", back at {utc_minute(back_at)}" if back_at is not None else ""
+            alerts.add(entity, district, int(last_end), int(last_end + cfg.silence_s * 1000), np.nan, np.nan,
+                       cfg.silence_s / 60.0,
+                       f"silent since {utc_minute(last_end)} for >= {cfg.silence_s / 60:.0f} min while "
+                       f"partition {partition} went on{tail}")
+
+        silence_alerts(rows, state, cfg.silence_s, silent)
+        down = _all_down(rows.columns)
+        for idx in rows.steps():
+            c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
+            run_start = advance_runs(state, c, ws, we, down[idx], cfg.max_gap_s)
+            fire = runs_due(state, c, run_start, we - run_start >= cfg.min_down_s * 1000.0)
+            for j in np.flatnonzero(fire):
+                i = idx[j]
+                minutes = (we[j] - run_start[j]) / 60000.0
+                alerts.add(rows.entity[i], rows.district[i], int(run_start[j]), int(we[j]), minutes, np.nan,
+                           minutes, f"every report 'down' for {minutes:.0f} min since {utc_minute(run_start[j])}")
+        return alerts.table()
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """Latency degradation: the window's p95 latency at least `z_threshold` spreads and
+    `min_ratio` times above this AP's baseline for the hour, and `min_increase_ms` higher, for
+    `min_hot_windows` windows of one episode (a single slow window is a hiccup). Windows in
+    which the AP was down (reports 0 ms) are not latency and are skipped. Defaults: z 6, 2x,
+    +50 ms (users notice 100 ms on top of a 10-40 ms link; the simulator's busiest zoo hour
+    adds about 35 ms), two windows; memory 7 days; 30 min to end an episode."""
+
+    z_threshold: float = 6.0
+    min_ratio: float = 2.0
+    min_increase_ms: float = 50.0
+    min_hot_windows: int = 2
+    memory_days: float = 7.0
+    warmup_s: float = 7200.0
+    clear_s: float = 1800.0
+    timezone: str = "Europe/Berlin"
+    severity: Severity = Severity.WARNING
+
+    def __post_init__(self) -> None:
+        if self.z_threshold <= 0 or self.min_ratio < 1 or self.min_increase_ms < 0 or self.min_hot_windows < 1:
+            raise ValueError("z_threshold > 0, min_ratio >= 1, min_increase_ms >= 0, min_hot_windows >= 1")
+        if self.memory_days <= 0 or self.warmup_s < 0 or self.clear_s < 0:
+            raise ValueError("memory_days must be > 0, warmup_s and clear_s >= 0")
+        TimeOfDay(self.timezone)
+
+    def build(self) -> Latency:
+        return Latency(self)
+
+
+class Latency:
+    name = "wifi.latency"
+    source = SOURCE
+
+    def __init__(self, config: LatencyConfig):
+        self.config = config
+        self.severity = config.severity
+        self.tod = TimeOfDay(config.timezone)
+        self.baseline = Baseline(LATENCY, self.tod, config.memory_days, clip_sd=3.0)
+
+    def new_state(self) -> DetectorState:
+        return DetectorState(self.name, {"scored_until": 1, "last_hot": 1, "hot_n": 1, **self.baseline.widths()})
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
+        cfg = self.config
+        rows = select_rows(windows, SOURCE, state, (LATENCY, DOWN, EVENTS))
+        x_all = np.where(rows.columns[DOWN] > 0, np.nan, rows.columns[LATENCY])
+        buckets = self.tod.bucket(rows.window_start)
+        size_s = (rows.window_end - rows.window_start) / 1000.0
+        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
+        alerts = Alerts(self.name, SOURCE, self.severity)
+        for idx in rows.steps():
+            c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
+            st = self.baseline.stats(state, c, b, min_n[idx])
+            valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= min_n[idx])
+            sd = np.fmax(st.sd, 1.0)
+            z = (x - st.mean) / sd
+            hot = valid & (z >= cfg.z_threshold) & (x >= cfg.min_ratio * st.mean) & (x - st.mean >= cfg.min_increase_ms)
+            start = incident_starts(state, c, rows.window_start[idx], hot, cfg.clear_s, cfg.min_hot_windows)
+            for j in np.flatnonzero(start):
+                i = idx[j]
+                alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
+                           x[j], st.mean[j], z[j],
+                           f"p95 latency {x[j]:.0f} ms vs baseline {st.mean[j]:.0f}±{st.sd[j]:.0f} ms for "
+                           f"{self.tod.label(int(rows.window_start[i]))}")
+            self.baseline.update(state, c, b, x, size_s[idx], min_n[idx])
+        return alerts.table()

@@ -1,0 +1,170 @@
+"""Test helper: realistic traffic windows (the simulator's detectors and daily rhythm, run
+through the real window engine), with incidents painted in, and a runner that feeds windows
+to a detector in batches."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from streams.detectors.base import Detector, DetectorState
+from streams.simulator import CityClock, TrafficDetector
+from streams.windows import WindowEngine, WindowSpec
+
+MIN = 60_000
+DAY = 86_400_000
+# Monday 2026-03-02 00:00 Europe/Berlin (UTC+1): a Monday so weekdays and weekends are known
+T0 = int(datetime(2026, 3, 1, 23, 0, tzinfo=UTC).timestamp() * 1000)
+
+
+def local_ms(day: int, hour: float) -> int:
+    """Epoch ms of local (Berlin, winter) hour `hour` on day `day` after T0 (day 0 = Monday)."""
+    return T0 + day * DAY + int(hour * 3_600_000)
+
+
+Paint = Callable[[pd.DataFrame], pd.DataFrame]
+
+
+def readings(days: float, n_detectors: int = 4, seed: int = 7, every_s: int = 60) -> pd.DataFrame:
+    """Raw readings of `n_detectors` simulator detectors, one each `every_s`, from T0."""
+    rng = random.Random(seed)
+    clock = CityClock(seed)
+    devices = [TrafficDetector(rng, i) for i in range(n_detectors)]
+    rows = []
+    for ts in range(T0, T0 + int(days * DAY), every_s * 1000):
+        for d in devices:
+            r = d.read(rng, clock, ts, "")
+            r["ts"] = ts
+            rows.append(r)
+    frame = pd.DataFrame(rows)
+    return frame.rename(columns={"detector_id": "entity"})
+
+
+def jam(frame: pd.DataFrame, entity: str, start: int, end: int, speed_factor: float = 0.25,
+        occupancy: float = 45.0) -> pd.DataFrame:
+    """A jam on one detector: speed falls to `speed_factor`, occupancy rises to `occupancy`."""
+    out = frame.copy()
+    sel = (out["entity"] == entity) & (out["ts"] >= start) & (out["ts"] < end) & (out["vehicle_count"] > 0)
+    out.loc[sel, "avg_speed_kmh"] = out.loc[sel, "avg_speed_kmh"] * speed_factor
+    out.loc[sel, "occupancy_pct"] = occupancy
+    return out
+
+
+def windows_of(frame: pd.DataFrame, size_s: int = 300, partition: int = 0) -> pa.Table:
+    """The readings through the real window engine (in time order): its finalised windows."""
+    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
+    frame["offset"] = np.arange(len(frame), dtype=np.int64)
+    engine = WindowEngine(WindowSpec(size_s=size_s), "traffic", partition=partition)
+    out = engine.process(frame[["ts", "entity", "district", "offset", "vehicle_count", "avg_speed_kmh",
+                                "occupancy_pct"]])
+    return out.windows
+
+
+def run(detector: Detector, windows: pa.Table, cuts: Sequence[int] = (),
+        state: DetectorState | None = None) -> pa.Table:
+    """Feed `windows` (sorted by window_start) to the detector, split at row indices `cuts`."""
+    windows = windows.sort_by([("window_start", "ascending"), ("entity", "ascending")])
+    state = state if state is not None else detector.new_state()
+    bounds = [0, *cuts, windows.num_rows]
+    parts = [detector.detect(windows.slice(a, b - a), state) for a, b in itertools.pairwise(bounds)]
+    return pa.concat_tables(parts)
+
+
+def daily_batches(windows: pa.Table) -> list[int]:
+    """Cut points at each day boundary (the worker's batches are much smaller; any cut works)."""
+    ws = windows.sort_by("window_start").column("window_start").to_numpy()
+    return [int(i) for i in np.searchsorted(ws, np.arange(T0 + DAY, int(ws.max()) + 1, DAY))]
+
+
+def truck_fixes(hours: float, n_trucks: int = 10, seed: int = 3, every_s: int = 30) -> pd.DataFrame:
+    """Raw fixes of the simulator's trucks (every fifth a reefer), one each `every_s`."""
+    from streams.simulator import Truck
+
+    rng = random.Random(seed)
+    clock = CityClock(seed)
+    trucks = [Truck(rng, i, T0 / 1000) for i in range(n_trucks)]
+    rows = []
+    for ts in range(T0, T0 + int(hours * 3_600_000), every_s * 1000):
+        for t in trucks:
+            r = t.read(rng, clock, ts, "")
+            r["ts"] = ts
+            rows.append(r)
+    frame = pd.DataFrame(rows)
+    frame["entity"] = frame["vehicle_id"]
+    frame["district"] = None
+    return frame
+
+
+def logistics_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
+    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
+    frame["offset"] = np.arange(len(frame), dtype=np.int64)
+    engine = WindowEngine(WindowSpec(size_s=size_s), "logistics")
+    cols = ["ts", "entity", "district", "offset", "status", "speed_kmh", "cargo_temp_c", "eta_minutes"]
+    table = pa.Table.from_pandas(frame[cols], preserve_index=False)
+    table = table.set_column(2, "district", pa.nulls(len(frame), pa.string()))
+    return engine.process(table).windows
+
+
+def raw_table(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame[["vehicle_id", "ts", "lat", "lon", "speed_kmh", "status"]],
+                                preserve_index=False)
+
+
+def ap_readings(days: float, seed: int = 5, every_s: int = 60) -> pd.DataFrame:
+    """Raw statistics of six simulator APs (street, zoo, tram, bus, school, street)."""
+    from streams.simulator import WifiAccessPoint
+
+    rng = random.Random(seed)
+    clock = CityClock(seed)
+    sites = ("street", "zoo", "tram", "bus", "school", "street")
+    aps = [WifiAccessPoint(rng, s, i + 1, i, every_s) for i, s in enumerate(sites)]
+    rows = []
+    for ts in range(T0, T0 + int(days * DAY), every_s * 1000):
+        for ap in aps:
+            r = ap.read(rng, clock, ts, "")
+            r["ts"] = ts
+            rows.append(r)
+    frame = pd.DataFrame(rows)
+    frame["entity"] = frame["ap_id"]
+    return frame
+
+
+def wifi_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
+    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
+    frame["offset"] = np.arange(len(frame), dtype=np.int64)
+    engine = WindowEngine(WindowSpec(size_s=size_s), "wifi")
+    cols = ["ts", "entity", "district", "offset", "connected_clients", "bytes_in", "bytes_out", "auth_failures",
+            "latency_ms", "status"]
+    return engine.process(frame[cols]).windows
+
+
+def lamp_readings(days: float, n_lamps: int = 8, seed: int = 9, every_s: int = 60) -> pd.DataFrame:
+    """Raw reports of simulator street lamps: on after dusk, dimmed after midnight, faults."""
+    from streams.simulator import StreetLamp
+
+    rng = random.Random(seed)
+    clock = CityClock(seed)
+    lamps = [StreetLamp(rng, i) for i in range(n_lamps)]
+    rows = []
+    for ts in range(T0, T0 + int(days * DAY), every_s * 1000):
+        for lamp in lamps:
+            r = lamp.read(rng, clock, ts, "")
+            r["ts"] = ts
+            rows.append(r)
+    frame = pd.DataFrame(rows)
+    frame["entity"] = frame["lamp_id"]
+    return frame
+
+
+def lighting_windows(frame: pd.DataFrame, size_s: int = 900) -> pa.Table:
+    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
+    frame["offset"] = np.arange(len(frame), dtype=np.int64)
+    engine = WindowEngine(WindowSpec(size_s=size_s), "lighting")
+    cols = ["ts", "entity", "district", "offset", "status", "dim_level_pct", "power_w", "ambient_lux"]
+    return engine.process(frame[cols]).windows
