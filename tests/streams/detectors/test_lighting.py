@@ -10,7 +10,7 @@ import pytest
 
 from streams.detectors.base import DetectorState
 from streams.detectors.lighting import EnergySpikeConfig, OnInDaylightConfig
-from tests.streams.detectors.city import (
+from tests.support.simulated_city import (
     MIN,
     daily_batches,
     lamp_readings,

@@ -17,7 +17,7 @@ from streams.detectors.logistics import (
     StalledConfig,
     haversine_km,
 )
-from tests.streams.detectors.city import MIN, T0, logistics_windows, raw_table, run, truck_fixes
+from tests.support.simulated_city import MIN, T0, logistics_windows, raw_table, run, truck_fixes
 
 REEFER = "truck-0001"  # index 0: every fifth truck is a reefer
 

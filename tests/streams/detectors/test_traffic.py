@@ -17,7 +17,7 @@ from streams.detectors import (
     StuckConfig,
 )
 from streams.detectors.baseline import TimeOfDay
-from tests.streams.detectors.city import (
+from tests.support.simulated_city import (
     DAY,
     MIN,
     T0,

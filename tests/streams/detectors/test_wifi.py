@@ -10,7 +10,7 @@ import pytest
 
 from streams.detectors.base import DetectorState
 from streams.detectors.wifi import ApDownConfig, AuthBurstConfig, LatencyConfig
-from tests.streams.detectors.city import (
+from tests.support.simulated_city import (
     MIN,
     ap_readings,
     daily_batches,

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from contracts.windows import WindowGeometry
 from streams.detectors.base import Detector, DetectorState
 from streams.simulator import CityClock, TrafficDetector
-from streams.windows import WindowEngine, WindowSpec
+from streams.windows import WindowEngine
 
 MIN = 60_000
 DAY = 86_400_000
@@ -60,7 +61,7 @@ def windows_of(frame: pd.DataFrame, size_s: int = 300, partition: int = 0) -> pa
     """The readings through the real window engine (in time order): its finalised windows."""
     frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
     frame["offset"] = np.arange(len(frame), dtype=np.int64)
-    engine = WindowEngine(WindowSpec(size_s=size_s), "traffic", partition=partition)
+    engine = WindowEngine(WindowGeometry(size_s=size_s), "traffic", partition=partition)
     out = engine.process(frame[["ts", "entity", "district", "offset", "vehicle_count", "avg_speed_kmh",
                                 "occupancy_pct"]])
     return out.windows
@@ -104,7 +105,7 @@ def truck_fixes(hours: float, n_trucks: int = 10, seed: int = 3, every_s: int = 
 def logistics_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
     frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
     frame["offset"] = np.arange(len(frame), dtype=np.int64)
-    engine = WindowEngine(WindowSpec(size_s=size_s), "logistics")
+    engine = WindowEngine(WindowGeometry(size_s=size_s), "logistics")
     cols = ["ts", "entity", "district", "offset", "status", "speed_kmh", "cargo_temp_c", "eta_minutes"]
     table = pa.Table.from_pandas(frame[cols], preserve_index=False)
     table = table.set_column(2, "district", pa.nulls(len(frame), pa.string()))
@@ -138,7 +139,7 @@ def ap_readings(days: float, seed: int = 5, every_s: int = 60) -> pd.DataFrame:
 def wifi_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
     frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
     frame["offset"] = np.arange(len(frame), dtype=np.int64)
-    engine = WindowEngine(WindowSpec(size_s=size_s), "wifi")
+    engine = WindowEngine(WindowGeometry(size_s=size_s), "wifi")
     cols = ["ts", "entity", "district", "offset", "connected_clients", "bytes_in", "bytes_out", "auth_failures",
             "latency_ms", "status"]
     return engine.process(frame[cols]).windows
@@ -165,6 +166,6 @@ def lamp_readings(days: float, n_lamps: int = 8, seed: int = 9, every_s: int = 6
 def lighting_windows(frame: pd.DataFrame, size_s: int = 900) -> pa.Table:
     frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
     frame["offset"] = np.arange(len(frame), dtype=np.int64)
-    engine = WindowEngine(WindowSpec(size_s=size_s), "lighting")
+    engine = WindowEngine(WindowGeometry(size_s=size_s), "lighting")
     cols = ["ts", "entity", "district", "offset", "status", "dim_level_pct", "power_w", "ambient_lux"]
     return engine.process(frame[cols]).windows
