@@ -57,6 +57,8 @@ def valid_values(f: Field) -> str:
         rules.append(f"{what}{lo} … {hi}")
     if f.type == "float":
         rules.append("finite")
+    if f.null_when_zero:
+        rules.append(f"lands as null when `{f.null_when_zero}` = 0")
     return "; ".join(rules) or "any"
 
 

@@ -17,7 +17,10 @@ match (``ts > max_ts - horizon``) from the raw lake, like the window engine's re
     ([False, True], [-1, 10])
 
 Fingerprints are 64-bit hashes of the typed values (not of the JSON bytes: a re-sent record
-with other whitespace or key order is still a duplicate). A false match needs a 64-bit
+with other whitespace or key order is still a duplicate), after the contract's null rules
+(contracts/rules.py): the lake holds a speed sent with no vehicles as null, so the index
+rebuilt from it must fingerprint the live records the same way (two such records differing
+only in that speed land equal, and the second is a duplicate). A false match needs a 64-bit
 collision among one partition's records inside the horizon.
 """
 
@@ -31,6 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts import lake as L
+from contracts.rules import null_meaningless
 from contracts.schema import Contract
 
 log = logging.getLogger(__name__)
@@ -47,7 +51,9 @@ def record_fingerprints(contract: Contract, table: pa.Table) -> np.ndarray:
 
     Every column is hashed on its own, with nulls mapped to a sentinel, so a row's fingerprint
     does not depend on the other rows of the table (e.g. on whether a column has nulls).
+    Values the contract's null rules declare meaningless hash as null.
     """
+    table = null_meaningless(contract, table)
     n = table.num_rows
     h = np.zeros(n, dtype=np.uint64)
     for f in contract.fields:

@@ -16,6 +16,13 @@ What the table does not hold is what a parser must find before there is a column
 The JSON type a field accepts is declared here too (`PY_TYPES`, `JSON_TYPES`): the fast path
 builds its msgspec structs from it, the checked path tests each value with it.
 
+Besides the tests, the table holds the contract's null rules (`NullRule`, from a field's
+`null_when_zero`): a value that carries no meaning, like a speed with no vehicles counted, is
+accepted and lands as null (`null_meaningless`). They change no verdict, so the decoders return
+what was sent (valid records pass unchanged) and the batch step applies them once, before
+anything lands or is windowed (streams/batch.py); the duplicate index fingerprints the nulled
+values (contracts/duplicates.py), the form the lake holds and recovery rebuilds from.
+
 `key_mismatch`: per-entity windows hold only if every event of an entity arrives on one
 partition, i.e. the Kafka key is the entity id. A record whose key is null or differs from its
 entity id (bridges from MQTT/HTTP often key by gateway or not at all) would be windowed on
@@ -115,11 +122,22 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class NullRule:
+    """A value without meaning lands as null: `field` wherever `zero_field` is 0 ("no vehicles,
+    no speed"). Applied to every record, whichever contract version its producer speaks."""
+
+    field: str
+    zero_field: str
+
+
+@dataclass(frozen=True)
 class RuleTable:
-    """A contract's rules in the order a record's first failure is looked for."""
+    """A contract's rules in the order a record's first failure is looked for, and its null
+    rules."""
 
     contract: Contract
     rules: tuple[Rule, ...]
+    null_rules: tuple[NullRule, ...] = ()
 
     def of_field(self, name: str) -> tuple[Rule, ...]:
         """The rules testing one field's own value (`value` and `epoch_ms` rules), in order."""
@@ -200,6 +218,26 @@ def _key_rule(contract: Contract) -> Rule:
     return Rule(Reason.KEY_MISMATCH, key, "key", passes, detail)
 
 
+def null_meaningless(contract: Contract, table: pa.Table) -> pa.Table:
+    """`table` (decoded or landed rows of `contract`) with every value its contract's null rules
+    declare meaningless set to null; idempotent, and the same table when nothing changes.
+
+        >>> null_meaningless(TRAFFIC, rows).column("avg_speed_kmh").to_pylist()  # counts [3, 0]
+        [48.5, None]
+    """
+    for rule in rule_table(contract).null_rules:
+        if rule.field not in table.column_names or rule.zero_field not in table.column_names:
+            continue
+        zero = pc.fill_null(pc.equal(table.column(rule.zero_field), 0), False)
+        if not pc.any(zero).as_py():
+            continue
+        i = table.schema.get_field_index(rule.field)
+        col = table.column(i)
+        table = table.set_column(i, table.schema.field(i).with_nullable(True),
+                                 pc.if_else(zero, pa.scalar(None, col.type), col))
+    return table
+
+
 _TABLES: dict[int, RuleTable] = {}
 
 
@@ -208,5 +246,6 @@ def rule_table(contract: Contract) -> RuleTable:
     table = _TABLES.get(id(contract))
     if table is None or table.contract is not contract:
         rules = [r for f in contract.fields for r in _field_rules(f)] + [_key_rule(contract)]
-        table = _TABLES[id(contract)] = RuleTable(contract, tuple(rules))
+        nulls = tuple(NullRule(f.name, f.null_when_zero) for f in contract.fields if f.null_when_zero)
+        table = _TABLES[id(contract)] = RuleTable(contract, tuple(rules), nulls)
     return table

@@ -87,6 +87,11 @@ class Field:
     For ints and floats `min`/`max` bound the value, for strings its length in characters.
     `since_version` > 1 marks a field added by a later contract version: producers of older
     versions omit it, so it must be nullable and may be absent from a record.
+
+    `null_when_zero` names an int field of the same contract whose value 0 makes this one
+    meaningless ("no vehicles, no speed"): such a value lands as null whatever the producer
+    sent (older producers send 0.0), so the raw lake, the windows and every recompute agree.
+    The rule is applied after validation (contracts/rules.py, `null_meaningless`).
     """
 
     name: str
@@ -98,6 +103,7 @@ class Field:
     max: float | None = None
     enum: tuple[str, ...] | None = None
     since_version: int = 1
+    null_when_zero: str | None = None
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -130,6 +136,13 @@ class Contract:
                     f"contract {self.source}: field {f.name!r} added in v{f.since_version} must be "
                     "nullable, otherwise records from older producers would be rejected"
                 )
+            if f.null_when_zero is not None:
+                other = next((g for g in self.fields if g.name == f.null_when_zero), None)
+                if other is None or other.type != "int" or not f.nullable:
+                    raise ValueError(
+                        f"contract {self.source}: field {f.name!r} null_when_zero={f.null_when_zero!r} "
+                        "needs an int field of that name, and the field itself nullable"
+                    )
 
     @property
     def field_names(self) -> tuple[str, ...]:

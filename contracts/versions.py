@@ -6,8 +6,13 @@ compatible with every published version of its source, so producers of any older
 being accepted and the lake's union of old and new files stays queryable:
 
 - the topic, key and entity stay; no field is removed, renamed, retyped or given another unit;
-- a nullable field stays nullable; a field added later is nullable and carries
-  ``since_version`` = the new version (older producers simply omit it);
+- a nullable field stays nullable; a required field may become nullable (a relaxation: every
+  record valid before still is; readers of the new version must expect nulls, as for traffic
+  v3's `avg_speed_kmh`);
+- a field added later is nullable and carries ``since_version`` = the new version (older
+  producers simply omit it);
+- a ``null_when_zero`` rule (a value without meaning lands as null) may be added by a new
+  version, which then applies to the records of every version; once published it stays;
 - ranges and enums may widen, never narrow;
 - any schema change bumps ``version`` by one; a published version never changes.
 
@@ -29,7 +34,7 @@ from contracts.schema import Contract, Field
 PUBLISHED_DIR = Path(__file__).with_name("published")
 _SNAPSHOT_RE = re.compile(r"^(?P<source>[a-z][a-z0-9_]*)\.v(?P<version>\d+)\.json$")
 # Field attributes that define the data; `description` may be reworded at any time.
-_SCHEMA_ATTRS = ("type", "unit", "nullable", "min", "max", "enum", "since_version")
+_SCHEMA_ATTRS = ("type", "unit", "nullable", "min", "max", "enum", "since_version", "null_when_zero")
 
 
 class IncompatibleContractChange(ValueError):
@@ -57,6 +62,7 @@ def snapshot(contract: Contract) -> dict[str, Any]:
                 "max": f.max,
                 "enum": list(f.enum) if f.enum is not None else None,
                 "since_version": f.since_version,
+                **({"null_when_zero": f.null_when_zero} if f.null_when_zero is not None else {}),
             }
             for f in contract.fields
         ],
@@ -69,7 +75,7 @@ def contract_from_snapshot(data: dict[str, Any]) -> Contract:
             name=f["name"], type=f["type"], description=f["description"], unit=f["unit"],
             nullable=f["nullable"], min=f["min"], max=f["max"],
             enum=tuple(f["enum"]) if f["enum"] is not None else None,
-            since_version=f["since_version"],
+            since_version=f["since_version"], null_when_zero=f.get("null_when_zero"),
         )
         for f in data["fields"]
     )
@@ -126,6 +132,9 @@ def compatibility_problems(old: Contract, new: Contract) -> list[str]:
                             "add a new field in the new unit instead")
         if f.nullable and not g.nullable:
             problems.append(f"{where}: field {f.name!r} became non-nullable; old records have nulls")
+        if f.null_when_zero is not None and g.null_when_zero != f.null_when_zero:
+            problems.append(f"{where}: field {f.name!r} lost its rule null_when_zero={f.null_when_zero!r}; "
+                            "values it nulled would land again")
         if g.since_version != f.since_version:
             problems.append(f"{where}: field {f.name!r} since_version changed "
                             f"{f.since_version} -> {g.since_version}")

@@ -1,7 +1,8 @@
 """Turn one partition's batch of Kafka records into landed-table pieces (pure: no Kafka).
 
-decode + validate (contracts) -> raw Arrow rows with Kafka coordinates, quarantine rows for
-rejects, and the event frame the window engine consumes.
+decode + validate (contracts) -> the contract's null rules ("no vehicles, no speed") -> raw
+Arrow rows with Kafka coordinates, quarantine rows for rejects, and the event frame the window
+engine consumes. The null rules apply here, once, so the raw lake and the windows agree.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pyarrow as pa
 from contracts.decode import DecodeLimits, Reject, decode_batch
 from contracts.duplicates import DuplicateIndex
 from contracts.quarantine import QUARANTINE_SCHEMA
-from contracts.rules import DEFAULT_LIMITS
+from contracts.rules import DEFAULT_LIMITS, null_meaningless
 from contracts.schema import Contract
 
 __all__ = ["QUARANTINE_SCHEMA", "ProcessedBatch", "RecordBatch", "process_records", "quarantine_table"]
@@ -63,7 +64,7 @@ def process_records(
                            offsets=batch.offsets, keys=batch.keys if check_keys else None)
     offsets = np.asarray(batch.offsets, dtype=np.int64)
     good_offsets = offsets[decoded.good_positions]
-    raw = decoded.good.append_column(
+    raw = null_meaningless(contract, decoded.good).append_column(
         pa.field("kafka_partition", pa.int32(), False),
         pa.array(np.full(len(good_offsets), batch.partition, dtype=np.int32)),
     ).append_column(pa.field("kafka_offset", pa.int64(), False), pa.array(good_offsets))

@@ -282,7 +282,10 @@ ROADS: dict[str, tuple[str, ...]] = {
 
 
 class TrafficDetector:
-    """An induction loop on one lane; counts vehicles over a 60 s interval ending at ts."""
+    """An induction loop on one lane; counts vehicles over a 60 s interval ending at ts.
+
+    A v3 producer: an interval without vehicles reports `avg_speed_kmh` null (no vehicles, no
+    speed) and occupancy 0; loops measure no travel time, so `travel_time_s` is left out."""
 
     COUNT_INTERVAL_S = 60.0
 
@@ -300,13 +303,13 @@ class TrafficDetector:
         hour, weekday = clock.local(ts_ms)
         act = traffic_activity(hour, weekday)
         count = min(500, _poisson(rng, self.peak_flow_h * act * self.COUNT_INTERVAL_S / 3600))
+        speed: float | None = None  # no vehicles, no speed
+        occupancy = 0.0
         if count:
-            speed = self.free_speed * (1 - self.jam_drop * act**3) * rng.gauss(1.0, 0.06)
-            speed = min(max(speed, 3.0), 200.0)
+            kmh = self.free_speed * (1 - self.jam_drop * act**3) * rng.gauss(1.0, 0.06)
+            speed = min(max(kmh, 3.0), 200.0)
             density = count * 3600 / self.COUNT_INTERVAL_S / speed  # vehicles per km
             occupancy = min(100.0, max(0.0, density * 0.75 * rng.gauss(1.0, 0.08)))
-        else:
-            speed = occupancy = 0.0
         return {
             "detector_id": self.id,
             "ts": iso,
@@ -314,7 +317,7 @@ class TrafficDetector:
             "road": self.road,
             "lane": self.lane,
             "vehicle_count": count,
-            "avg_speed_kmh": round(speed, 1),
+            "avg_speed_kmh": round(speed, 1) if speed is not None else None,
             "occupancy_pct": round(occupancy, 2),
         }
 

@@ -4,7 +4,11 @@ Arrow), the rule for which window rows a detector scores, and incident de-duplic
 Pure (numpy/pyarrow/pandas only). Every detector follows one shape, in the bytewax manner: a
 frozen, typed `...Config` validated when built, whose `build()` returns the detector; the
 detector's `detect(windows, state, raw=None)` takes one batch of finalised window rows (the
-window engine's layout) and returns anomaly rows (`ANOMALY_SCHEMA`).
+window engine's layout) and returns anomaly rows (`ANOMALY_SCHEMA`). Two kinds of rule recur
+and are written once: a run of windows meeting a condition for N minutes (`RunDetector`,
+`long_runs`: cold chain, stalled, lamp on in daylight, AP down) and a value far above the
+entity's own time-of-day baseline (`BaselineDetector`, `baseline_steps`, `above_baseline` in
+baseline.py: energy spike, auth burst, latency).
 
 Which rows are scored (corrections). A detector scores each (entity, window) once, the first
 time the window reaches it, in window order per entity: a row whose window_start is not after
@@ -302,6 +306,74 @@ def runs_due(state: DetectorState, codes: np.ndarray, run_start: np.ndarray, due
     fire = due & np.isfinite(run_start) & (state["alerted_run"][codes, 0] != run_start)
     state["alerted_run"][codes[fire], 0] = run_start[fire]
     return fire
+
+
+RUN_WIDTHS = {"scored_until": 1, "run_start": 1, "last_end": 1, "alerted_run": 1}
+
+
+def long_runs(rows: Rows, state: DetectorState, cond: np.ndarray, min_duration_s: float,
+              max_gap_s: float) -> Iterator[tuple[int, float, float]]:
+    """The runs of windows meeting `cond` (see `advance_runs`) that have lasted `min_duration_s`:
+    for each, once, at the window where it first has, (row index, run start ms, minutes so far).
+    Steps through `rows` in order, so the state (`RUN_WIDTHS`) does not depend on batching.
+
+        >>> for i, run_start, minutes in long_runs(rows, state, temp > 8.0, 900, 600):
+        ...     alerts.add(rows.entity[i], ..., int(run_start), int(rows.window_end[i]), ...)
+    """
+    for idx in rows.steps():
+        c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
+        run_start = advance_runs(state, c, ws, we, cond[idx], max_gap_s)
+        fire = runs_due(state, c, run_start, we - run_start >= min_duration_s * 1000.0)
+        for j in np.flatnonzero(fire):
+            yield int(idx[j]), float(run_start[j]), (we[j] - run_start[j]) / 60000.0
+
+
+class RunDetector:
+    """A detector raising one alert per run of windows that meet a condition for long enough
+    (`long_runs`; config `min_duration_s` or what `min_duration_s` names, and `max_gap_s`).
+    A kind names the window columns it reads and says which windows meet its condition and
+    what an alert shows (observed, expected, evidence); the alert's score is the run's minutes.
+
+        >>> class ColdChain(RunDetector):
+        ...     name, source, columns = "logistics.cold_chain", "logistics", ("max_cargo_temp_c",)
+        ...     def condition(self, col): return col["max_cargo_temp_c"] > self.config.max_temp_c
+    """
+
+    name: str
+    source: str
+    columns: tuple[str, ...]
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.severity = config.severity
+
+    @property
+    def min_duration_s(self) -> float:
+        return float(self.config.min_duration_s)
+
+    def new_state(self) -> DetectorState:
+        return DetectorState(self.name, RUN_WIDTHS)
+
+    def condition(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def describe(self, rows: Rows, i: int, run_start: float, minutes: float) -> tuple[float, float, str]:
+        """(observed, expected, evidence) of the alert of the run through row `i`."""
+        raise NotImplementedError
+
+    def before_runs(self, rows: Rows, state: DetectorState, alerts: Alerts) -> None:
+        """Alerts a kind raises besides its runs (e.g. silence), before them."""
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
+        rows = select_rows(windows, self.source, state, self.columns)
+        alerts = Alerts(self.name, self.source, self.severity)
+        self.before_runs(rows, state, alerts)
+        runs = long_runs(rows, state, self.condition(rows.columns), self.min_duration_s, self.config.max_gap_s)
+        for i, run_start, minutes in runs:
+            observed, expected, evidence = self.describe(rows, i, run_start, minutes)
+            alerts.add(rows.entity[i], rows.district[i], int(run_start), int(rows.window_end[i]), observed,
+                       expected, minutes, evidence)
+        return alerts.table()
 
 
 def utc_minute(ts_ms: float) -> str:

@@ -17,12 +17,14 @@ plain running mean (alpha = 1/n), so the first day is not over-weighted.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from streams.detectors.base import DetectorState
+from streams.detectors.base import DetectorState, Rows
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -141,6 +143,78 @@ class Baseline:
         state[f"{s}_mean"][c, b] = mean + alpha * delta
         state[f"{s}_var"][c, b] = (1.0 - alpha) * (var + alpha * delta * delta)
         state[f"{s}_n"][c, b] = n
+
+
+def check_baseline_settings(memory_days: float, warmup_s: float, clear_s: float, timezone: str) -> None:
+    """Validate the settings every baseline detector has (raises ValueError when built)."""
+    if memory_days <= 0 or warmup_s < 0 or clear_s < 0:
+        raise ValueError("memory_days must be > 0, warmup_s and clear_s >= 0")
+    TimeOfDay(timezone)
+
+
+class BaselineDetector:
+    """A detector scoring one window signal against the entity's own per-time-of-day baseline
+    (config `timezone`, `memory_days`), with incidents de-duplicated by `incident_starts`: the
+    construction and state every such kind shares. A kind sets `signal` (and `min_sd`, the
+    smallest spread its clip band assumes) and writes `detect` with `baseline_steps`."""
+
+    name: str
+    source: str
+    signal: str
+    min_sd: float = 1.0
+
+    def __init__(self, config: Any):
+        self.config = config
+        self.severity = config.severity
+        self.tod = TimeOfDay(config.timezone)
+        self.baseline = Baseline(self.signal, self.tod, config.memory_days, clip_sd=3.0, min_sd=self.min_sd)
+
+    def new_state(self) -> DetectorState:
+        return DetectorState(self.name, {"scored_until": 1, "last_hot": 1, "hot_n": 1, **self.baseline.widths()})
+
+
+@dataclass(frozen=True)
+class BaselineStep:
+    """One step of window rows (`Rows.steps`) with the baseline of each row's time-of-day
+    bucket: row indices, entity codes, the signal's values, the bucket statistics, how many
+    samples make a bucket warm, and the window sizes in seconds."""
+
+    idx: np.ndarray
+    codes: np.ndarray
+    x: np.ndarray
+    stats: BandStats
+    min_n: np.ndarray
+    size_s: np.ndarray
+
+
+def baseline_steps(baseline: Baseline, rows: Rows, state: DetectorState, x_all: np.ndarray,
+                   warmup_s: float) -> Iterator[BaselineStep]:
+    """Score-then-learn over `rows`, step by step: each step is yielded with the baseline as it
+    stood before it, and the baseline learns the step's values (`x_all`, NaN = skipped) once the
+    caller asks for the next one. A bucket is warm after `warmup_s` seconds of windows.
+
+        >>> for step in baseline_steps(self.baseline, rows, state, x_all, cfg.warmup_s):
+        ...     hot, z = above_baseline(step, cfg.z_threshold, cfg.min_ratio, 50.0, min_sd=1.0)
+    """
+    buckets = baseline.tod.bucket(rows.window_start)
+    size_s = (rows.window_end - rows.window_start) / 1000.0
+    min_n = warmup_s / np.maximum(size_s, 1.0)
+    for idx in rows.steps():
+        c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
+        yield BaselineStep(idx, c, x, baseline.stats(state, c, b, min_n[idx]), min_n[idx], size_s[idx])
+        baseline.update(state, c, b, x, size_s[idx], min_n[idx])
+
+
+def above_baseline(step: BaselineStep, z_threshold: float, min_ratio: float, min_increase: float,
+                   min_sd: float) -> tuple[np.ndarray, np.ndarray]:
+    """The baseline-ratio rule, per row of a step: (hot, z). Hot where the value and a warm
+    baseline exist and the value is at least `z_threshold` spreads (the spread at least
+    `min_sd`), `min_ratio` times and `min_increase` above the baseline mean."""
+    st, x = step.stats, step.x
+    valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= step.min_n)
+    z = (x - st.mean) / np.fmax(st.sd, min_sd)
+    hot = valid & (z >= z_threshold) & (x >= min_ratio * st.mean) & (x - st.mean >= min_increase)
+    return hot, z
 
 
 def _nanmedian_rows(a: np.ndarray) -> np.ndarray:

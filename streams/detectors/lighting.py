@@ -17,14 +17,19 @@ import pyarrow as pa
 from streams.detectors.base import (
     Alerts,
     DetectorState,
+    Rows,
+    RunDetector,
     Severity,
-    advance_runs,
     incident_starts,
-    runs_due,
     select_rows,
     utc_minute,
 )
-from streams.detectors.baseline import Baseline, TimeOfDay
+from streams.detectors.baseline import (
+    BaselineDetector,
+    above_baseline,
+    baseline_steps,
+    check_baseline_settings,
+)
 
 SOURCE = "lighting"
 ON, DIMMED, LUX, ENERGY, FAULT = "on_count", "dimmed_count", "min_ambient_lux", "energy_wh", "fault_count"
@@ -51,35 +56,16 @@ class OnInDaylightConfig:
         return OnInDaylight(self)
 
 
-class OnInDaylight:
-    name = "lighting.on_in_daylight"
-    source = SOURCE
+class OnInDaylight(RunDetector):
+    name, source, columns = "lighting.on_in_daylight", SOURCE, (ON, DIMMED, LUX)
 
-    def __init__(self, config: OnInDaylightConfig):
-        self.config = config
-        self.severity = config.severity
+    def condition(self, col: dict[str, np.ndarray]) -> np.ndarray:
+        return (np.nan_to_num(col[ON]) + np.nan_to_num(col[DIMMED]) > 0) & (col[LUX] >= self.config.daylight_lux)
 
-    def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {"scored_until": 1, "run_start": 1, "last_end": 1, "alerted_run": 1})
-
-    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
-        cfg = self.config
-        rows = select_rows(windows, SOURCE, state, (ON, DIMMED, LUX))
-        col = rows.columns
-        lit = (np.nan_to_num(col[ON]) + np.nan_to_num(col[DIMMED]) > 0) & (col[LUX] >= cfg.daylight_lux)
-        alerts = Alerts(self.name, SOURCE, self.severity)
-        for idx in rows.steps():
-            c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
-            run_start = advance_runs(state, c, ws, we, lit[idx], cfg.max_gap_s)
-            fire = runs_due(state, c, run_start, we - run_start >= cfg.min_duration_s * 1000.0)
-            for j in np.flatnonzero(fire):
-                i = idx[j]
-                minutes = (we[j] - run_start[j]) / 60000.0
-                alerts.add(rows.entity[i], rows.district[i], int(run_start[j]), int(we[j]), col[LUX][i],
-                           cfg.daylight_lux, minutes,
-                           f"on with at least {col[LUX][i]:.0f} lx of daylight for {minutes:.0f} min "
-                           f"since {utc_minute(run_start[j])}")
-        return alerts.table()
+    def describe(self, rows: Rows, i: int, run_start: float, minutes: float) -> tuple[float, float, str]:
+        lux = rows.columns[LUX][i]
+        evidence = f"on with at least {lux:.0f} lx of daylight for {minutes:.0f} min since {utc_minute(run_start)}"
+        return lux, self.config.daylight_lux, evidence
 
 
 @dataclass(frozen=True)
@@ -104,47 +90,26 @@ class EnergySpikeConfig:
     def __post_init__(self) -> None:
         if self.z_threshold <= 0 or self.min_ratio < 1 or self.min_increase_wh < 0:
             raise ValueError("z_threshold > 0, min_ratio >= 1 and min_increase_wh >= 0 are required")
-        if self.memory_days <= 0 or self.warmup_s < 0 or self.clear_s < 0:
-            raise ValueError("memory_days must be > 0, warmup_s and clear_s >= 0")
-        TimeOfDay(self.timezone)
+        check_baseline_settings(self.memory_days, self.warmup_s, self.clear_s, self.timezone)
 
     def build(self) -> EnergySpike:
         return EnergySpike(self)
 
 
-class EnergySpike:
-    name = "lighting.energy_spike"
-    source = SOURCE
-
-    def __init__(self, config: EnergySpikeConfig):
-        self.config = config
-        self.severity = config.severity
-        self.tod = TimeOfDay(config.timezone)
-        self.baseline = Baseline(ENERGY, self.tod, config.memory_days, clip_sd=3.0, min_sd=0.5)
-
-    def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {"scored_until": 1, "last_hot": 1, "hot_n": 1, **self.baseline.widths()})
+class EnergySpike(BaselineDetector):
+    name, source, signal, min_sd = "lighting.energy_spike", SOURCE, ENERGY, 0.5
 
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
         cfg = self.config
         rows = select_rows(windows, SOURCE, state, (ENERGY,))
-        x_all = rows.columns[ENERGY]
-        buckets = self.tod.bucket(rows.window_start)
-        size_s = (rows.window_end - rows.window_start) / 1000.0
-        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
         alerts = Alerts(self.name, SOURCE, self.severity)
-        for idx in rows.steps():
-            c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
-            st = self.baseline.stats(state, c, b, min_n[idx])
-            valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= min_n[idx])
-            sd = np.fmax(st.sd, 0.5)
-            z = (x - st.mean) / sd
-            hot = valid & (z >= cfg.z_threshold) & (x >= cfg.min_ratio * st.mean) & (x - st.mean >= cfg.min_increase_wh)
-            for j in np.flatnonzero(incident_starts(state, c, rows.window_start[idx], hot, cfg.clear_s)):
+        for step in baseline_steps(self.baseline, rows, state, rows.columns[ENERGY], cfg.warmup_s):
+            idx, x, st = step.idx, step.x, step.stats
+            hot, z = above_baseline(step, cfg.z_threshold, cfg.min_ratio, cfg.min_increase_wh, min_sd=0.5)
+            for j in np.flatnonzero(incident_starts(state, step.codes, rows.window_start[idx], hot, cfg.clear_s)):
                 i = idx[j]
                 alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
                            x[j], st.mean[j], z[j],
                            f"energy {x[j]:.1f} Wh vs baseline {st.mean[j]:.1f}±{st.sd[j]:.1f} Wh for "
                            f"{self.tod.label(int(rows.window_start[i]))}")
-            self.baseline.update(state, c, b, x, size_s[idx], min_n[idx])
         return alerts.table()

@@ -12,10 +12,9 @@ import pyarrow.compute as pc
 from streams.detectors.base import (
     Alerts,
     DetectorState,
+    Rows,
+    RunDetector,
     Severity,
-    advance_runs,
-    runs_due,
-    select_rows,
     utc_minute,
 )
 
@@ -46,34 +45,16 @@ class ColdChainConfig:
         return ColdChain(self)
 
 
-class ColdChain:
-    name = "logistics.cold_chain"
-    source = SOURCE
+class ColdChain(RunDetector):
+    name, source, columns = "logistics.cold_chain", SOURCE, (TEMP,)
 
-    def __init__(self, config: ColdChainConfig):
-        self.config = config
-        self.severity = config.severity
+    def condition(self, col: dict[str, np.ndarray]) -> np.ndarray:
+        return col[TEMP] > self.config.max_temp_c
 
-    def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {"scored_until": 1, "run_start": 1, "last_end": 1, "alerted_run": 1})
-
-    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
-        cfg = self.config
-        rows = select_rows(windows, SOURCE, state, (TEMP,))
-        alerts = Alerts(self.name, SOURCE, self.severity)
-        temp = rows.columns[TEMP]
-        for idx in rows.steps():
-            c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
-            run_start = advance_runs(state, c, ws, we, temp[idx] > cfg.max_temp_c, cfg.max_gap_s)
-            fire = runs_due(state, c, run_start, we - run_start >= cfg.min_duration_s * 1000.0)
-            for j in np.flatnonzero(fire):
-                i = idx[j]
-                minutes = (we[j] - run_start[j]) / 60000.0
-                alerts.add(rows.entity[i], rows.district[i], int(run_start[j]), int(we[j]), temp[i],
-                           cfg.max_temp_c, minutes,
-                           f"cargo {temp[i]:.1f} °C above {cfg.max_temp_c:g} °C for {minutes:.0f} min "
-                           f"since {utc_minute(run_start[j])}")
-        return alerts.table()
+    def describe(self, rows: Rows, i: int, run_start: float, minutes: float) -> tuple[float, float, str]:
+        temp, limit = rows.columns[TEMP][i], self.config.max_temp_c
+        evidence = f"cargo {temp:.1f} °C above {limit:g} °C for {minutes:.0f} min since {utc_minute(run_start)}"
+        return temp, limit, evidence
 
 
 @dataclass(frozen=True)
@@ -98,36 +79,18 @@ class StalledConfig:
         return Stalled(self)
 
 
-class Stalled:
-    name = "logistics.stalled"
-    source = SOURCE
+class Stalled(RunDetector):
+    name, source, columns = "logistics.stalled", SOURCE, (SPEED, MOVING, LOADING, UNLOADING)
 
-    def __init__(self, config: StalledConfig):
-        self.config = config
-        self.severity = config.severity
-
-    def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {"scored_until": 1, "run_start": 1, "last_end": 1, "alerted_run": 1})
-
-    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
-        cfg = self.config
-        rows = select_rows(windows, SOURCE, state, (SPEED, MOVING, LOADING, UNLOADING))
-        col = rows.columns
+    def condition(self, col: dict[str, np.ndarray]) -> np.ndarray:
         on_trip = (col[MOVING] > 0) & ~(np.nan_to_num(col[LOADING]) + np.nan_to_num(col[UNLOADING]) > 0)
-        still = on_trip & (col[SPEED] <= cfg.max_speed_kmh)
-        alerts = Alerts(self.name, SOURCE, self.severity)
-        for idx in rows.steps():
-            c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
-            run_start = advance_runs(state, c, ws, we, still[idx], cfg.max_gap_s)
-            fire = runs_due(state, c, run_start, we - run_start >= cfg.min_duration_s * 1000.0)
-            for j in np.flatnonzero(fire):
-                i = idx[j]
-                minutes = (we[j] - run_start[j]) / 60000.0
-                alerts.add(rows.entity[i], rows.district[i], int(run_start[j]), int(we[j]), col[SPEED][i],
-                           cfg.max_speed_kmh, minutes,
-                           f"on a trip but at {col[SPEED][i]:.1f} km/h (<= {cfg.max_speed_kmh:g}), not loading, "
-                           f"for {minutes:.0f} min since {utc_minute(run_start[j])}")
-        return alerts.table()
+        return on_trip & (col[SPEED] <= self.config.max_speed_kmh)
+
+    def describe(self, rows: Rows, i: int, run_start: float, minutes: float) -> tuple[float, float, str]:
+        speed, limit = rows.columns[SPEED][i], self.config.max_speed_kmh
+        evidence = (f"on a trip but at {speed:.1f} km/h (<= {limit:g}), not loading, "
+                    f"for {minutes:.0f} min since {utc_minute(run_start)}")
+        return speed, limit, evidence
 
 
 @dataclass(frozen=True)

@@ -122,14 +122,13 @@ def alert_times(detector: Detector, series: Series, batch_rows: int = BATCH_ROWS
     return np.concatenate(found) if found else np.empty(0, np.int64)
 
 
-@dataclass(frozen=True)
-class FileScore:
-    file: str
-    windows: int
+class _Counts:
+    """Precision, recall, F1 and mean delay from true/false positives, false negatives and
+    the delays of the windows found (shared by one file's score and the totals)."""
+
     tp: int
     fp: int
     fn: int
-    alerts: int
     delays_min: tuple[float, ...]
 
     @property
@@ -147,6 +146,17 @@ class FileScore:
     @property
     def mean_delay_min(self) -> float:
         return float(np.mean(self.delays_min)) if self.delays_min else float("nan")
+
+
+@dataclass(frozen=True)
+class FileScore(_Counts):
+    file: str
+    windows: int
+    tp: int
+    fp: int
+    fn: int
+    alerts: int
+    delays_min: tuple[float, ...]
 
 
 def _ratio(a: int, b: int) -> float:
@@ -172,7 +182,7 @@ def score_file(series: Series, alerts_ms: np.ndarray) -> FileScore:
 
 
 @dataclass(frozen=True)
-class Totals:
+class Totals(_Counts):
     tp: int
     fp: int
     fn: int
@@ -182,22 +192,6 @@ class Totals:
     def of(cls, scores: Sequence[FileScore]) -> Totals:
         return cls(sum(s.tp for s in scores), sum(s.fp for s in scores), sum(s.fn for s in scores),
                    tuple(d for s in scores for d in s.delays_min))
-
-    @property
-    def precision(self) -> float:
-        return _ratio(self.tp, self.tp + self.fp)
-
-    @property
-    def recall(self) -> float:
-        return _ratio(self.tp, self.tp + self.fn)
-
-    @property
-    def f1(self) -> float:
-        return f1(self.tp, self.fp, self.fn)
-
-    @property
-    def mean_delay_min(self) -> float:
-        return float(np.mean(self.delays_min)) if self.delays_min else float("nan")
 
 
 def evaluate(series: Sequence[Series], detector: Detector) -> list[FileScore]:

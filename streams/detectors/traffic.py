@@ -1,10 +1,11 @@
 """Traffic detectors: congestion against the detector's own time-of-day baseline, a stuck
 (flat-lining) detector, and a detector that went silent while its partition goes on.
 
-"No vehicles, no speed": a window whose vehicle_count is 0 carries no speed (the contract
-reports 0.0 km/h for it today, which reads like a standstill jam at night), so its speed is
+"No vehicles, no speed": a window whose vehicle_count is 0 carries no speed, so its speed is
 treated as missing: it neither updates the speed baseline nor counts as a drop, and such a
-window is never congested.
+window is never congested. Since traffic contract v3 such a window's speed is null anyway (a
+speed sent with no vehicles lands as null, contracts/traffic.py); the check stays for windows
+computed from files landed before v3, where v1/v2 producers' 0.0 km/h read like a standstill jam.
 """
 
 from __future__ import annotations

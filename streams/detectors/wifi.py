@@ -9,16 +9,23 @@ import numpy as np
 import pyarrow as pa
 
 from streams.detectors.base import (
+    RUN_WIDTHS,
     Alerts,
     DetectorState,
+    Rows,
+    RunDetector,
     Severity,
-    advance_runs,
     incident_starts,
-    runs_due,
     select_rows,
     utc_minute,
 )
-from streams.detectors.baseline import Baseline, TimeOfDay
+from streams.detectors.baseline import (
+    BaselineDetector,
+    TimeOfDay,
+    above_baseline,
+    baseline_steps,
+    check_baseline_settings,
+)
 from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
 
 SOURCE = "wifi"
@@ -63,44 +70,28 @@ class AuthBurstConfig:
         return AuthBurst(self)
 
 
-class AuthBurst:
-    name = "wifi.auth_burst"
-    source = SOURCE
-
-    def __init__(self, config: AuthBurstConfig):
-        self.config = config
-        self.severity = config.severity
-        self.tod = TimeOfDay(config.timezone)
-        self.baseline = Baseline(AUTH, self.tod, config.memory_days, clip_sd=3.0)
-
-    def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {"scored_until": 1, "last_hot": 1, "hot_n": 1, **self.baseline.widths()})
+class AuthBurst(BaselineDetector):
+    name, source, signal = "wifi.auth_burst", SOURCE, AUTH
 
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
         cfg = self.config
         rows = select_rows(windows, SOURCE, state, (AUTH,))
-        x_all = rows.columns[AUTH]
-        buckets = self.tod.bucket(rows.window_start)
-        size_s = (rows.window_end - rows.window_start) / 1000.0
-        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
         alerts = Alerts(self.name, SOURCE, self.severity)
-        for idx in rows.steps():
-            c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
-            st = self.baseline.stats(state, c, b, min_n[idx])
-            warm = np.isfinite(st.mean) & (st.n >= min_n[idx])
+        for step in baseline_steps(self.baseline, rows, state, rows.columns[AUTH], cfg.warmup_s):
+            idx, x, st = step.idx, step.x, step.stats
+            warm = np.isfinite(st.mean) & (st.n >= step.min_n)
             mean = np.where(warm, st.mean, 0.0)
             sd = np.fmax(np.fmax(st.sd, np.sqrt(np.maximum(mean, 0.0))), 1.0)
             z = (x - mean) / sd
             burst = warm & (x >= cfg.min_failures) & (x >= cfg.min_ratio * mean) & (z >= cfg.z_threshold)
             hot = burst | (x >= cfg.absolute_failures)
-            for j in np.flatnonzero(incident_starts(state, c, rows.window_start[idx], hot, cfg.clear_s)):
+            for j in np.flatnonzero(incident_starts(state, step.codes, rows.window_start[idx], hot, cfg.clear_s)):
                 i = idx[j]
                 basis = (f"baseline {mean[j]:.1f}±{sd[j]:.1f} for {self.tod.label(int(rows.window_start[i]))}"
                          if warm[j] else "no baseline yet")
                 alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
                            x[j], mean[j] if warm[j] else np.nan, z[j] if warm[j] else np.nan,
-                           f"{x[j]:.0f} failed logins in {size_s[i] / 60:.0f} min vs {basis}")
-            self.baseline.update(state, c, b, x, size_s[idx], min_n[idx])
+                           f"{x[j]:.0f} failed logins in {step.size_s[j] / 60:.0f} min vs {basis}")
         return alerts.table()
 
 
@@ -124,42 +115,33 @@ class ApDownConfig:
         return ApDown(self)
 
 
-class ApDown:
-    name = "wifi.ap_down"
-    source = SOURCE
+class ApDown(RunDetector):
+    name, source, columns = "wifi.ap_down", SOURCE, (DOWN, EVENTS)
 
-    def __init__(self, config: ApDownConfig):
-        self.config = config
-        self.severity = config.severity
+    @property
+    def min_duration_s(self) -> float:
+        return float(self.config.min_down_s)
 
     def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {"scored_until": 1, "run_start": 1, "last_end": 1, "alerted_run": 1,
-                                         **SILENCE_WIDTHS}, {"partition_max": {}})
+        return DetectorState(self.name, {**RUN_WIDTHS, **SILENCE_WIDTHS}, {"partition_max": {}})
 
-    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
-        cfg = self.config
-        rows = select_rows(windows, SOURCE, state, (DOWN, EVENTS))
-        alerts = Alerts(self.name, SOURCE, self.severity)
+    def condition(self, col: dict[str, np.ndarray]) -> np.ndarray:
+        return _all_down(col)
+
+    def describe(self, rows: Rows, i: int, run_start: float, minutes: float) -> tuple[float, float, str]:
+        return minutes, np.nan, f"every report 'down' for {minutes:.0f} min since {utc_minute(run_start)}"
+
+    def before_runs(self, rows: Rows, state: DetectorState, alerts: Alerts) -> None:
+        silence_s = self.config.silence_s
 
         def silent(entity: str, district: str | None, last_end: float, partition: int, back_at: float | None) -> None:
             tail = f", back at {utc_minute(back_at)}" if back_at is not None else ""
-            alerts.add(entity, district, int(last_end), int(last_end + cfg.silence_s * 1000), np.nan, np.nan,
-                       cfg.silence_s / 60.0,
-                       f"silent since {utc_minute(last_end)} for >= {cfg.silence_s / 60:.0f} min while "
+            alerts.add(entity, district, int(last_end), int(last_end + silence_s * 1000), np.nan, np.nan,
+                       silence_s / 60.0,
+                       f"silent since {utc_minute(last_end)} for >= {silence_s / 60:.0f} min while "
                        f"partition {partition} went on{tail}")
 
-        silence_alerts(rows, state, cfg.silence_s, silent)
-        down = _all_down(rows.columns)
-        for idx in rows.steps():
-            c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
-            run_start = advance_runs(state, c, ws, we, down[idx], cfg.max_gap_s)
-            fire = runs_due(state, c, run_start, we - run_start >= cfg.min_down_s * 1000.0)
-            for j in np.flatnonzero(fire):
-                i = idx[j]
-                minutes = (we[j] - run_start[j]) / 60000.0
-                alerts.add(rows.entity[i], rows.district[i], int(run_start[j]), int(we[j]), minutes, np.nan,
-                           minutes, f"every report 'down' for {minutes:.0f} min since {utc_minute(run_start[j])}")
-        return alerts.table()
+        silence_alerts(rows, state, silence_s, silent)
 
 
 @dataclass(frozen=True)
@@ -184,48 +166,28 @@ class LatencyConfig:
     def __post_init__(self) -> None:
         if self.z_threshold <= 0 or self.min_ratio < 1 or self.min_increase_ms < 0 or self.min_hot_windows < 1:
             raise ValueError("z_threshold > 0, min_ratio >= 1, min_increase_ms >= 0, min_hot_windows >= 1")
-        if self.memory_days <= 0 or self.warmup_s < 0 or self.clear_s < 0:
-            raise ValueError("memory_days must be > 0, warmup_s and clear_s >= 0")
-        TimeOfDay(self.timezone)
+        check_baseline_settings(self.memory_days, self.warmup_s, self.clear_s, self.timezone)
 
     def build(self) -> Latency:
         return Latency(self)
 
 
-class Latency:
-    name = "wifi.latency"
-    source = SOURCE
-
-    def __init__(self, config: LatencyConfig):
-        self.config = config
-        self.severity = config.severity
-        self.tod = TimeOfDay(config.timezone)
-        self.baseline = Baseline(LATENCY, self.tod, config.memory_days, clip_sd=3.0)
-
-    def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {"scored_until": 1, "last_hot": 1, "hot_n": 1, **self.baseline.widths()})
+class Latency(BaselineDetector):
+    name, source, signal = "wifi.latency", SOURCE, LATENCY
 
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
         cfg = self.config
         rows = select_rows(windows, SOURCE, state, (LATENCY, DOWN, EVENTS))
         x_all = np.where(rows.columns[DOWN] > 0, np.nan, rows.columns[LATENCY])
-        buckets = self.tod.bucket(rows.window_start)
-        size_s = (rows.window_end - rows.window_start) / 1000.0
-        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
         alerts = Alerts(self.name, SOURCE, self.severity)
-        for idx in rows.steps():
-            c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
-            st = self.baseline.stats(state, c, b, min_n[idx])
-            valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= min_n[idx])
-            sd = np.fmax(st.sd, 1.0)
-            z = (x - st.mean) / sd
-            hot = valid & (z >= cfg.z_threshold) & (x >= cfg.min_ratio * st.mean) & (x - st.mean >= cfg.min_increase_ms)
-            start = incident_starts(state, c, rows.window_start[idx], hot, cfg.clear_s, cfg.min_hot_windows)
+        for step in baseline_steps(self.baseline, rows, state, x_all, cfg.warmup_s):
+            idx, x, st = step.idx, step.x, step.stats
+            hot, z = above_baseline(step, cfg.z_threshold, cfg.min_ratio, cfg.min_increase_ms, min_sd=1.0)
+            start = incident_starts(state, step.codes, rows.window_start[idx], hot, cfg.clear_s, cfg.min_hot_windows)
             for j in np.flatnonzero(start):
                 i = idx[j]
                 alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
                            x[j], st.mean[j], z[j],
                            f"p95 latency {x[j]:.0f} ms vs baseline {st.mean[j]:.0f}±{st.sd[j]:.0f} ms for "
                            f"{self.tod.label(int(rows.window_start[i]))}")
-            self.baseline.update(state, c, b, x, size_s[idx], min_n[idx])
         return alerts.table()

@@ -8,6 +8,7 @@ import itertools
 import random
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,18 +33,38 @@ def local_ms(day: int, hour: float) -> int:
 Paint = Callable[[pd.DataFrame], pd.DataFrame]
 
 
+def _reports(devices: Sequence[Any], rng: random.Random, clock: CityClock, end_ms: int,
+             every_s: int) -> pd.DataFrame:
+    """One report of every device each `every_s` from T0 until `end_ms`, `ts` in epoch ms."""
+    rows = []
+    for ts in range(T0, end_ms, every_s * 1000):
+        for d in devices:
+            r = d.read(rng, clock, ts, "")
+            r["ts"] = ts
+            rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def _engine_windows(frame: pd.DataFrame, source: str, size_s: int, columns: Sequence[str],
+                    partition: int = 0) -> pa.Table:
+    """The readings through the real window engine (in time order): its finalised windows.
+    A district column without any value goes in as typed nulls."""
+    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
+    frame["offset"] = np.arange(len(frame), dtype=np.int64)
+    table = pa.Table.from_pandas(frame[list(columns)], preserve_index=False)
+    i = table.schema.get_field_index("district")
+    if pa.types.is_null(table.schema.field(i).type):
+        table = table.set_column(i, "district", pa.nulls(len(frame), pa.string()))
+    engine = WindowEngine(WindowGeometry(size_s=size_s), source, partition=partition)
+    return engine.process(table).windows
+
+
 def readings(days: float, n_detectors: int = 4, seed: int = 7, every_s: int = 60) -> pd.DataFrame:
     """Raw readings of `n_detectors` simulator detectors, one each `every_s`, from T0."""
     rng = random.Random(seed)
     clock = CityClock(seed)
     devices = [TrafficDetector(rng, i) for i in range(n_detectors)]
-    rows = []
-    for ts in range(T0, T0 + int(days * DAY), every_s * 1000):
-        for d in devices:
-            r = d.read(rng, clock, ts, "")
-            r["ts"] = ts
-            rows.append(r)
-    frame = pd.DataFrame(rows)
+    frame = _reports(devices, rng, clock, T0 + int(days * DAY), every_s)
     return frame.rename(columns={"detector_id": "entity"})
 
 
@@ -59,12 +80,8 @@ def jam(frame: pd.DataFrame, entity: str, start: int, end: int, speed_factor: fl
 
 def windows_of(frame: pd.DataFrame, size_s: int = 300, partition: int = 0) -> pa.Table:
     """The readings through the real window engine (in time order): its finalised windows."""
-    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
-    frame["offset"] = np.arange(len(frame), dtype=np.int64)
-    engine = WindowEngine(WindowGeometry(size_s=size_s), "traffic", partition=partition)
-    out = engine.process(frame[["ts", "entity", "district", "offset", "vehicle_count", "avg_speed_kmh",
-                                "occupancy_pct"]])
-    return out.windows
+    return _engine_windows(frame, "traffic", size_s, ["ts", "entity", "district", "offset", "vehicle_count",
+                                                       "avg_speed_kmh", "occupancy_pct"], partition)
 
 
 def run(detector: Detector, windows: pa.Table, cuts: Sequence[int] = (),
@@ -90,26 +107,15 @@ def truck_fixes(hours: float, n_trucks: int = 10, seed: int = 3, every_s: int = 
     rng = random.Random(seed)
     clock = CityClock(seed)
     trucks = [Truck(rng, i, T0 / 1000) for i in range(n_trucks)]
-    rows = []
-    for ts in range(T0, T0 + int(hours * 3_600_000), every_s * 1000):
-        for t in trucks:
-            r = t.read(rng, clock, ts, "")
-            r["ts"] = ts
-            rows.append(r)
-    frame = pd.DataFrame(rows)
+    frame = _reports(trucks, rng, clock, T0 + int(hours * 3_600_000), every_s)
     frame["entity"] = frame["vehicle_id"]
     frame["district"] = None
     return frame
 
 
 def logistics_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
-    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
-    frame["offset"] = np.arange(len(frame), dtype=np.int64)
-    engine = WindowEngine(WindowGeometry(size_s=size_s), "logistics")
-    cols = ["ts", "entity", "district", "offset", "status", "speed_kmh", "cargo_temp_c", "eta_minutes"]
-    table = pa.Table.from_pandas(frame[cols], preserve_index=False)
-    table = table.set_column(2, "district", pa.nulls(len(frame), pa.string()))
-    return engine.process(table).windows
+    return _engine_windows(frame, "logistics", size_s, ["ts", "entity", "district", "offset", "status",
+                                                         "speed_kmh", "cargo_temp_c", "eta_minutes"])
 
 
 def raw_table(frame: pd.DataFrame) -> pa.Table:
@@ -125,24 +131,14 @@ def ap_readings(days: float, seed: int = 5, every_s: int = 60) -> pd.DataFrame:
     clock = CityClock(seed)
     sites = ("street", "zoo", "tram", "bus", "school", "street")
     aps = [WifiAccessPoint(rng, s, i + 1, i, every_s) for i, s in enumerate(sites)]
-    rows = []
-    for ts in range(T0, T0 + int(days * DAY), every_s * 1000):
-        for ap in aps:
-            r = ap.read(rng, clock, ts, "")
-            r["ts"] = ts
-            rows.append(r)
-    frame = pd.DataFrame(rows)
+    frame = _reports(aps, rng, clock, T0 + int(days * DAY), every_s)
     frame["entity"] = frame["ap_id"]
     return frame
 
 
 def wifi_windows(frame: pd.DataFrame, size_s: int = 300) -> pa.Table:
-    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
-    frame["offset"] = np.arange(len(frame), dtype=np.int64)
-    engine = WindowEngine(WindowGeometry(size_s=size_s), "wifi")
-    cols = ["ts", "entity", "district", "offset", "connected_clients", "bytes_in", "bytes_out", "auth_failures",
-            "latency_ms", "status"]
-    return engine.process(frame[cols]).windows
+    return _engine_windows(frame, "wifi", size_s, ["ts", "entity", "district", "offset", "connected_clients",
+                                                    "bytes_in", "bytes_out", "auth_failures", "latency_ms", "status"])
 
 
 def lamp_readings(days: float, n_lamps: int = 8, seed: int = 9, every_s: int = 60) -> pd.DataFrame:
@@ -152,20 +148,11 @@ def lamp_readings(days: float, n_lamps: int = 8, seed: int = 9, every_s: int = 6
     rng = random.Random(seed)
     clock = CityClock(seed)
     lamps = [StreetLamp(rng, i) for i in range(n_lamps)]
-    rows = []
-    for ts in range(T0, T0 + int(days * DAY), every_s * 1000):
-        for lamp in lamps:
-            r = lamp.read(rng, clock, ts, "")
-            r["ts"] = ts
-            rows.append(r)
-    frame = pd.DataFrame(rows)
+    frame = _reports(lamps, rng, clock, T0 + int(days * DAY), every_s)
     frame["entity"] = frame["lamp_id"]
     return frame
 
 
 def lighting_windows(frame: pd.DataFrame, size_s: int = 900) -> pa.Table:
-    frame = frame.sort_values(["ts", "entity"], kind="stable").reset_index(drop=True)
-    frame["offset"] = np.arange(len(frame), dtype=np.int64)
-    engine = WindowEngine(WindowGeometry(size_s=size_s), "lighting")
-    cols = ["ts", "entity", "district", "offset", "status", "dim_level_pct", "power_w", "ambient_lux"]
-    return engine.process(frame[cols]).windows
+    return _engine_windows(frame, "lighting", size_s, ["ts", "entity", "district", "offset", "status",
+                                                        "dim_level_pct", "power_w", "ambient_lux"])
