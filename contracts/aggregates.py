@@ -14,7 +14,7 @@ text. Adding one (say `p50`) is one class here:
 
 Null stays null: a function whose input has no valid value in a group reports an Arrow null
 there, never NaN (NaN sorts above every number in DuckDB). The independent oracles
-(warehouse/verify.py, tests/oracle.py) recompute from the raw lake on purpose without these
+(warehouse/verify.py, tests/support/oracle.py) recompute from the raw lake on purpose without these
 kernels.
 """
 
