@@ -153,8 +153,9 @@ def detector_state_dir(topic: str, partition: int) -> str:
 
 
 def detector_state_path(topic: str, partition: int, first: int) -> str:
-    """The detector state as of the flush whose offsets start at `first`."""
-    return f"{detector_state_dir(topic, partition)}/{int(first):020d}.parquet"
+    """The detector state as of the flush whose offsets start at `first` (an Arrow IPC stream
+    of a few large, mostly-NaN float arrays per detector kind, zstd-compressed)."""
+    return f"{detector_state_dir(topic, partition)}/{int(first):020d}.arrow"
 
 
 def staging_dir(topic: str, partition: int, first: int | None = None, flush_id: str | None = None) -> str:
@@ -399,6 +400,11 @@ class Lake:
 
     def is_dir(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
+
+    def read_bytes(self, rel: str) -> bytes:
+        """The whole file (FileNotFoundError naming it if absent)."""
+        with self.fs.open_input_stream(self.path(rel)) as f:
+            return f.read()
 
     def read_json(self, rel: str) -> Any | None:
         """The parsed JSON file, or None if it does not exist; CorruptLakeFile if it is not JSON."""

@@ -22,7 +22,7 @@ Anomalies. `add` runs the partition's detectors (streams.alerts) on the windows 
 finalised and on its raw rows (raw-row kinds only); their alerts land as the `anomalies` table
 in the same flush as the windows that raised them, ids deterministic. The detectors' state
 (per-entity baselines over up to a week, incident memory) is *landed, not replayed*: a flush
-whose batches moved it stages `_state/detectors/<topic>+<p>/<first>.parquet` with its other
+whose batches moved it stages `_state/detectors/<topic>+<p>/<first>.arrow` with its other
 files and names it in the commit record (and the snapshot), so the published state is exactly
 the one as of the committed offset, and recover() loads the one the last committed flush
 named. Deriving it from the lake instead would mean re-running every detector over a week of
@@ -194,15 +194,17 @@ class PartitionSink:
             for (date, hour), part in split_by_hour(table, ts_col):
                 planned.append((L.data_file_path(table_name, self.contract.source, date, hour, name), part))
         alert_files = {p: part for p, part in planned if p.startswith(f"{L.ANOMALIES}/")}
-        state_path = self.detector_state
+        state_path, state = self.detector_state, None
         if self.alerts.changed:  # the detectors' state as of b.last, landed with this flush
             state_path = L.detector_state_path(self.topic, self.partition, b.first)
-            planned.append((state_path, self.alerts.state_table()))
-        files = [p for p, _ in planned]
+            state = self.alerts.state_bytes()
+        files = [p for p, _ in planned] + ([state_path] if state is not None and state_path else [])
         flush_id = uuid.uuid4().hex[:12]
         stage = L.staging_dir(self.topic, self.partition, chain, flush_id)
         for path, part in planned:  # 1. stage
             self.lake.write_table_atomic(f"{stage}/{path}", part, {"cityflow.flush": f"{b.first}-{b.last}"})
+        if state is not None:
+            self.lake.write_bytes_atomic(f"{stage}/{state_path}", state)
         commit = {"chain": chain, "first": b.first, "last": b.last, "files": files, "staging": stage,
                   "flush_id": flush_id, "records": b.rows, "consumed": self.consumed + b.rows,
                   "max_ts": int(self.engine.max_ts), "writer": self.writer, "committed_at": time.time(),
@@ -295,7 +297,7 @@ class PartitionSink:
 
     def _gc_detector_states(self) -> None:
         """Drop all but the newest STATE_KEEP detector state files (never the current one)."""
-        entries = sorted(self.lake.list_files(L.detector_state_dir(self.topic, self.partition)))
+        entries = sorted(self.lake.list_files(L.detector_state_dir(self.topic, self.partition), suffix=".arrow"))
         for rel in entries[:-STATE_KEEP]:
             if rel != self.detector_state:
                 self.lake.delete(rel)
@@ -408,7 +410,7 @@ class PartitionSink:
                 log.info("recover topic=%s partition=%d no detector state landed: detectors start fresh",
                          self.topic, self.partition)
         else:
-            self.alerts.load_state(self.lake.read_table(self.detector_state))
+            self.alerts.load_state_bytes(self.lake.read_bytes(self.detector_state))
         self.alerts.changed = False
 
     def _gc_staging(self) -> None:

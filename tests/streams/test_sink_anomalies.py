@@ -158,7 +158,7 @@ def test_restart_in_the_middle_of_the_incident_restores_the_state(tmp_path, refe
     lost = tmp_path / "lost"
     blank = CITY.sink(L.Lake(str(lost)))
     CITY.feed(blank, blank.recover(), 100, stop=mid)
-    for f in list(L.Lake(str(lost)).list_files(L.STATE)):
+    for f in list(L.Lake(str(lost)).list_files(L.STATE, suffix=".arrow")):
         L.Lake(str(lost)).delete(f)
     ckpt = L.Lake(str(lost)).read_json(L.checkpoint_path(CONTRACT.topic, 0))
     L.Lake(str(lost)).write_json_atomic(L.checkpoint_path(CONTRACT.topic, 0), {**ckpt, "detector_state": None})
@@ -210,4 +210,4 @@ def test_a_sink_without_detectors_lands_no_state(tmp_path) -> None:
     lake = L.Lake(str(tmp_path / "lake"))
     sink = PartitionSink(lake, CONTRACT, 0, CITY.sink(lake).engine, detectors={})
     CITY.feed(sink, sink.recover(), 1000)
-    assert list(lake.list_files(L.ANOMALIES)) == [] and list(lake.list_files(L.STATE)) == []
+    assert list(lake.list_files(L.ANOMALIES)) == [] and list(lake.list_files(L.STATE, suffix=".arrow")) == []
