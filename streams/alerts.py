@@ -23,8 +23,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from contracts.settings import SettingsError
 from contracts.tables import ANOMALIES
-from streams.detectors import Detector, DetectorState, default_detectors
+from streams.detectors import DEFAULT_CONFIGS, Detector, DetectorState, default_detectors
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,24 @@ class PartitionAlerts:
             self.states[name] = DetectorState.from_table(restored)
 
 
+def selected_detectors(spec: str = "all") -> dict[str, Detector]:
+    """The detectors CITYFLOW_DETECTORS names: 'all', 'none', or kinds separated by commas.
+
+        >>> sorted(selected_detectors("logistics.cold_chain,wifi.ap_down"))
+        ['logistics.cold_chain', 'wifi.ap_down']
+    """
+    if spec == "all":
+        return default_detectors()
+    if spec == "none":
+        return {}
+    kinds = [k.strip() for k in spec.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in DEFAULT_CONFIGS]
+    if unknown:
+        raise SettingsError(f"CITYFLOW_DETECTORS: unknown detector kind(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(DEFAULT_CONFIGS)}")
+    return {k: DEFAULT_CONFIGS[k].build() for k in kinds}
+
+
 def empty_alerts() -> pa.Table:
     """No alerts, in the columns `PartitionAlerts.detect` returns (times as epoch ms)."""
     fields = [pa.field(f.name, pa.int64() if f.name in ("window_start", "window_end", "detected_at") else f.type)
@@ -166,4 +185,4 @@ def alert_messages(anomalies: pa.Table) -> list[tuple[bytes, bytes]]:
     return out
 
 
-__all__ = ["RAW_KINDS", "STATE_SCHEMA", "PartitionAlerts", "alert_messages", "empty_alerts"]
+__all__ = ["RAW_KINDS", "STATE_SCHEMA", "PartitionAlerts", "alert_messages", "empty_alerts", "selected_detectors"]

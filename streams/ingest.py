@@ -50,7 +50,7 @@ from contracts.schema import Contract
 from contracts.settings import Settings
 from contracts.windows import window_geometry
 from streams import metrics
-from streams.alerts import alert_messages
+from streams.alerts import alert_messages, selected_detectors
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.broker import aiokafka_client_config
 from streams.fetch import install as install_raw_fetch
@@ -72,7 +72,8 @@ def recover_partition(
     """A partition's sink and duplicate index as of its last landed offset, and the offset to
     resume at: window state and duplicate fingerprints are both rebuilt from the raw lake."""
     engine = WindowEngine(window_geometry(contract.source, settings), contract.source, partition)
-    sink = PartitionSink(lake, contract, partition, engine)
+    detectors = selected_detectors(settings.detectors) if settings is not None else None
+    sink = PartitionSink(lake, contract, partition, engine, detectors=detectors)
     next_offset = sink.recover()
     duplicates = rebuild_duplicate_index(lake, contract, partition, sink.committed, engine.max_ts,
                                          engine.spec.horizon_ms)
@@ -221,6 +222,7 @@ class IngestService(mode.Service):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.lake = Lake(self.settings.lake)
+        selected_detectors(self.settings.detectors)  # unknown kinds stop the worker at start
         self.sinks: dict[TopicPartition, PartitionSink] = {}
         self.duplicates: dict[TopicPartition, DuplicateIndex] = {}
         self.consumer: AIOKafkaConsumer | None = None
