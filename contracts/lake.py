@@ -11,7 +11,8 @@ merged rows exactly once.
 
 Bookkeeping lives next to the tables, under names no table glob matches:
 ``_checkpoints/`` (per-partition landing snapshot), ``_commits/`` (the per-partition flush log),
-``_staging/`` (flushed files not yet committed) and ``_retention/`` (what retention dropped).
+``_staging/`` (flushed files not yet committed), ``_state/`` (detector state landed with each
+flush) and ``_retention/`` (what retention dropped).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ CHECKPOINTS = "_checkpoints"
 COMMITS = "_commits"
 STAGING = "_staging"
 RETENTION = "_retention"
+STATE = "_state"
 TABLES = (RAW, WINDOWS, DISTRICT_WINDOWS, LATE_EVENTS, QUARANTINE, ANOMALIES)
 COMPACTED_TAG = "c"
 
@@ -143,6 +145,17 @@ def commit_dir(topic: str, partition: int) -> str:
 
 def commit_path(topic: str, partition: int, first: int) -> str:
     return f"{commit_dir(topic, partition)}/{int(first):020d}.json"
+
+
+def detector_state_dir(topic: str, partition: int) -> str:
+    """Where a partition's detector state is landed: one file per flush that changed it."""
+    return f"{STATE}/detectors/{_topic_partition(topic, partition)}"
+
+
+def detector_state_path(topic: str, partition: int, first: int) -> str:
+    """The detector state as of the flush whose offsets start at `first` (an Arrow IPC stream
+    of a few large, mostly-NaN float arrays per detector kind, zstd-compressed)."""
+    return f"{detector_state_dir(topic, partition)}/{int(first):020d}.arrow"
 
 
 def staging_dir(topic: str, partition: int, first: int | None = None, flush_id: str | None = None) -> str:
@@ -387,6 +400,11 @@ class Lake:
 
     def is_dir(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.Directory
+
+    def read_bytes(self, rel: str) -> bytes:
+        """The whole file (FileNotFoundError naming it if absent)."""
+        with self.fs.open_input_stream(self.path(rel)) as f:
+            return f.read()
 
     def read_json(self, rel: str) -> Any | None:
         """The parsed JSON file, or None if it does not exist; CorruptLakeFile if it is not JSON."""

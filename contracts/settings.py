@@ -3,6 +3,7 @@ env file) at start-up and validated with an error naming the bad setting."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     window_logistics: dict[str, int | None] | None = None
 
     # Contracts
+    # Anomaly detectors the worker runs (streams/detectors): all, none, or a comma-separated
+    # list of kinds. They cost most on traffic (a window row per event): see README Performance.
+    detectors: str = "all"
     max_event_age_days: float = Field(7.0, gt=0)
     max_event_future_s: float = Field(300.0, ge=0)
 
@@ -84,6 +88,16 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port], got {part!r}")
         return v
+
+    @field_validator("detectors")
+    @classmethod
+    def _detector_list(cls, v: str) -> str:
+        """'all', 'none' or kinds '<source>.<rule>' separated by commas (the names are checked
+        against the detectors when the worker starts: streams.alerts.selected_detectors)."""
+        v = v.strip()
+        if not re.fullmatch(r"all|none|[a-z_]+\.[a-z_]+(,[a-z_]+\.[a-z_]+)*", v.replace(" ", "")):
+            raise ValueError("expected 'all', 'none' or detector kinds like 'logistics.cold_chain,wifi.ap_down'")
+        return v.replace(" ", "")
 
     @field_validator("window_traffic", "window_lighting", "window_wifi", "window_logistics")
     @classmethod

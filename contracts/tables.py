@@ -195,25 +195,31 @@ SEVERITIES = ("info", "warning", "critical")
 ANOMALIES = LakeTable(
     L.ANOMALIES, "*", "one detected anomaly", ("anomaly_id",),
     (
-        Column("anomaly_id", pa.string(), "Deterministic id: hex SHA-1 of source, kind, entity (or district) and "
-               "window_start, so a replay re-derives the same id and never doubles an alert", nullable=False),
+        Column("anomaly_id", pa.string(), "Deterministic id: the first 32 hex digits of SHA-256 of kind, entity and "
+               "window_start (streams.detectors.anomaly_id), so a replay re-derives the same id and never doubles "
+               "an alert", nullable=False),
         Column("source", pa.string(), "Source family of the evidence ('cross' for cross-source kinds)",
                nullable=False),
-        Column("kind", pa.string(), "Detector rule, e.g. speed_collapse, lamp_on_in_daylight, cold_chain_excursion",
-               nullable=False),
+        Column("kind", pa.string(), "Detector kind '<source>.<rule>', e.g. traffic.congestion, "
+               "lighting.on_in_daylight, logistics.cold_chain", nullable=False),
         Column("severity", pa.string(), "One of " + ", ".join(SEVERITIES), nullable=False),
         Column("entity", pa.string(), "Entity the anomaly is about (null for district-wide kinds)"),
         Column("district", pa.string(), "District (null when the entity has none)"),
-        Column("window_start", TS, "Start of the window the anomaly was detected in", nullable=False),
-        Column("window_end", TS, "End of that window (exclusive)", nullable=False),
-        Column("detected_at", TS, "Partition watermark (event time) when detected; deterministic on replay",
+        Column("window_start", TS, "Start of the evidence: the window, run of windows or silence that raised it "
+               "(for raw-row kinds the previous fix)", nullable=False),
+        Column("window_end", TS, "End of the evidence (exclusive): the event time from which the rule could fire",
                nullable=False),
-        Column("value", pa.float64(), "Observed value the rule fired on (null if the rule has none)"),
-        Column("expected", pa.float64(), "Baseline the value was compared with (null if none)"),
-        Column("score", pa.float64(), "Strength of the deviation (rule-specific, e.g. robust z-score)"),
-        Column("evidence", pa.string(), "JSON object with the rule's parameters and inputs"),
-        Column("kafka_partition", pa.int32(), "Partition whose windows raised it", nullable=False),
-        Column("version", pa.int32(), "Version of the window it was derived from", nullable=False),
+        Column("detected_at", TS, "Partition watermark (event time) after the batch that raised it, at least "
+               "window_end; it depends on how records were batched, so a replay after a crash may give a later "
+               "value than the first run would have", nullable=False),
+        Column("value", pa.float64(), "Observed value the rule fired on (per kind: speed, temperature, lux, "
+               "minutes; null if the rule has none)"),
+        Column("expected", pa.float64(), "Baseline or threshold the value was compared with (null if none)"),
+        Column("score", pa.float64(), "Strength of the deviation (rule-specific, e.g. robust z-score, minutes)"),
+        Column("evidence", pa.string(), "Human-readable: what was expected and what was seen"),
+        Column("kafka_partition", pa.int32(), "Partition whose windows (or raw rows) raised it", nullable=False),
+        Column("version", pa.int32(), "Version of the window the evidence ends with (0 for silences and raw-row "
+               "kinds)", nullable=False),
         Column("emitted_at", TS, "When the worker landed the row (wall clock, UTC)", nullable=False),
     ),
 )

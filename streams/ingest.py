@@ -17,6 +17,14 @@ would never read them again and their DLQ records would be lost; sent first, a c
 only re-sends them after the restart. The price is duplicates on the DLQ topic when the flush
 is then fenced (the worker that won landed and sent the same rejects): the DLQ is
 at-least-once, and (source_topic, partition, offset) in the headers is the id to dedupe by.
+
+Alerts go the other way round: DLQ, land, *then* produce the flush's alerts to
+`city.anomalies.v1`, then commit. An alert exists only once it is landed (a fenced flush's
+alerts were never landed and are not sent: the winner lands and sends its own), so it is sent
+after the commit point. The landed-but-unsent alerts are named in the partition's snapshot
+(`alerts_unsent`, from the commit record if the snapshot was not written yet) until the producer
+acknowledged them, so a worker that died in between re-sends them after the restart (on
+assignment). At-least-once too: `anomaly_id` in the body is the id to dedupe by.
 """
 
 from __future__ import annotations
@@ -37,11 +45,12 @@ from contracts.decode import DecodeLimits
 from contracts.duplicates import DuplicateIndex, rebuild_duplicate_index
 from contracts.lake import Lake
 from contracts.quarantine import DLQ_MAX_VALUE_BYTES
-from contracts.registry import CONTRACTS, DLQ_TOPIC, contract_for_topic
+from contracts.registry import ANOMALY_TOPIC, CONTRACTS, DLQ_TOPIC, contract_for_topic
 from contracts.schema import Contract
 from contracts.settings import Settings
 from contracts.windows import window_geometry
 from streams import metrics
+from streams.alerts import alert_messages, selected_detectors
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.broker import aiokafka_client_config
 from streams.fetch import install as install_raw_fetch
@@ -52,13 +61,19 @@ from streams.windows import WindowEngine
 log = logging.getLogger(__name__)
 
 
+def _count_by(table, column: str) -> dict[str, int]:
+    counts = table.group_by(column).aggregate([(column, "count")])
+    return dict(zip(counts.column(column).to_pylist(), counts.column(f"{column}_count").to_pylist(), strict=True))
+
+
 def recover_partition(
     lake: Lake, contract: Contract, partition: int, settings: Settings | None = None
 ) -> tuple[PartitionSink, DuplicateIndex, int]:
     """A partition's sink and duplicate index as of its last landed offset, and the offset to
     resume at: window state and duplicate fingerprints are both rebuilt from the raw lake."""
     engine = WindowEngine(window_geometry(contract.source, settings), contract.source, partition)
-    sink = PartitionSink(lake, contract, partition, engine)
+    detectors = selected_detectors(settings.detectors) if settings is not None else None
+    sink = PartitionSink(lake, contract, partition, engine, detectors=detectors)
     next_offset = sink.recover()
     duplicates = rebuild_duplicate_index(lake, contract, partition, sink.committed, engine.max_ts,
                                          engine.spec.horizon_ms)
@@ -207,6 +222,7 @@ class IngestService(mode.Service):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.lake = Lake(self.settings.lake)
+        selected_detectors(self.settings.detectors)  # unknown kinds stop the worker at start
         self.sinks: dict[TopicPartition, PartitionSink] = {}
         self.duplicates: dict[TopicPartition, DuplicateIndex] = {}
         self.consumer: AIOKafkaConsumer | None = None
@@ -352,6 +368,10 @@ class IngestService(mode.Service):
             metrics.FLUSH_SECONDS.labels(src).observe(time.perf_counter() - t0)
             for table, n in result.rows.items():
                 metrics.LANDED.labels(table, src).inc(n)
+            if result.anomalies is not None:
+                for kind, n in _count_by(result.anomalies, "kind").items():
+                    metrics.ANOMALIES.labels(src, kind).inc(n)
+            await self._send_alerts(tp, sink)  # after landing: see the module docstring
             metrics.BUFFERED.labels(src, tp.partition).set(0)
             commits[tp] = result.last + 1
             log.debug("flushed topic=%s partition=%d offsets=%d-%d rows=%s", tp.topic, tp.partition,
@@ -381,6 +401,24 @@ class IngestService(mode.Service):
                 futures.append(await self.producer.send(DLQ_TOPIC, value=value[:DLQ_MAX_VALUE_BYTES], key=rb.keys[r.position], headers=headers))
         if futures:
             await asyncio.gather(*futures)
+
+    async def _send_alerts(self, tp: TopicPartition, sink: PartitionSink) -> None:
+        """Produce the partition's landed, unsent alerts to the anomalies topic; once the
+        producer acknowledged them, the sink forgets them. A failed send is logged and retried
+        after the next flush (or by whoever recovers the partition)."""
+        if not sink.unsent or self.producer is None:
+            return
+        paths, alerts = sink.unsent_alerts()
+        try:
+            futures = [await self.producer.send(ANOMALY_TOPIC, value=value, key=key)
+                       for key, value in alert_messages(alerts)]
+            await asyncio.gather(*futures)
+        except Exception as exc:  # noqa: BLE001 - landed alerts stay unsent in the snapshot: retried
+            log.warning("sending %d alert(s) of topic=%s partition=%d failed, retrying later: %s",
+                        alerts.num_rows, tp.topic, tp.partition, exc)
+            return
+        metrics.ANOMALIES_SENT.labels(sink.contract.source).inc(alerts.num_rows)
+        sink.alerts_sent(paths)
 
     def _recover(self, tp: TopicPartition) -> int:
         """(Re)build a partition's sink from the lake and seek the consumer to its resume offset."""
@@ -429,6 +467,10 @@ class IngestService(mode.Service):
         A partition that cannot be recovered fails the service (see the module docstring)."""
         async with self._landing:
             await self._recover_all(tps)
+            for tp in tps:  # alerts a previous owner landed but did not get onto the topic
+                sink = self.sinks.get(tp)
+                if sink is not None and sink.unsent:
+                    await self._send_alerts(tp, sink)
             if self.failure is None:
                 self.assignments_seen += 1
             metrics.ASSIGNED.set(len(self.sinks))

@@ -12,3 +12,5 @@ ASSIGNED = Gauge("cityflow_assigned_partitions", "Partitions assigned to this wo
 WATERMARK = Gauge("cityflow_watermark_seconds", "Event-time watermark per partition", ["source", "partition"], registry=REGISTRY)
 BUFFERED = Gauge("cityflow_buffered_records", "Records consumed but not yet landed", ["source", "partition"], registry=REGISTRY)
 FENCED = Counter("cityflow_flush_fenced_total", "Flushes dropped because another worker landed those offsets first", ["source"], registry=REGISTRY)
+ANOMALIES = Counter("cityflow_anomalies_total", "Anomalies landed (and then sent to city.anomalies.v1)", ["source", "kind"], registry=REGISTRY)
+ANOMALIES_SENT = Counter("cityflow_anomalies_sent_total", "Alerts produced to city.anomalies.v1 (at-least-once: re-sends count again)", ["source"], registry=REGISTRY)

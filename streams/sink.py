@@ -17,6 +17,22 @@ commit whose files are still staged; staged flushes that never committed are gar
 resumes at the last committed offset + 1 and rebuilds the window engine by replaying the raw
 rows that can still change a window. The newest COMMIT_LOG_KEEP commits are kept: they are
 what fences a writer that fell behind (the same idea as a Delta Lake log with put-if-absent).
+
+Anomalies. `add` runs the partition's detectors (streams.alerts) on the windows each batch
+finalised and on its raw rows (raw-row kinds only); their alerts land as the `anomalies` table
+in the same flush as the windows that raised them, ids deterministic. The detectors' state
+(per-entity baselines over up to a week, incident memory) is *landed, not replayed*: a flush
+whose batches moved it stages `_state/detectors/<topic>+<p>/<first>.arrow` with its other
+files and names it in the commit record (and the snapshot), so the published state is exactly
+the one as of the committed offset, and recover() loads the one the last committed flush
+named. Deriving it from the lake instead would mean re-running every detector over a week of
+windows on each assignment (the window engine's replay horizon is minutes). The restored state
+and the rebuilt window engine agree: the engine replays raw rows with emit=False, so windows
+landed before the crash are not emitted again; the windows it emits afterwards became final
+(or were corrected) after the committed offset, which the restored state has not scored; and a
+detector scores each (entity, window) at most once (`scored_until` in its state), so not even
+a re-emission is scored twice. Landed alerts not yet acknowledged by the anomalies topic are
+listed in the snapshot (`alerts_unsent`) until the ingest service confirms them.
 """
 
 from __future__ import annotations
@@ -26,6 +42,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +53,16 @@ import pyarrow.compute as pc
 
 from contracts import lake as L
 from contracts.schema import Contract
-from contracts.tables import LakeTable, district_window_table, late_events_table, window_table
+from contracts.tables import (
+    ANOMALIES,
+    LakeTable,
+    district_window_table,
+    late_events_table,
+    window_table,
+)
+from streams.alerts import PartitionAlerts
 from streams.batch import ProcessedBatch, events_frame
+from streams.detectors import Detector
 from streams.windows import WindowEngine, WindowOutput
 
 log = logging.getLogger(__name__)
@@ -45,6 +70,8 @@ _TS = pa.timestamp("ms", tz="UTC")
 HISTORY_LIMIT = 512
 COMMIT_LOG_KEEP = 1000  # commits kept per partition (the fence against a writer far behind)
 COMMIT_GC_EVERY = 100  # flushes between clean-ups of the commit log and of dead staged flushes
+STATE_KEEP = 3  # detector state files kept per partition (the newest; older ones are garbage)
+UNSENT_LIMIT = 1000  # landed alert files awaiting the anomalies topic, at most (a sink used without one)
 
 
 class FlushFenced(RuntimeError):
@@ -60,6 +87,7 @@ class FlushResult:
     files: list[str]
     rows: dict[str, int]
     seconds: float
+    anomalies: pa.Table | None = None  # the alerts this flush landed (ANOMALIES columns)
 
 
 @dataclass
@@ -69,6 +97,7 @@ class _Buffer:
     windows: list[pa.Table] = field(default_factory=list)
     district_windows: list[pa.Table] = field(default_factory=list)
     late: list[pa.Table] = field(default_factory=list)
+    anomalies: list[pa.Table] = field(default_factory=list)
     first: int | None = None
     last: int = -1
     rows: int = 0  # records consumed into this buffer
@@ -84,7 +113,9 @@ class PartitionSink:
     """Buffers one partition's processed batches and lands them atomically by offset range."""
 
     def __init__(self, lake: L.Lake, contract: Contract, partition: int, engine: WindowEngine,
-                 writer: str | None = None):
+                 writer: str | None = None, detectors: Mapping[str, Detector] | None = None):
+        """`detectors`: the anomaly detectors to run (None: every default detector of the
+        contract's source; {}: none)."""
         self.lake = lake
         self.contract = contract
         self.topic = contract.topic
@@ -97,6 +128,10 @@ class PartitionSink:
         self.flushes = 0
         self._buf = _Buffer()
         self._ckpt = L.checkpoint_path(self.topic, partition)
+        self.alerts = PartitionAlerts(contract.source, partition, detectors)
+        self.detector_state: str | None = None  # the landed state file as of `committed`
+        self.unsent: list[str] = []  # landed anomalies files not yet confirmed on the topic
+        self._unsent_rows: dict[str, pa.Table] = {}  # their rows, for those this process landed
         # the landed tables' declared columns (contracts/tables.py)
         source = contract.source
         self._windows, self._district_windows = window_table(source), district_window_table(source)
@@ -112,10 +147,12 @@ class PartitionSink:
         return time.monotonic() - self._buf.since if self._buf.first is not None else 0.0
 
     def add(self, batch: ProcessedBatch) -> WindowOutput:
-        """Run the batch through the window engine and buffer everything it produced."""
+        """Run the batch through the window engine and the detectors (on the windows it
+        finalised and its raw rows) and buffer everything they produced."""
         if batch.consumed == 0:
             return WindowOutput()
         out = self.engine.process(batch.events)
+        alerts = self.alerts.detect(out.windows, batch.raw, self.engine.watermark) if self.alerts else None
         b = self._buf
         if b.first is None:
             b.first, b.since = batch.first_offset, time.monotonic()
@@ -131,6 +168,8 @@ class PartitionSink:
             b.district_windows.append(out.district_windows)
         if out.late_events.num_rows:
             b.late.append(out.late_events)
+        if alerts is not None and alerts.num_rows:
+            b.anomalies.append(alerts)
         return out
 
     # -- flush ----------------------------------------------------------------------------
@@ -147,24 +186,43 @@ class PartitionSink:
         name = L.DataFileName(self.topic, self.partition, b.first, b.last)
         planned: list[tuple[str, pa.Table]] = []
         rows: dict[str, int] = {}
-        for table_name, (table, ts_col) in self._tables(b).items():
+        tables = self._tables(b)
+        for table_name, (table, ts_col) in tables.items():
             if table is None or table.num_rows == 0:
                 continue
             rows[table_name] = table.num_rows
             for (date, hour), part in split_by_hour(table, ts_col):
                 planned.append((L.data_file_path(table_name, self.contract.source, date, hour, name), part))
-        files = [p for p, _ in planned]
+        alert_files = {p: part for p, part in planned if p.startswith(f"{L.ANOMALIES}/")}
+        state_path, state = self.detector_state, None
+        if self.alerts.changed:  # the detectors' state as of b.last, landed with this flush
+            state_path = L.detector_state_path(self.topic, self.partition, b.first)
+            state = self.alerts.state_bytes()
+        files = [p for p, _ in planned] + ([state_path] if state is not None and state_path else [])
         flush_id = uuid.uuid4().hex[:12]
         stage = L.staging_dir(self.topic, self.partition, chain, flush_id)
         for path, part in planned:  # 1. stage
             self.lake.write_table_atomic(f"{stage}/{path}", part, {"cityflow.flush": f"{b.first}-{b.last}"})
+        if state is not None:
+            self.lake.write_bytes_atomic(f"{stage}/{state_path}", state)
         commit = {"chain": chain, "first": b.first, "last": b.last, "files": files, "staging": stage,
                   "flush_id": flush_id, "records": b.rows, "consumed": self.consumed + b.rows,
-                  "max_ts": int(self.engine.max_ts), "writer": self.writer, "committed_at": time.time()}
+                  "max_ts": int(self.engine.max_ts), "writer": self.writer, "committed_at": time.time(),
+                  "detector_state": state_path, "anomalies": list(alert_files)}
         self._commit(chain, commit)  # 2. commit (or FlushFenced)
         self._publish(commit)  # 3. publish
         self.committed = b.last
         self.consumed += b.rows
+        self.detector_state = state_path
+        self.alerts.changed = False
+        self.unsent.extend(alert_files)
+        self._unsent_rows.update(alert_files)
+        if len(self.unsent) > UNSENT_LIMIT:
+            log.warning("topic=%s partition=%d: %d landed alert files were never sent to the anomalies topic; "
+                        "forgetting the oldest (they stay in the lake)", self.topic, self.partition, len(self.unsent))
+            for p in self.unsent[:-UNSENT_LIMIT]:
+                self._unsent_rows.pop(p, None)
+            self.unsent = self.unsent[-UNSENT_LIMIT:]
         self.history.append([b.last, int(self.engine.max_ts)])
         self._trim_history()
         self._write_snapshot()  # 4. snapshot
@@ -172,9 +230,33 @@ class PartitionSink:
         self.flushes += 1
         if self.flushes % COMMIT_GC_EVERY == 0:
             self._gc_commits()
+            self._gc_detector_states()
         if self.flushes % COMMIT_GC_EVERY == 1:  # the first flush after recovery, and now and then
             self._gc_staging()  # a flush staged at this chain position by a writer that died
-        return FlushResult(name.first, name.last, files, rows, time.monotonic() - t0)
+        return FlushResult(name.first, name.last, files, rows, time.monotonic() - t0, tables[L.ANOMALIES][0])
+
+    # -- alerts for the anomalies topic -----------------------------------------------------
+    def unsent_alerts(self) -> tuple[list[str], pa.Table]:
+        """The landed anomalies files not yet confirmed sent to the topic, and their rows (a
+        file compacted away meanwhile is skipped with a warning: its alerts stay in the lake)."""
+        paths, tables = list(self.unsent), []
+        for path in paths:
+            table = self._unsent_rows.get(path)
+            if table is None:
+                if not self.lake.exists(path):
+                    log.warning("anomalies file %s is gone (compacted?); its alerts are not re-sent", path)
+                    continue
+                table = ANOMALIES.conform(self.lake.read_table(path))
+            tables.append(table)
+        return paths, pa.concat_tables(tables) if tables else ANOMALIES.schema.empty_table()
+
+    def alerts_sent(self, paths: list[str]) -> None:
+        """The alerts of these landed files are on the topic: forget them (snapshot updated)."""
+        done = set(paths)
+        self.unsent = [p for p in self.unsent if p not in done]
+        for p in done:
+            self._unsent_rows.pop(p, None)
+        self._write_snapshot()
 
     def _commit(self, chain: int, commit: dict[str, Any]) -> None:
         rel = L.commit_path(self.topic, self.partition, chain)
@@ -213,6 +295,13 @@ class PartitionSink:
             self.lake.move(f"{commit['staging']}/{path}", path)
         self.lake.delete_dir(commit["staging"])
 
+    def _gc_detector_states(self) -> None:
+        """Drop all but the newest STATE_KEEP detector state files (never the current one)."""
+        entries = sorted(self.lake.list_files(L.detector_state_dir(self.topic, self.partition), suffix=".arrow"))
+        for rel in entries[:-STATE_KEEP]:
+            if rel != self.detector_state:
+                self.lake.delete(rel)
+
     def _gc_commits(self) -> None:
         """Drop all but the newest COMMIT_LOG_KEEP commits at or below the committed offset."""
         entries = sorted(f.path for f in self.lake.list_entries(L.commit_dir(self.topic, self.partition), recursive=False)
@@ -230,6 +319,7 @@ class PartitionSink:
             L.WINDOWS: (windows_table(b.windows, self._windows), "window_start"),
             L.DISTRICT_WINDOWS: (windows_table(b.district_windows, self._district_windows), "window_start"),
             L.LATE_EVENTS: (self._late_table(b.late), "ts"),
+            L.ANOMALIES: (anomalies_table(b.anomalies), "window_start"),
         }
 
     def _late_table(self, tables: list[pa.Table]) -> pa.Table | None:
@@ -261,6 +351,8 @@ class PartitionSink:
             "consumed": self.consumed,
             "history": self.history,
             "writer": self.writer,
+            "detector_state": self.detector_state,
+            "alerts_unsent": self.unsent,
             "spec": [self.engine.spec.size_s, self.engine.spec.hop, self.engine.spec.allowed_lateness_s, self.engine.spec.grace_s],
         }
 
@@ -283,6 +375,9 @@ class PartitionSink:
         self.committed = int(ckpt.get("committed", -1))
         self.consumed = int(ckpt.get("consumed", 0))
         self.history = [list(h) for h in ckpt.get("history", [])]
+        self.detector_state = ckpt.get("detector_state")
+        self.unsent = list(ckpt.get("alerts_unsent", []))
+        self._unsent_rows = {}
         if ckpt.get("pending"):
             self._recover_legacy_pending(ckpt["pending"])
         rolled = 0
@@ -291,15 +386,32 @@ class PartitionSink:
             self.committed = int(commit["last"])
             self.consumed = int(commit["consumed"])
             self.history.append([self.committed, int(commit["max_ts"])])
+            self.detector_state = commit.get("detector_state", self.detector_state)
+            self.unsent.extend(commit.get("anomalies", []))
             rolled += 1
         if rolled:
             log.info("recover topic=%s partition=%d completed %d committed flush(es) up to offset %d",
                      self.topic, self.partition, rolled, self.committed)
         self._gc_staging()
         self._replay()
+        self._load_detector_state()
         self._trim_history()
         self._write_snapshot()
         return self.committed + 1
+
+    def _load_detector_state(self) -> None:
+        """The detectors' state as of the committed offset: the file the last committed flush
+        named (see the module docstring: landed, not replayed)."""
+        if not self.alerts:
+            return
+        if self.detector_state is None:
+            self.alerts.reset()
+            if self.committed >= 0:
+                log.info("recover topic=%s partition=%d no detector state landed: detectors start fresh",
+                         self.topic, self.partition)
+        else:
+            self.alerts.load_state_bytes(self.lake.read_bytes(self.detector_state))
+        self.alerts.changed = False
 
     def _gc_staging(self) -> None:
         """Delete staged flushes for offsets already committed: they lost the race or crashed
@@ -401,6 +513,20 @@ def windows_table(tables: list[pa.Table], declared: LakeTable) -> pa.Table | Non
     table = pa.concat_tables(tables, promote_options="permissive")
     table = table.append_column("emitted_at", pa.array(np.full(table.num_rows, int(time.time() * 1000), dtype=np.int64)))
     return declared.conform(_ms_to_ts(table, ["window_start", "window_end", "emitted_at"]))
+
+
+def anomalies_table(tables: list[pa.Table]) -> pa.Table | None:
+    """Buffered alert rows (PartitionAlerts.detect, epoch-ms times) as one table to land in the
+    ANOMALIES columns, with the emission time; an id twice in one flush is kept once."""
+    if not tables:
+        return None
+    table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    ids = table.column("anomaly_id").to_numpy(zero_copy_only=False)
+    _, first = np.unique(ids, return_index=True)
+    if len(first) < table.num_rows:
+        table = table.take(pa.array(np.sort(first)))
+    table = table.append_column("emitted_at", pa.array(np.full(table.num_rows, int(time.time() * 1000), dtype=np.int64)))
+    return ANOMALIES.conform(_ms_to_ts(table, ["window_start", "window_end", "detected_at", "emitted_at"]))
 
 
 def _ms_to_ts(table: pa.Table, cols: list[str]) -> pa.Table:

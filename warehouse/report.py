@@ -23,6 +23,8 @@ SECTION_TITLES: dict[str, str] = {
     "wifi_by_site_type": "Wi-Fi load by site type (raw_wifi)",
     "fleet_status": "Fleet status (logistics_5m: share of position fixes per status)",
     "data_quality": "Data quality (quarantine by reason, late events)",
+    "anomalies": "Anomalies by kind and district (anomalies, by window_start)",
+    "anomaly_entities": "Entities with the most anomalies (anomalies)",
 }
 
 
@@ -106,6 +108,29 @@ def _data_quality(day: date) -> str:
         ORDER BY kind DESC, source, reason"""
 
 
+def _anomalies(day: date) -> str:
+    return f"""
+        SELECT kind, coalesce(district, '(none)') AS district, count(*) AS anomalies,
+               count(*) FILTER (WHERE severity = 'critical') AS critical,
+               count(DISTINCT entity) AS entities
+        FROM anomalies
+        WHERE {_day_filter("window_start", day)}
+        GROUP BY ALL
+        ORDER BY anomalies DESC, kind, district"""
+
+
+def _anomaly_entities(day: date, top: int) -> str:
+    return f"""
+        SELECT source, entity, count(*) AS anomalies,
+               string_agg(DISTINCT kind, ', ' ORDER BY kind) AS kinds,
+               min(window_start) AS first_start
+        FROM anomalies
+        WHERE {_day_filter("window_start", day)} AND entity IS NOT NULL
+        GROUP BY source, entity
+        ORDER BY anomalies DESC, source, entity
+        LIMIT {int(top)}"""
+
+
 def latest_day(con: duckdb.DuckDBPyConnection, lake: Lake | None = None) -> date | None:
     """The latest UTC day with any landed raw event, or None on an empty lake. With the `lake`
     it is read off the `date=` directories (the UTC date of ts, by the layout): no Parquet file
@@ -121,7 +146,8 @@ def latest_day(con: duckdb.DuckDBPyConnection, lake: Lake | None = None) -> date
 
 
 def daily_report(
-    con: duckdb.DuckDBPyConnection, day: date | None = None, *, top_roads: int = 10, lake: Lake | None = None
+    con: duckdb.DuckDBPyConnection, day: date | None = None, *, top_roads: int = 10, lake: Lake | None = None,
+    top_entities: int = 10,
 ) -> dict[str, pd.DataFrame]:
     """The report sections for one UTC day (default: the latest day with data, found from the
     `lake`'s directories when given, else by SQL).
@@ -136,6 +162,8 @@ def daily_report(
         "wifi_by_site_type": _wifi_by_site_type,
         "fleet_status": _fleet_status,
         "data_quality": _data_quality,
+        "anomalies": _anomalies,
+        "anomaly_entities": lambda d: _anomaly_entities(d, top_entities),
     }
     sections: dict[str, pd.DataFrame] = {}
     for name, make_sql in queries.items():

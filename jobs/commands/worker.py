@@ -19,6 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from streams.alerts import selected_detectors
     from streams.app import WorkerFailed, run_worker
     from streams.broker import city_topics, ensure_topics, kafka_client_config
 
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [s for s in sources if s not in CONTRACTS]
     if unknown:
         raise SettingsError(f"--sources: unknown {unknown}; known: {list(CONTRACTS)}")
+    selected_detectors(settings.detectors)  # unknown kinds: SettingsError naming CITYFLOW_DETECTORS
     ensure_topics(kafka_client_config(settings, bootstrap), city_topics(settings.partitions))
     try:
         run_worker(settings, bootstrap, sources, loglevel="debug" if args.verbose else "info")

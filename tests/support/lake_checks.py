@@ -110,7 +110,9 @@ def lake_state(root: Path | str | L.Lake) -> dict[str, pd.DataFrame]:
 
 def view_frames(lake_root: str, db_path: Path) -> dict[str, pd.DataFrame]:
     """Every warehouse view (real DuckDB views over the lake), rows in a canonical order;
-    emitted_at (wall clock of emission) left out."""
+    emitted_at (wall clock of emission) and the anomalies' detected_at (the watermark after
+    the batch that raised an alert: batching-dependent, so a crash and replay may change it)
+    left out."""
     views = build_warehouse(lake_root, db_path)
     con = duckdb.connect(str(db_path), read_only=True)
     try:
@@ -118,7 +120,8 @@ def view_frames(lake_root: str, db_path: Path) -> dict[str, pd.DataFrame]:
         out = {}
         for v in views:
             cols = [c[0] for c in con.execute(f'DESCRIBE "{v}"').fetchall()]
-            select = "* EXCLUDE (emitted_at)" if "emitted_at" in cols else "*"
+            unstable = [c for c in ("emitted_at", "detected_at") if c in cols]
+            select = f"* EXCLUDE ({', '.join(unstable)})" if unstable else "*"
             df = con.execute(f'SELECT {select} FROM "{v}"').df()
             for c in df.columns:  # BLOBs (quarantined payloads) come back as bytearray
                 if df[c].dtype == object:

@@ -123,3 +123,47 @@ def test_daily_report_on_an_empty_lake_has_empty_sections(lake: L.Lake, db_path:
         con.close()
     assert report and all(f.empty and f.attrs["day"] is None for f in report.values())
     assert "no data" in format_report(report)
+
+
+def _alert(anomaly_id: str, kind: str, entity: str, district: str | None, start: str,
+           severity: str = "warning") -> dict[str, Any]:
+    ws = pd.Timestamp(start, tz="UTC").to_pydatetime()
+    return {"anomaly_id": anomaly_id, "source": kind.split(".")[0], "kind": kind, "severity": severity,
+            "entity": entity, "district": district, "window_start": ws, "window_end": ws, "detected_at": ws,
+            "value": 1.0, "expected": None, "score": 1.0, "evidence": "test", "kafka_partition": 0,
+            "version": 0, "emitted_at": ws}
+
+
+def test_daily_report_counts_anomalies_once_by_kind_district_and_entity(lake: L.Lake, db_path: Path) -> None:
+    import pyarrow as pa
+
+    from contracts.tables import ANOMALIES
+    from tests.support.warehouse_lake import land
+
+    report_lake(lake)
+    alerts = pa.Table.from_pylist([
+        _alert("a1", "logistics.cold_chain", "truck-0001", "Mitte", "2024-03-02 10:00", "critical"),
+        _alert("a2", "logistics.stalled", "truck-0001", "Mitte", "2024-03-02 10:20"),
+        _alert("a3", "logistics.stalled", "truck-0002", None, "2024-03-02 10:40"),
+    ], schema=ANOMALIES.schema)
+    land(lake, L.ANOMALIES, "logistics", alerts, "window_start", first=0, last=99)
+    # the same alert landed again under another offset range (a replay): counted once
+    land(lake, L.ANOMALIES, "logistics", alerts.slice(0, 1), "window_start", first=0, last=120)
+    build_warehouse(lake.root, db_path)
+    con = connect(load_settings(lake=lake.root, warehouse_db=db_path))
+    try:
+        report = daily_report(con)
+    finally:
+        con.close()
+    assert _records(report["anomalies"]) == [
+        {"kind": "logistics.cold_chain", "district": "Mitte", "anomalies": 1, "critical": 1, "entities": 1},
+        {"kind": "logistics.stalled", "district": "(none)", "anomalies": 1, "critical": 0, "entities": 1},
+        {"kind": "logistics.stalled", "district": "Mitte", "anomalies": 1, "critical": 0, "entities": 1},
+    ]
+    top = _records(report["anomaly_entities"].drop(columns=["first_start"]))
+    assert top == [
+        {"source": "logistics", "entity": "truck-0001", "anomalies": 2,
+         "kinds": "logistics.cold_chain, logistics.stalled"},
+        {"source": "logistics", "entity": "truck-0002", "anomalies": 1, "kinds": "logistics.stalled"},
+    ]
+    assert "Anomalies by kind and district" in format_report(report)
