@@ -108,6 +108,21 @@ PATTERNS: dict[str, Pattern] = {
 SUPPORTED_KINDS: tuple[str, ...] = tuple(k for k in DEFAULT_CONFIGS if k in PATTERNS)
 
 
+@dataclass(frozen=True)
+class IncidentPlan:
+    """What to inject into a simulated run: kinds, incidents per kind per day, and how long
+    to wait (city seconds) before the first so time-of-day baselines are warm."""
+
+    kinds: tuple[str, ...]
+    rate_per_day: float = 1.0
+    warmup_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        parse_kinds(",".join(self.kinds))
+        if self.rate_per_day <= 0 or self.warmup_s < 0:
+            raise ValueError("rate_per_day must be > 0 and warmup_s >= 0")
+
+
 def parse_kinds(text: str) -> list[str]:
     """'all' or comma-separated kinds -> the kinds, in SUPPORTED_KINDS order.
 
