@@ -24,6 +24,7 @@ from streams.broker import BrokerUnreachable
 
 if TYPE_CHECKING:
     from contracts.settings import Settings
+    from streams.incidents import IncidentLabel, IncidentPlan
 
 log = logging.getLogger(__name__)
 
@@ -716,13 +717,41 @@ def generate(
     speedup: float = 1.0,
     start: datetime | None = None,
     sources: Sequence[str] = SOURCES,
+    incidents: IncidentPlan | None = None,
+    labels_out: list[IncidentLabel] | None = None,
 ) -> Iterator[SimEvent]:
     """Yield about rate*seconds readings covering seconds*speedup seconds of city time from
     `start` (default: now minus that span, so nothing lies in the future), in event-time order.
 
     Deterministic: the same arguments (and `start`) give the same events. Each source has its
     own random stream, so adding or removing a source leaves the others' events unchanged.
+
+    With `incidents`, the run is generated in memory first and the labelled incidents are
+    injected (streams.incidents.inject, seeded by `seed`); their labels are appended to
+    `labels_out` before the first event is yielded.
     """
+    if incidents is not None and incidents.kinds:
+        from streams.incidents import inject
+
+        events, labels = inject(
+            _generate(seed, rate, seconds, speedup, start, sources),
+            incidents.kinds, seed, incidents.rate_per_day, incidents.warmup_s,
+        )
+        if labels_out is not None:
+            labels_out.extend(labels)
+        yield from events
+        return
+    yield from _generate(seed, rate, seconds, speedup, start, sources)
+
+
+def _generate(
+    seed: int,
+    rate: float,
+    seconds: float,
+    speedup: float,
+    start: datetime | None,
+    sources: Sequence[str],
+) -> Iterator[SimEvent]:
     plans = plan_fleets(rate, seconds, speedup, sources)
     span_ms = int(seconds * speedup * 1000)
     if start is None:
@@ -900,13 +929,18 @@ def produce_fast(
     disorder: Disorder | None = None,
     disorder_log: DisorderLog | None = None,
     settings: Settings | None = None,
+    incidents: IncidentPlan | None = None,
+    labels_out: list[IncidentLabel] | None = None,
 ) -> dict[str, int]:
     """Generate rate*seconds events and send them as fast as possible (preloading topics),
     optionally out of order (`disorder`, held back by the window geometry of `settings`; what
-    was held back is recorded in `disorder_log`)."""
+    was held back is recorded in `disorder_log`) and with labelled `incidents` (labels
+    appended to `labels_out`, see `generate`)."""
     if producer_config is None:
         raise ValueError("producer_config is required (at least bootstrap_servers)")
-    events: Iterable[SimEvent] = generate(seed, rate, seconds, speedup, start, sources)
+    events: Iterable[SimEvent] = generate(
+        seed, rate, seconds, speedup, start, sources, incidents, labels_out
+    )
     if disorder is not None:
         events = deliver_out_of_order(events, disorder, disorder_log, settings)
     return produce(events, producer_config, progress, topics)
@@ -926,9 +960,12 @@ def produce_paced(
     disorder: Disorder | None = None,
     disorder_log: DisorderLog | None = None,
     settings: Settings | None = None,
+    incidents: IncidentPlan | None = None,
+    labels_out: list[IncidentLabel] | None = None,
 ) -> dict[str, int]:
     """Send events at `rate` per wall-clock second, in slices of `slice_s`: city time advances
-    `speedup` times faster than the wall clock. Out of order as in `produce_fast`.
+    `speedup` times faster than the wall clock. Out of order and with incidents as in
+    `produce_fast`.
 
     By default city time starts at now - seconds*(speedup-1), so the last event's time is the
     wall clock at the end of the run (live data at speedup 1) and no event is in the future.
@@ -938,7 +975,9 @@ def produce_paced(
     if start is None:
         start = datetime.now(UTC) - timedelta(seconds=seconds * (speedup - 1))
     start_ms = int(start.timestamp() * 1000)
-    events: Iterator[SimEvent] = generate(seed, rate, seconds, speedup, start, sources)
+    events: Iterator[SimEvent] = generate(
+        seed, rate, seconds, speedup, start, sources, incidents, labels_out
+    )
     if disorder is not None:  # delayed events come up later and are sent as soon as they do
         events = deliver_out_of_order(events, disorder, disorder_log, settings)
     producer = _producer(producer_config)

@@ -1,5 +1,6 @@
 """`cityflow simulate`: send simulated Duisburg device readings to Kafka, paced at a rate in
-real time or as fast as possible (to preload topics for a benchmark)."""
+real time or as fast as possible (to preload topics for a benchmark), optionally with labelled
+incidents (`--incidents`, labels to `--labels`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import argparse
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+import orjson
 from kafka.errors import KafkaError
 
 from contracts.settings import load_settings
@@ -19,11 +22,21 @@ from streams.broker import (
     kafka_client_config,
     quiet_kafka_client_logs,
 )
+from streams.incidents import (
+    SUPPORTED_KINDS,
+    IncidentLabel,
+    IncidentPlacementError,
+    IncidentPlan,
+    UnsupportedIncident,
+    labels_lines,
+    parse_kinds,
+)
 from streams.simulator import (
     SOURCES,
     Disorder,
     DisorderLog,
     ProduceError,
+    generate,
     produce_fast,
     produce_paced,
 )
@@ -69,13 +82,71 @@ def register(subparsers: Any) -> None:
                         help="share of events held back into their window's grace period (corrections)")
     parser.add_argument("--late-fraction", type=float, default=0.0,
                         help="share of events held back beyond grace (land in late_events)")
+    parser.add_argument(
+        "--incidents",
+        metavar="KIND[,KIND...]",
+        default=None,
+        help="inject labelled incidents of these kinds, or 'all' "
+        f"({','.join(SUPPORTED_KINDS)})",
+    )
+    parser.add_argument(
+        "--labels",
+        metavar="FILE",
+        default=None,
+        help="write the incidents' labels here (JSON lines; a JSON list if FILE ends in .json)",
+    )
+    parser.add_argument(
+        "--incident-rate",
+        type=float,
+        default=1.0,
+        help="incidents of each kind per simulated day, at least one per run (1)",
+    )
+    parser.add_argument(
+        "--incident-warmup-h",
+        type=float,
+        default=0.0,
+        help="city hours before the first incident, so detector baselines are warm (0)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="generate (and inject, and write --labels) but send nothing; no Kafka needed",
+    )
     parser.set_defaults(func=run_simulate)
+
+
+def incident_plan(args: argparse.Namespace) -> IncidentPlan | None:
+    """The --incidents options as a plan (None without --incidents); raises
+    UnsupportedIncident or ValueError with a message for the user."""
+    if not getattr(args, "incidents", None):
+        if getattr(args, "labels", None):
+            raise ValueError("--labels needs --incidents")
+        return None
+    kinds = tuple(parse_kinds(args.incidents))
+    return IncidentPlan(kinds, args.incident_rate, args.incident_warmup_h * 3600.0)
+
+
+def write_labels(path: str, labels: list[IncidentLabel]) -> None:
+    """Labels as a JSON list (FILE.json) or JSON lines (anything else)."""
+    target = Path(path)
+    if target.suffix == ".json":
+        target.write_bytes(orjson.dumps([lb.to_json() for lb in labels], option=orjson.OPT_INDENT_2))
+    else:
+        target.write_text(labels_lines(labels))
 
 
 def run_simulate(args: argparse.Namespace) -> int:
     settings = load_settings()
     if not getattr(args, "verbose", False):
         quiet_kafka_client_logs()
+    try:
+        plan = incident_plan(args)
+    except ValueError as exc:  # UnsupportedIncident is one
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    labels: list[IncidentLabel] = []
+    if getattr(args, "dry_run", False):
+        return _dry_run(args, plan, labels)
     bootstrap = args.bootstrap or settings.kafka_bootstrap
     if not bootstrap:
         print(
@@ -118,10 +189,16 @@ def run_simulate(args: argparse.Namespace) -> int:
             disorder=disorder,
             disorder_log=disorder_log,
             settings=settings,  # hold events back by the CITYFLOW_WINDOW_* geometry in force
+            incidents=plan,
+            labels_out=labels,
         )
     except (BrokerUnreachable, ProduceError, TimeoutError, KafkaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (IncidentPlacementError, UnsupportedIncident) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _report_labels(args, labels)
     elapsed = time.monotonic() - started
     total = sum(counts.values())
     for source, n in counts.items():
@@ -133,4 +210,31 @@ def run_simulate(args: argparse.Namespace) -> int:
     if disorder is not None:
         print(f"held back: {len(disorder_log.corrections):,} into grace (corrections), "
               f"{len(disorder_log.late):,} beyond grace (late events)")
+    return 0
+
+
+def _report_labels(args: argparse.Namespace, labels: list[IncidentLabel]) -> None:
+    if args.labels:
+        write_labels(args.labels, labels)
+    if labels:
+        kinds = len({lb.kind for lb in labels})
+        where = f" -> {args.labels}" if args.labels else ""
+        print(f"injected {len(labels)} incidents of {kinds} kinds{where}")
+
+
+def _dry_run(args: argparse.Namespace, plan: IncidentPlan | None, labels: list[IncidentLabel]) -> int:
+    """Generate and inject without sending: counts per source, and the labels file."""
+    sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+    counts: dict[str, int] = {}
+    try:
+        for event in generate(args.seed, args.rate, args.seconds, args.speedup, None, sources,
+                              plan, labels):
+            counts[event.source] = counts.get(event.source, 0) + 1
+    except ValueError as exc:  # unknown sources, bad numbers, incidents that do not fit
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for source, n in counts.items():
+        print(f"{source:10s} {n:>10,d}")
+    print(f"{'total':10s} {sum(counts.values()):>10,d} events generated (dry run, nothing sent)")
+    _report_labels(args, labels)
     return 0
