@@ -68,8 +68,10 @@ class Settings(BaseSettings):
 
     # Contracts
     # Anomaly detectors the worker runs (streams/detectors): all, none, or a comma-separated
-    # list of kinds. They cost most on traffic (a window row per event): see README Performance.
-    detectors: str = "all"
+    # list of kinds. Off by default while they are in preview: on a backlog they cost the
+    # worker ~40 % of its throughput (traffic: a window row per event, scored step by step);
+    # see README Performance and docs/architecture.md, Anomalies.
+    detectors: str = "none"
     max_event_age_days: float = Field(7.0, gt=0)
     max_event_future_s: float = Field(300.0, ge=0)
 

@@ -72,7 +72,7 @@ def test_an_incident_is_alerted_once_in_the_view_and_on_the_topic(fresh_broker, 
     sent = produce(events, {"bootstrap_servers": fresh_broker})
     lake = str(tmp_path / "lake")
     worker = WorkerProcess(fresh_broker, lake, tmp_path / "w.log", sources="logistics",
-                           env={**FAST_GROUP, "CITYFLOW_FLUSH_SECONDS": "1"}).start()
+                           env={**FAST_GROUP, "CITYFLOW_FLUSH_SECONDS": "1", "CITYFLOW_DETECTORS": "all"}).start()
     try:
         wait_until_landed(lake, sent, timeout=120, workers=[worker])
         view = anomalies_view(lake, tmp_path / "w.duckdb")
@@ -100,7 +100,7 @@ def test_kill_9_mid_run_leaves_the_anomalies_of_an_uninterrupted_run(fresh_broke
     sent = produce(events, {"bootstrap_servers": fresh_broker})
     # small fetches and flushes, so the worker is killed between many flushes
     env = {**FAST_GROUP, "CITYFLOW_FLUSH_SECONDS": "0.3", "CITYFLOW_FLUSH_ROWS": "150",
-           "CITYFLOW_FETCH_MAX_RECORDS": "100"}
+           "CITYFLOW_FETCH_MAX_RECORDS": "100", "CITYFLOW_DETECTORS": "all"}
 
     reference = str(tmp_path / "reference")
     worker = WorkerProcess(fresh_broker, reference, tmp_path / "ref.log", sources="logistics", name="ref",

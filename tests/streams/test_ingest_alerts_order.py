@@ -73,7 +73,7 @@ class FakeConsumer:
 
 
 def service_for(root: str, log: list[str], fail: bool = False) -> IngestService:
-    service = type("Ingest", (IngestService,), {"settings": Settings(lake=root), "bootstrap": "127.0.0.1:1"})()
+    service = type("Ingest", (IngestService,), {"settings": Settings(lake=root, detectors="all"), "bootstrap": "127.0.0.1:1"})()
     service.producer, service.consumer = FakeProducer(log, fail), FakeConsumer(log)
     return service
 
