@@ -56,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default=None,
                    help="NAB-style directory (CSV + combined_windows.json); default "
                    "../shared/data/nab beside the repo if present; 'none' to skip")
+    p.add_argument("--nab-window-s", type=int, default=300,
+                   help="traffic window size for the NAB replay: the series report every 5 min (300)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON report ({DEFAULT_OUT})")
     p.add_argument("--workdir", default=None, help="keep lakes and logs here (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for landing (600)")
@@ -286,7 +288,8 @@ def nab_report(data_dir: Path, args: argparse.Namespace, workdir: Path) -> dict[
     shifts = {s.name: now_ms - int(s.ts_ms.max()) for s in series}
     span_days = max((s.ts_ms.max() - s.ts_ms.min()) / 86_400_000 for s in series)
     merged = sorted((rec for s in series for rec in nab_records(s, shifts[s.name])), key=lambda r: r[0])
-    env = {"CITYFLOW_MAX_EVENT_AGE_DAYS": f"{math.ceil(span_days) + 2}"}
+    env = {"CITYFLOW_MAX_EVENT_AGE_DAYS": f"{math.ceil(span_days) + 2}",
+           "CITYFLOW_WINDOW_TRAFFIC": json.dumps({"size_s": args.nab_window_s})}
     with Pipeline(workdir, "nab", env) as pipe:
         say(f"nab: replaying {len(merged):,} readings of {len(series)} series from {data_dir} "
             f"(shifted to end now; max event age {env['CITYFLOW_MAX_EVENT_AGE_DAYS']} days)...")
@@ -303,7 +306,7 @@ def nab_report(data_dir: Path, args: argparse.Namespace, workdir: Path) -> dict[
     total = Totals.of([f for f, _ in files])
     return {
         "data": str(data_dir), "kind": NAB_KIND, "sent": sent,
-        "max_event_age_days": float(env["CITYFLOW_MAX_EVENT_AGE_DAYS"]),
+        "max_event_age_days": float(env["CITYFLOW_MAX_EVENT_AGE_DAYS"]), "window_s": args.nab_window_s,
         "files": [{"file": f.file, "windows": f.windows, "alerts": f.alerts, "other_kind_alerts": other,
                    "tp": f.tp, "fp": f.fp, "fn": f.fn, "precision": f.precision, "recall": f.recall,
                    "f1": f.f1, "mean_delay_min": _nan_to_none(f.mean_delay_min),
