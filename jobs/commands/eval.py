@@ -5,7 +5,7 @@ P/R/F1 per file and overall, mean delay). Prints tables and writes JSON; `--chec
 recomputes every score in a report from its counts.
 
 Every run gets a fresh embedded broker and a fresh lake (the worker reads its topics from the
-beginning, so runs must not share topics). NAB replay: each series is shifted so its last
+beginning, so runs must not share topics; CITYFLOW_KAFKA_BOOTSTRAP is therefore not used). NAB replay: each series is shifted so its last
 reading is now and the worker runs with CITYFLOW_MAX_EVENT_AGE_DAYS raised to the series'
 span plus two days (no chunking: the detectors need the weeks of history for their
 time-of-day baselines). A NAB row becomes a traffic v3 record of detector `nab-<file stem>`
@@ -366,6 +366,7 @@ def default_data_dir() -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from contracts.settings import load_settings
     from streams.broker import quiet_kafka_client_logs
 
     if args.check:
@@ -380,6 +381,9 @@ def run(args: argparse.Namespace) -> int:
     if data_dir is not None and not (data_dir / "combined_windows.json").exists():
         print(f"error: {data_dir} has no combined_windows.json (see --data)", file=sys.stderr)
         return 2
+    if load_settings().kafka_bootstrap:
+        say("CITYFLOW_KAFKA_BOOTSTRAP is ignored: every run needs empty topics, so eval starts "
+            "its own embedded broker per run")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="cityflow-eval-"))
     report: dict[str, Any] = {"incidents": None, "nab": None}
     t0 = time.monotonic()
