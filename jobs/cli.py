@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "jobs.commands.dlq",
     "jobs.commands.compact",
     "jobs.commands.retention",
+    "jobs.commands.eval",
 )
 
 
