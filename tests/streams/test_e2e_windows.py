@@ -50,13 +50,18 @@ def test_disorder_corrections_and_late_events(fresh_broker, tmp_path):
         assert worker.stop() == 0, worker.log_tail()
 
     for source in SOURCES:
-        late = duckdb.sql(f"SELECT count(*) FROM read_parquet('{lake}/late_events/source={source}/**/*.parquet')").fetchall()[0][0]
+        # The simulated hours start 3 h before now, so a source may get no late event at all
+        # (logistics gets about 2): then it has no late_events file, and that count is 0.
+        late_glob = f"{lake}/late_events/source={source}/**/*.parquet"
+        has_late = duckdb.sql(f"SELECT count(*) FROM glob('{late_glob}')").fetchall()[0][0] > 0
+        late = duckdb.sql(f"SELECT count(*) FROM read_parquet('{late_glob}')").fetchall()[0][0] if has_late else 0
         assert late == log.count("late", source), source
         corrected = duckdb.sql(
             f"SELECT count(DISTINCT (entity, window_start)) FROM read_parquet('{lake}/windows/source={source}/**/*.parquet') "
             "WHERE is_correction").fetchall()[0][0]
         # every correction (re-)emits its window flagged is_correction; several may hit one window
-        assert 0 < corrected <= log.count("corrections", source), source
+        held_back = log.count("corrections", source)
+        assert (0 < corrected <= held_back) if held_back else corrected == 0, source
     _verify(lake)
 
 
