@@ -17,7 +17,7 @@ plain running mean (alpha = 1/n), so the first day is not over-weighted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +143,64 @@ class Baseline:
         state[f"{s}_mean"][c, b] = mean + alpha * delta
         state[f"{s}_var"][c, b] = (1.0 - alpha) * (var + alpha * delta * delta)
         state[f"{s}_n"][c, b] = n
+
+
+def stats_of_signals(baselines: Sequence[Baseline], state: DetectorState, codes: np.ndarray,
+                     buckets: np.ndarray, min_n: np.ndarray) -> list[BandStats]:
+    """`Baseline.stats` of several signals of the same rows at once: the same element-wise
+    operations on arrays stacked (signal, row, bucket), so the results are identical, with a
+    third of the numpy calls for three signals (a backlog batch is hundreds of small steps,
+    where the per-call overhead is the cost)."""
+    n_all = np.nan_to_num(np.stack([state[f"{b.signal}_n"][codes] for b in baselines]))
+    mean_all = np.stack([state[f"{b.signal}_mean"][codes] for b in baselines])
+    sd_all = np.sqrt(np.maximum(np.stack([state[f"{b.signal}_var"][codes] for b in baselines]), 0.0))
+    warm = n_all >= min_n[None, :, None]
+    rows = np.arange(len(codes))
+    mean, sd, n = mean_all[:, rows, buckets], sd_all[:, rows, buckets], n_all[:, rows, buckets]
+    relative = np.array([b.relative for b in baselines])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        abs_all = np.abs(mean_all)
+        spread = np.where(warm & (~relative[:, None, None] | (abs_all > 0)),
+                          np.where(relative[:, None, None], sd_all / abs_all, sd_all), np.nan)
+    typical = _nanmedian_rows(spread.reshape(-1, spread.shape[2])).reshape(len(baselines), len(codes))
+    floor = np.where(relative[:, None], typical * np.abs(mean), typical)
+    sd = np.fmax(sd, floor)
+    return [BandStats(mean[i], sd[i], n[i]) for i in range(len(baselines))]
+
+
+def update_signals(baselines: Sequence[Baseline], state: DetectorState, codes: np.ndarray,
+                   buckets: np.ndarray, xs: np.ndarray, window_size_s: np.ndarray,
+                   warm_n: np.ndarray) -> None:
+    """`Baseline.update` of several signals (`xs`: one row per baseline) of the same rows at
+    once, element-wise identical to updating them one by one. `codes` must be unique."""
+    ok = np.isfinite(xs)
+    if not ok.any():
+        return
+    names = [(f"{b.signal}_n", f"{b.signal}_mean", f"{b.signal}_var") for b in baselines]
+    n = np.nan_to_num(np.stack([state[nn][codes, buckets] for nn, _, _ in names])) + 1.0
+    mean = np.stack([state[m][codes, buckets] for _, m, _ in names])
+    var = np.stack([state[v][codes, buckets] for _, _, v in names])
+    first = n == 1.0
+    with np.errstate(invalid="ignore"):
+        mean = np.where(first, xs, mean)
+        var = np.where(first, 0.0, var)
+        clip_sd = np.array([b.clip_sd for b in baselines])[:, None]
+        min_sd = np.array([b.min_sd for b in baselines])[:, None]
+        band = clip_sd * np.maximum(np.sqrt(var), min_sd)
+        clipped = np.where(n > warm_n[None, :], np.clip(xs, mean - band, mean + band), xs)
+        per_day = np.array([b.tod.bucket_s * b.memory_days for b in baselines], dtype=np.float64)[:, None]
+        alpha = np.maximum(window_size_s[None, :] / per_day, 1.0 / n)
+        delta = clipped - mean
+        new_mean = mean + alpha * delta
+        new_var = (1.0 - alpha) * (var + alpha * delta * delta)
+    for i, (nn, m, v) in enumerate(names):
+        k = ok[i]
+        if not k.any():
+            continue
+        c, b = codes[k], buckets[k]
+        state[m][c, b] = new_mean[i][k]
+        state[v][c, b] = new_var[i][k]
+        state[nn][c, b] = n[i][k]
 
 
 def check_baseline_settings(memory_days: float, warmup_s: float, clear_s: float, timezone: str) -> None:

@@ -24,7 +24,7 @@ from streams.detectors.base import (
     incident_starts,
     select_rows,
 )
-from streams.detectors.baseline import Baseline, TimeOfDay
+from streams.detectors.baseline import Baseline, TimeOfDay, stats_of_signals, update_signals
 from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
 
 SOURCE = "traffic"
@@ -137,15 +137,19 @@ class Congestion:
         buckets = self.tod.bucket(rows.window_start)
         size_s = (rows.window_end - rows.window_start) / 1000.0
         min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
+        baselines = list(self.baselines.values())
+        signals = np.stack([rows.columns[s] for s in self.baselines]) if len(rows) else np.empty((3, 0))
+        no_vehicles = rows.columns[COUNT] == 0
         for idx in rows.steps():
             c, b, ws = rows.codes[idx], buckets[idx], rows.window_start[idx]
             any_valid = np.zeros(len(idx), dtype=bool)
             all_pass = np.ones(len(idx), dtype=bool)
             score = np.full(len(idx), np.inf)
             seen = {}
-            for signal, bl in self.baselines.items():
-                x = rows.columns[signal][idx]
-                st = bl.stats(state, c, b, min_n[idx])
+            xs = signals[:, idx]
+            stats = stats_of_signals(baselines, state, c, b, min_n[idx])
+            for k, signal in enumerate(self.baselines):
+                x, st = xs[k], stats[k]
                 valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= min_n[idx])
                 if signal == SPEED:
                     sd = np.maximum(st.sd, cfg.sd_floor_rel * np.abs(st.mean))
@@ -164,11 +168,10 @@ class Congestion:
                 all_pass &= passes | ~valid
                 score = np.where(valid, np.minimum(score, z), score)
                 seen[signal] = (x, st, valid)
-            hot = any_valid & all_pass & ~(rows.columns[COUNT][idx] == 0)
+            hot = any_valid & all_pass & ~no_vehicles[idx]
             for j in np.flatnonzero(incident_starts(state, c, ws, hot, cfg.clear_s, cfg.min_hot_windows)):
                 self._alert(alerts, rows, int(idx[j]), seen, int(j), float(score[j]))
-            for signal, bl in self.baselines.items():
-                bl.update(state, c, b, rows.columns[signal][idx], size_s[idx], min_n[idx])
+            update_signals(baselines, state, c, b, xs, size_s[idx], min_n[idx])
         return alerts.table()
 
     def _alert(self, alerts: Alerts, rows: Rows, i: int, seen: dict, j: int, score: float) -> None:
