@@ -102,7 +102,7 @@ class Baseline:
         to the mean when `relative`): a bucket that has seen a few dozen samples can
         underestimate its spread, and a median is not moved by a few noisy hours."""
         s = self.signal
-        n_all = np.nan_to_num(state[f"{s}_n"][codes])
+        n_all = _nan_to_zero(state[f"{s}_n"][codes])
         mean_all = state[f"{s}_mean"][codes]
         sd_all = np.sqrt(np.maximum(state[f"{s}_var"][codes], 0.0))
         warm = n_all >= min_n[:, None]
@@ -128,7 +128,7 @@ class Baseline:
             return
         c, b, x, warm_n = codes[ok], buckets[ok], x[ok], warm_n[ok]
         s = self.signal
-        n = np.nan_to_num(state[f"{s}_n"][c, b]) + 1.0
+        n = _nan_to_zero(state[f"{s}_n"][c, b]) + 1.0
         mean = state[f"{s}_mean"][c, b]
         var = state[f"{s}_var"][c, b]
         first = n == 1.0
@@ -146,12 +146,12 @@ class Baseline:
 
 
 def stats_of_signals(baselines: Sequence[Baseline], state: DetectorState, codes: np.ndarray,
-                     buckets: np.ndarray, min_n: np.ndarray) -> list[BandStats]:
+                     buckets: np.ndarray, min_n: np.ndarray) -> BandStats:
     """`Baseline.stats` of several signals of the same rows at once: the same element-wise
     operations on arrays stacked (signal, row, bucket), so the results are identical, with a
     third of the numpy calls for three signals (a backlog batch is hundreds of small steps,
-    where the per-call overhead is the cost)."""
-    n_all = np.nan_to_num(np.stack([state[f"{b.signal}_n"][codes] for b in baselines]))
+    where the per-call overhead is the cost). Arrays of shape (signal, row)."""
+    n_all = _nan_to_zero(np.stack([state[f"{b.signal}_n"][codes] for b in baselines]))
     mean_all = np.stack([state[f"{b.signal}_mean"][codes] for b in baselines])
     sd_all = np.sqrt(np.maximum(np.stack([state[f"{b.signal}_var"][codes] for b in baselines]), 0.0))
     warm = n_all >= min_n[None, :, None]
@@ -164,8 +164,7 @@ def stats_of_signals(baselines: Sequence[Baseline], state: DetectorState, codes:
                           np.where(relative[:, None, None], sd_all / abs_all, sd_all), np.nan)
     typical = _nanmedian_rows(spread.reshape(-1, spread.shape[2])).reshape(len(baselines), len(codes))
     floor = np.where(relative[:, None], typical * np.abs(mean), typical)
-    sd = np.fmax(sd, floor)
-    return [BandStats(mean[i], sd[i], n[i]) for i in range(len(baselines))]
+    return BandStats(mean, np.fmax(sd, floor), n)
 
 
 def update_signals(baselines: Sequence[Baseline], state: DetectorState, codes: np.ndarray,
@@ -177,7 +176,7 @@ def update_signals(baselines: Sequence[Baseline], state: DetectorState, codes: n
     if not ok.any():
         return
     names = [(f"{b.signal}_n", f"{b.signal}_mean", f"{b.signal}_var") for b in baselines]
-    n = np.nan_to_num(np.stack([state[nn][codes, buckets] for nn, _, _ in names])) + 1.0
+    n = _nan_to_zero(np.stack([state[nn][codes, buckets] for nn, _, _ in names])) + 1.0
     mean = np.stack([state[m][codes, buckets] for _, m, _ in names])
     var = np.stack([state[v][codes, buckets] for _, _, v in names])
     first = n == 1.0
@@ -284,3 +283,8 @@ def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
     lo, hi = np.maximum(cnt - 1, 0) // 2, cnt // 2
     hi = np.minimum(hi, a.shape[1] - 1)
     return np.where(cnt > 0, (srt[rows, lo] + srt[rows, hi]) / 2.0, np.nan)
+
+
+def _nan_to_zero(a: np.ndarray) -> np.ndarray:
+    """`np.nan_to_num` for sample counts (never infinite), without its per-call overhead."""
+    return np.where(np.isnan(a), 0.0, a)

@@ -1,5 +1,5 @@
 """The vectorised congestion step (all baselines of a step at once: `stats_of_signals`,
-`update_signals`) against the step loop it replaced, kept here as the reference: a multi-day
+`update_signals`) against the step loop it replaced, kept here verbatim as the reference: a multi-day
 city with jams and a travel-time signal, fed in big batches, gives identical alerts and state."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import pyarrow.compute as pc
 import pytest
 
 from streams.detectors import CongestionConfig, DetectorState
-from streams.detectors.base import Alerts, incident_starts, select_rows
+from streams.detectors.base import Alerts, select_rows
+from streams.detectors.baseline import BandStats, Baseline, _nanmedian_rows
 from streams.detectors.traffic import COUNT, OCCUPANCY, SOURCE, SPEED, TRAVEL_TIME, Congestion
 from tests.support.simulated_city import daily_batches, jam, local_ms, readings, run, windows_of
 
@@ -37,7 +38,7 @@ class ReferenceCongestion(Congestion):
             seen = {}
             for signal, bl in self.baselines.items():
                 x = rows.columns[signal][idx]
-                st = bl.stats(state, c, b, min_n[idx])
+                st = reference_stats(bl, state, c, b, min_n[idx])
                 valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= min_n[idx])
                 if signal == SPEED:
                     sd = np.maximum(st.sd, cfg.sd_floor_rel * np.abs(st.mean))
@@ -57,11 +58,65 @@ class ReferenceCongestion(Congestion):
                 score = np.where(valid, np.minimum(score, z), score)
                 seen[signal] = (x, st, valid)
             hot = any_valid & all_pass & ~(rows.columns[COUNT][idx] == 0)
-            for j in np.flatnonzero(incident_starts(state, c, ws, hot, cfg.clear_s, cfg.min_hot_windows)):
+            for j in np.flatnonzero(reference_incident_starts(state, c, ws, hot, cfg.clear_s, cfg.min_hot_windows)):
                 self._alert(alerts, rows, int(idx[j]), seen, int(j), float(score[j]))
             for signal, bl in self.baselines.items():
-                bl.update(state, c, b, rows.columns[signal][idx], size_s[idx], min_n[idx])
+                reference_update(bl, state, c, b, rows.columns[signal][idx], size_s[idx], min_n[idx])
         return alerts.table()
+
+
+# Baseline.stats, Baseline.update and incident_starts as they were (with np.nan_to_num)
+
+
+def reference_stats(bl: Baseline, state: DetectorState, codes: np.ndarray, buckets: np.ndarray,
+                    min_n: np.ndarray) -> BandStats:
+    s = bl.signal
+    n_all = np.nan_to_num(state[f"{s}_n"][codes])
+    mean_all = state[f"{s}_mean"][codes]
+    sd_all = np.sqrt(np.maximum(state[f"{s}_var"][codes], 0.0))
+    warm = n_all >= min_n[:, None]
+    rows = np.arange(len(codes))
+    mean, sd, n = mean_all[rows, buckets], sd_all[rows, buckets], n_all[rows, buckets]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if bl.relative:
+            spread = np.where(warm & (np.abs(mean_all) > 0), sd_all / np.abs(mean_all), np.nan)
+        else:
+            spread = np.where(warm, sd_all, np.nan)
+    typical = _nanmedian_rows(spread)
+    floor = typical * np.abs(mean) if bl.relative else typical
+    return BandStats(mean, np.fmax(sd, floor), n)
+
+
+def reference_update(bl: Baseline, state: DetectorState, codes: np.ndarray, buckets: np.ndarray,
+                     x: np.ndarray, window_size_s: np.ndarray, warm_n: np.ndarray) -> None:
+    ok = np.isfinite(x)
+    if not ok.any():
+        return
+    c, b, x, warm_n = codes[ok], buckets[ok], x[ok], warm_n[ok]
+    s = bl.signal
+    n = np.nan_to_num(state[f"{s}_n"][c, b]) + 1.0
+    mean = state[f"{s}_mean"][c, b]
+    var = state[f"{s}_var"][c, b]
+    first = n == 1.0
+    mean = np.where(first, x, mean)
+    var = np.where(first, 0.0, var)
+    band = bl.clip_sd * np.maximum(np.sqrt(var), bl.min_sd)
+    clipped = np.where(n > warm_n, np.clip(x, mean - band, mean + band), x)
+    alpha = np.maximum(window_size_s[ok] / (bl.tod.bucket_s * bl.memory_days), 1.0 / n)
+    delta = clipped - mean
+    state[f"{s}_mean"][c, b] = mean + alpha * delta
+    state[f"{s}_var"][c, b] = (1.0 - alpha) * (var + alpha * delta * delta)
+    state[f"{s}_n"][c, b] = n
+
+
+def reference_incident_starts(state: DetectorState, codes: np.ndarray, ws: np.ndarray, hot: np.ndarray,
+                              clear_s: float, min_hot: int = 1) -> np.ndarray:
+    last = state["last_hot"][codes, 0]
+    open_ = (ws - last) <= clear_s * 1000.0
+    n = np.where(open_, np.nan_to_num(state["hot_n"][codes, 0]), 0.0) + hot
+    state["hot_n"][codes[hot], 0] = n[hot]
+    state["last_hot"][codes[hot], 0] = ws[hot]
+    return hot & (n == min_hot)
 
 
 @pytest.fixture(scope="module")
