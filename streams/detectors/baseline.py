@@ -145,12 +145,20 @@ class Baseline:
         state[f"{s}_n"][c, b] = n
 
 
+_STACK_MAX_ROWS = 256  # steps of more entities than this go signal by signal (see stats_of_signals)
+
+
 def stats_of_signals(baselines: Sequence[Baseline], state: DetectorState, codes: np.ndarray,
                      buckets: np.ndarray, min_n: np.ndarray) -> BandStats:
     """`Baseline.stats` of several signals of the same rows at once: the same element-wise
     operations on arrays stacked (signal, row, bucket), so the results are identical, with a
     third of the numpy calls for three signals (a backlog batch is hundreds of small steps,
-    where the per-call overhead is the cost). Arrays of shape (signal, row)."""
+    where the per-call overhead is the cost). Arrays of shape (signal, row). Large steps (a
+    batch of many entities) go one signal at a time: there the cost is memory traffic, and
+    stacked temporaries that outgrow the cache made it 2x slower."""
+    if len(baselines) > 1 and len(codes) > _STACK_MAX_ROWS:
+        parts = [stats_of_signals([b], state, codes, buckets, min_n) for b in baselines]
+        return BandStats(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("mean", "sd", "n")))
     n_all = _nan_to_zero(np.stack([state[f"{b.signal}_n"][codes] for b in baselines]))
     mean_all = np.stack([state[f"{b.signal}_mean"][codes] for b in baselines])
     sd_all = np.sqrt(np.maximum(np.stack([state[f"{b.signal}_var"][codes] for b in baselines]), 0.0))
@@ -172,6 +180,10 @@ def update_signals(baselines: Sequence[Baseline], state: DetectorState, codes: n
                    warm_n: np.ndarray) -> None:
     """`Baseline.update` of several signals (`xs`: one row per baseline) of the same rows at
     once, element-wise identical to updating them one by one. `codes` must be unique."""
+    if len(baselines) > 1 and len(codes) > _STACK_MAX_ROWS:
+        for i, b in enumerate(baselines):
+            update_signals([b], state, codes, buckets, xs[i : i + 1], window_size_s, warm_n)
+        return
     ok = np.isfinite(xs)
     if not ok.any():
         return

@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 import pytest
 
 from streams.detectors import CongestionConfig, DetectorState
+from streams.detectors import baseline as baseline_module
 from streams.detectors.base import Alerts, select_rows
 from streams.detectors.baseline import BandStats, Baseline, _nanmedian_rows
 from streams.detectors.traffic import COUNT, OCCUPANCY, SOURCE, SPEED, TRAVEL_TIME, Congestion
@@ -139,7 +140,10 @@ def city() -> pa.Table:
                                                                             z_threshold=3.0)],
                          ids=["default", "eager"])
 @pytest.mark.parametrize("batching", ["one", "daily", "halves"])
-def test_vectorised_congestion_step_equals_the_step_loop(city, config, batching):
+@pytest.mark.parametrize("stacked", [True, False], ids=["stacked", "signal-by-signal"])
+def test_vectorised_congestion_step_equals_the_step_loop(city, config, batching, stacked, monkeypatch):
+    if not stacked:  # the path of steps of many entities (a worker's 5,000 detectors)
+        monkeypatch.setattr(baseline_module, "_STACK_MAX_ROWS", 0)
     n = city.num_rows
     cuts = {"one": [], "daily": daily_batches(city), "halves": [n // 2]}[batching]
     new, old = config.build(), ReferenceCongestion(config)
