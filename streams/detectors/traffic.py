@@ -24,7 +24,13 @@ from streams.detectors.base import (
     incident_starts,
     select_rows,
 )
-from streams.detectors.baseline import Baseline, TimeOfDay
+from streams.detectors.baseline import (
+    BandStats,
+    Baseline,
+    TimeOfDay,
+    stats_of_signals,
+    update_signals,
+)
 from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
 
 SOURCE = "traffic"
@@ -137,38 +143,39 @@ class Congestion:
         buckets = self.tod.bucket(rows.window_start)
         size_s = (rows.window_end - rows.window_start) / 1000.0
         min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
+        baselines = list(self.baselines.values())
+        signals = np.stack([rows.columns[s] for s in self.baselines]) if len(rows) else np.empty((3, 0))
+        no_vehicles = rows.columns[COUNT] == 0
+        # per signal (rows of the stacked arrays): which one is speed, travel time, occupancy
+        is_speed = np.array([[s == SPEED] for s in self.baselines])
+        is_time = np.array([[s == TRAVEL_TIME] for s in self.baselines])
+        is_occupancy = ~is_speed & ~is_time
+        k_speed, k_time, k_occ = (list(self.baselines).index(s) for s in (SPEED, TRAVEL_TIME, OCCUPANCY))
+        time_rise = -np.log1p(-cfg.min_speed_drop)
         for idx in rows.steps():
             c, b, ws = rows.codes[idx], buckets[idx], rows.window_start[idx]
-            any_valid = np.zeros(len(idx), dtype=bool)
-            all_pass = np.ones(len(idx), dtype=bool)
-            score = np.full(len(idx), np.inf)
-            seen = {}
-            for signal, bl in self.baselines.items():
-                x = rows.columns[signal][idx]
-                st = bl.stats(state, c, b, min_n[idx])
-                valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= min_n[idx])
-                if signal == SPEED:
-                    sd = np.maximum(st.sd, cfg.sd_floor_rel * np.abs(st.mean))
-                    z = (st.mean - x) / sd
-                    big = x <= (1 - cfg.min_speed_drop) * st.mean
-                elif signal == TRAVEL_TIME:  # log seconds: the floor is relative already
-                    sd = np.maximum(st.sd, cfg.sd_floor_rel)
-                    z = (x - st.mean) / sd
-                    big = x - st.mean >= -np.log1p(-cfg.min_speed_drop)
-                else:
-                    sd = np.maximum(st.sd, cfg.sd_floor_rel * np.abs(st.mean))
-                    z = (x - st.mean) / np.where(sd > 0, sd, 1e-9)
-                    big = x >= st.mean + cfg.min_occupancy_rise_pct
-                passes = (z >= cfg.z_threshold) & big
-                any_valid |= valid
-                all_pass &= passes | ~valid
-                score = np.where(valid, np.minimum(score, z), score)
-                seen[signal] = (x, st, valid)
-            hot = any_valid & all_pass & ~(rows.columns[COUNT][idx] == 0)
-            for j in np.flatnonzero(incident_starts(state, c, ws, hot, cfg.clear_s, cfg.min_hot_windows)):
-                self._alert(alerts, rows, int(idx[j]), seen, int(j), float(score[j]))
-            for signal, bl in self.baselines.items():
-                bl.update(state, c, b, rows.columns[signal][idx], size_s[idx], min_n[idx])
+            xs = signals[:, idx]
+            st = stats_of_signals(baselines, state, c, b, min_n[idx])
+            valid = np.isfinite(xs) & np.isfinite(st.mean) & (st.n >= min_n[idx])
+            # speed and occupancy: a floor relative to the baseline; travel time (log seconds)
+            # is relative already; occupancy never divides by zero
+            sd = np.maximum(st.sd, np.where(is_time, cfg.sd_floor_rel, cfg.sd_floor_rel * np.abs(st.mean)))
+            diff = xs - st.mean
+            z = np.where(is_speed, -diff, diff) / np.where(is_occupancy & ~(sd > 0), 1e-9, sd)
+            big = np.empty(xs.shape, dtype=bool)
+            big[k_speed] = xs[k_speed] <= (1 - cfg.min_speed_drop) * st.mean[k_speed]
+            big[k_time] = diff[k_time] >= time_rise
+            big[k_occ] = xs[k_occ] >= st.mean[k_occ] + cfg.min_occupancy_rise_pct
+            passes = (z >= cfg.z_threshold) & big
+            hot = valid.any(axis=0) & (passes | ~valid).all(axis=0) & ~no_vehicles[idx]
+            alerting = np.flatnonzero(incident_starts(state, c, ws, hot, cfg.clear_s, cfg.min_hot_windows))
+            if len(alerting):
+                score = np.where(valid, z, np.inf).min(axis=0)
+                seen = {s: (xs[k], BandStats(st.mean[k], st.sd[k], st.n[k]), valid[k])
+                        for k, s in enumerate(self.baselines)}
+                for j in alerting:
+                    self._alert(alerts, rows, int(idx[j]), seen, int(j), float(score[j]))
+            update_signals(baselines, state, c, b, xs, size_s[idx], min_n[idx])
         return alerts.table()
 
     def _alert(self, alerts: Alerts, rows: Rows, i: int, seen: dict, j: int, score: float) -> None:
