@@ -80,7 +80,7 @@ def run_pipeline(w: Workload, batch: int, lake: Lake, flush_rows: int = 50_000) 
             src = tp[0]
             sink = sinks[tp] = PartitionSink(lake, CONTRACTS[src], tp[1], WindowEngine(window_geometry(src), src, tp[1]))
         t0 = time.perf_counter()
-        pb = process_records(sink.contract, rb, check_keys=True)  # as the worker does
+        pb = process_records(sink.contract, rb)  # checks keys, as the worker does
         t1 = time.perf_counter()
         sink.add(pb)
         t2 = time.perf_counter()

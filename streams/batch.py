@@ -51,14 +51,15 @@ def process_records(
     now: datetime | None = None,
     limits: DecodeLimits = DEFAULT_LIMITS,
     duplicates: DuplicateIndex | None = None,
-    check_keys: bool = False,
+    check_keys: bool = True,
 ) -> ProcessedBatch:
     """Decode a record batch; split it into raw rows, quarantine rows and window-engine events.
 
     `duplicates` is the partition's DuplicateIndex (None: no duplicate detection). With
-    `check_keys` (the worker always), a record whose Kafka key is null or not its entity id is
-    rejected as `key_mismatch`: windowed where it happened to land, it would split its entity's
-    windows over partitions (contracts/rules.py). Off for callers whose keys are placeholders."""
+    `check_keys` (the default, and what the worker does), a record whose Kafka key is null or not
+    its entity id is rejected as `key_mismatch`: windowed where it happened to land, it would
+    split its entity's windows over partitions (contracts/rules.py). Only a caller whose keys are
+    placeholders (a replay of values without their keys) passes `check_keys=False`, by name."""
     now = now or datetime.now(UTC)
     decoded = decode_batch(contract, batch.values, now=now, limits=limits, duplicates=duplicates,
                            offsets=batch.offsets, keys=batch.keys if check_keys else None)

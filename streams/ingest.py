@@ -318,8 +318,7 @@ class IngestService(mode.Service):
             return
         rb = RecordBatch(tp.topic, tp.partition, [r.offset for r in records], [r.key for r in records],
                          [r.value for r in records])
-        processed = process_records(sink.contract, rb, limits=self.limits, duplicates=self.duplicates.get(tp),
-                                    check_keys=True)
+        processed = process_records(sink.contract, rb, limits=self.limits, duplicates=self.duplicates.get(tp))
         out = sink.add(processed)
         src = sink.contract.source
         metrics.CONSUMED.labels(src, tp.partition).inc(processed.consumed)

@@ -88,7 +88,7 @@ def _run(lake: Lake | None, batches: list[list[bytes]], crash_after: int | None)
             sink, index, next_offset = recover_partition(lake, TRAFFIC, 0)
             assert next_offset == offset
         rb = RecordBatch(TRAFFIC.topic, 0, list(range(offset, offset + len(values))), [b"k"] * len(values), values)
-        processed = process_records(TRAFFIC, rb, now=NOW, duplicates=index)
+        processed = process_records(TRAFFIC, rb, now=NOW, duplicates=index, check_keys=False)  # placeholder keys
         dups += [rb.offsets[r.position] for r in processed.rejects if r.reason == "duplicate"]
         assert not [r for r in processed.rejects if r.reason != "duplicate"]
         sink.add(processed)

@@ -54,7 +54,7 @@ def _night(minutes: int) -> list[bytes]:
 
 
 def test_empty_intervals_land_without_speed_and_never_make_a_zero_mean() -> None:
-    processed = process_records(TRAFFIC, _batch(_night(30)), now=NOW, check_keys=True)
+    processed = process_records(TRAFFIC, _batch(_night(30)), now=NOW)
     assert processed.rejects == []
     speeds = processed.raw.column("avg_speed_kmh").to_pylist()
     assert speeds.count(48.0) == 1 and sum(s is not None for s in speeds) == 1  # every other null
@@ -96,7 +96,7 @@ def test_raw_lake_windows_and_the_duckdb_recompute_agree(tmp_path) -> None:
     sink = PartitionSink(lake, TRAFFIC, 0, engine)
     values = _night(40)
     for lo in range(0, len(values), 70):
-        sink.add(process_records(TRAFFIC, _batch(values[lo:lo + 70], lo), now=NOW, check_keys=True))
+        sink.add(process_records(TRAFFIC, _batch(values[lo:lo + 70], lo), now=NOW))
         sink.flush()
     raw = duckdb.sql(f"SELECT vehicle_count, avg_speed_kmh FROM read_parquet('{lake.root}/raw/source=traffic/**/*.parquet')").fetchall()
     assert len(raw) == len(values)
@@ -131,7 +131,7 @@ def test_simulated_records_decode_and_empty_ones_land_null() -> None:
     events = list(generate(5, rate=200, seconds=10, speedup=60, start=start, sources=["traffic"]))
     values = [encode(e)[1] for e in events]
     processed = process_records(TRAFFIC, RecordBatch(TRAFFIC.topic, 0, list(range(len(values))),
-                                                     [encode(e)[0] for e in events], values), check_keys=True)
+                                                     [encode(e)[0] for e in events], values))
     assert processed.rejects == []
     sent = [e.record["avg_speed_kmh"] for e in events]
     assert processed.raw.column("avg_speed_kmh").to_pylist() == sent

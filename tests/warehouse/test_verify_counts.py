@@ -24,7 +24,7 @@ def land(lake: Lake, source: str, partition: int, values: list[bytes]) -> None:
     for i in range(0, len(values), 50):
         chunk = values[i:i + 50]
         rb = RecordBatch(contract.topic, partition, list(range(offset, offset + len(chunk))), [b"k"] * len(chunk), chunk)
-        sink.add(process_records(contract, rb, duplicates=duplicates))
+        sink.add(process_records(contract, rb, duplicates=duplicates, check_keys=False))  # placeholder keys
         offset += len(chunk)
         sink.flush()
 
