@@ -22,6 +22,13 @@ from warehouse.db import SQL_DIR
 
 
 # -- CLI commands (called directly) ----------------------------------------------------------
+def query_args(**kw: object) -> argparse.Namespace:
+    """The `cityflow query` arguments, defaults as the parser gives them."""
+    args: dict[str, object] = {"sql": None, "name": None, "param": [], "list": False, "format": None, "out": None}
+    args.update(kw)
+    return argparse.Namespace(**args)
+
+
 @pytest.fixture
 def cli_env(lake: L.Lake, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CITYFLOW_LAKE", lake.root)
@@ -31,12 +38,12 @@ def cli_env(lake: L.Lake, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_query_command_bad_sql_exits_1_with_a_one_line_message(
     cli_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = cmd.run_query(argparse.Namespace(sql="SELEC * FROM traffic_1m", format="table"))
+    code = cmd.run_query(query_args(sql="SELEC * FROM traffic_1m", format="table"))
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
     assert err.startswith("error: ") and "syntax error" in err and err.count("\n") == 1
 
-    code = cmd.run_query(argparse.Namespace(sql="SELECT * FROM no_such_view", format="csv"))
+    code = cmd.run_query(query_args(sql="SELECT * FROM no_such_view", format="csv"))
     out, err = capsys.readouterr()
     assert code == 1 and "no_such_view" in err and "Traceback" not in err
 
@@ -53,7 +60,7 @@ def test_query_command_formats(
     )
     assert (
         cmd.run_query(
-            argparse.Namespace(
+            query_args(
                 sql="SELECT detector_id, vehicle_count, ts FROM raw_traffic", format="json"
             )
         )
@@ -63,7 +70,7 @@ def test_query_command_formats(
     assert rows == [{"detector_id": "d1", "vehicle_count": 10, "ts": "2024-03-02T10:00:05.000Z"}]
     assert (
         cmd.run_query(
-            argparse.Namespace(
+            query_args(
                 sql="SELECT detector_id, vehicle_count FROM raw_traffic", format="csv"
             )
         )

@@ -37,6 +37,7 @@ EXPECTED_VIEWS = {
     "late_events",
     "quarantine",
     "anomalies",
+    "data_freshness",
 }
 
 
