@@ -175,7 +175,7 @@ def daily_report(
 
 
 def _format_value(v: object) -> str:
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, float):
         return f"{v:,.3f}" if abs(v) < 1 else f"{v:,.1f}"

@@ -177,11 +177,12 @@ def run_query(args: argparse.Namespace) -> int:
     except (duckdb.Error, WarehouseError) as exc:
         return _error(exc)
     try:
-        con.execute(statement, params or None)
-        description = con.description or []
         if fmt == "parquet":
-            table = con.to_arrow_table() if description else pa.table({})
+            relation = con.sql(statement, params=params or None)
+            table = relation.to_arrow_table() if relation is not None else pa.table({})
         else:
+            con.execute(statement, params or None)
+            description = con.description or []
             frame = con.fetchdf() if description else pd.DataFrame()
     except duckdb.Error as exc:
         return _error(exc)

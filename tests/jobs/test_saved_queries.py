@@ -230,3 +230,9 @@ def test_data_freshness_per_source(lake: L.Lake, db_path: Path) -> None:
         con.close()
     assert strict == ["lighting", "logistics", "traffic", "wifi"]
     assert lenient == ["lighting", "logistics", "wifi"]
+
+
+def test_a_missing_time_prints_as_a_dash(lake: L.Lake, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cmd.run_query(query_args(sql="SELECT source, last_event_ts FROM data_freshness")) == 0
+    out = capsys.readouterr().out
+    assert "NaT" not in out and "traffic    -" in out
