@@ -1,0 +1,190 @@
+"""`cityflow schedule`'s logic with a fake clock: report periods, catch-up of missed periods
+exactly once, failures retried, and two scheduler processes never exporting one period twice.
+The exporter here records what it was asked to do in files, as the real export does (a period
+is done when its manifest exists)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from jobs.periods import Period, completed_periods
+from jobs.schedule import (
+    DEFAULT_JOBS,
+    ExportJob,
+    ExportScheduler,
+    ScheduleError,
+    cron_trigger,
+    load_jobs,
+)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+# -- periods -----------------------------------------------------------------------------------
+def test_period_bounds_and_keys_in_a_time_zone() -> None:
+    week = Period.containing("week", date(2026, 11, 30), BERLIN)
+    assert week.key == "2026-W49" and week.start.isoformat() == "2026-11-30T00:00:00+01:00"
+    assert week.end.isoformat() == "2026-12-07T00:00:00+01:00"
+    assert Period.containing("week", date(2027, 1, 2), BERLIN).key == "2026-W53"  # ISO year
+    month = Period.containing("month", date(2026, 12, 31), BERLIN)
+    assert (month.key, month.start.date(), month.end.date()) == ("2026-12", date(2026, 12, 1), date(2027, 1, 1))
+    assert Period.containing("month", date(2028, 2, 10), UTC).end.date() == date(2028, 3, 1)
+    # The day the clocks go back is 25 hours long in Berlin, 24 in UTC.
+    autumn = Period.containing("day", date(2026, 10, 25), BERLIN)
+    assert (autumn.end.astimezone(UTC) - autumn.start.astimezone(UTC)) == timedelta(hours=25)
+    # 23:30 UTC on the 30th is already the 1st in Berlin
+    assert Period.at("month", datetime(2026, 11, 30, 23, 30, tzinfo=UTC), BERLIN).key == "2026-12"
+    assert Period.at("month", datetime(2026, 11, 30, 23, 30, tzinfo=UTC), UTC).key == "2026-11"
+
+
+def test_completed_periods_end_before_now() -> None:
+    now = datetime(2026, 12, 1, 0, 30, tzinfo=UTC)  # 01:30 on 1 Dec in Berlin
+    assert [p.key for p in completed_periods("day", now, BERLIN, 3)] == ["2026-11-28", "2026-11-29", "2026-11-30"]
+    assert [p.key for p in completed_periods("month", now, BERLIN, 2)] == ["2026-10", "2026-11"]
+    assert [p.key for p in completed_periods("month", now, UTC, 1)] == ["2026-11"]
+    for p in completed_periods("week", now, BERLIN, 5):
+        assert p.end <= now
+
+
+# -- a recording exporter ----------------------------------------------------------------------
+@dataclass
+class DirExporter:
+    """Writes <out>/<job>/<key>/manifest.json like the export; logs every export call."""
+
+    out: Path
+    fail: set[str] = field(default_factory=set)
+    delay_s: float = 0.0
+
+    def manifest(self, job: ExportJob, period: Period) -> Path:
+        return self.out / job.name / period.key / "manifest.json"
+
+    def is_done(self, job: ExportJob, period: Period) -> bool:
+        return self.manifest(job, period).exists()
+
+    def export(self, job: ExportJob, period: Period) -> str:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with (self.out / "calls.log").open("a") as f:
+            f.write(f"{job.name} {period.key}\n")
+        time.sleep(self.delay_s)
+        if period.key in self.fail:
+            raise RuntimeError(f"data for {period.key} incomplete\nsecond line")
+        path = self.manifest(job, period)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"period": period.key}))
+        return "written"
+
+    def calls(self) -> list[str]:
+        log = self.out / "calls.log"
+        return log.read_text().splitlines() if log.exists() else []
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+DAILY = ExportJob("daily", "day", "30 1 * * *", catch_up=7)
+MONTHLY = ExportJob("monthly", "month", "0 3 1 * *", catch_up=2)
+
+
+def test_missed_periods_are_caught_up_once_after_downtime(tmp_path: Path) -> None:
+    exporter = DirExporter(tmp_path / "out")
+    clock = Clock(datetime(2026, 11, 30, 1, 0, tzinfo=UTC))
+    sched = ExportScheduler((DAILY, MONTHLY), BERLIN, exporter, tmp_path / "locks", clock=clock)
+
+    first = sched.run_due()
+    assert list(first[0].exported) == [f"2026-11-{d:02d}" for d in range(23, 30)]  # oldest first
+    assert list(first[1].exported) == ["2026-09", "2026-10"]
+    assert sched.run_due() == [type(first[0])("daily"), type(first[0])("monthly")]  # nothing due twice
+
+    clock.now += timedelta(days=3)  # down for three days
+    again = sched.run_due()
+    assert list(again[0].exported) == ["2026-11-30", "2026-12-01", "2026-12-02"]
+    assert list(again[1].exported) == ["2026-11"]
+    calls = exporter.calls()
+    assert len(calls) == len(set(calls)) == 7 + 2 + 3 + 1
+
+
+def test_a_failed_period_is_logged_retried_and_does_not_stop_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    exporter = DirExporter(tmp_path / "out", fail={"2026-11-27"})
+    sched = ExportScheduler((DAILY,), BERLIN, exporter, tmp_path / "locks",
+                            clock=Clock(datetime(2026, 11, 30, 1, 0, tzinfo=UTC)))
+    with caplog.at_level("INFO", logger="jobs.schedule"):
+        result = sched.run_due()[0]
+    assert result.failed == {"2026-11-27": "data for 2026-11-27 incomplete"}
+    assert len(result.exported) == 6
+    assert "export job=daily period=2026-11-27 failed: data for 2026-11-27 incomplete" in caplog.text
+    assert "export job=daily period=2026-11-28 written" in caplog.text
+
+    exporter.fail.clear()
+    assert list(sched.run_due()[0].exported) == ["2026-11-27"]
+
+
+def _scheduler_process(out: str, locks: str, start_at: float) -> None:
+    exporter = DirExporter(Path(out), delay_s=0.2)
+    sched = ExportScheduler((DAILY,), BERLIN, exporter, Path(locks),
+                            clock=lambda: datetime(2026, 11, 30, 1, 0, tzinfo=UTC))
+    while time.time() < start_at:
+        time.sleep(0.005)
+    sched.run_due()
+
+
+def test_two_scheduler_processes_never_export_one_period_twice(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("fork")
+    start_at = time.time() + 0.5
+    procs = [ctx.Process(target=_scheduler_process, args=(str(tmp_path / "out"), str(tmp_path / "locks"), start_at))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    calls = DirExporter(tmp_path / "out").calls()
+    assert sorted(calls) == sorted(set(calls)), calls  # no period exported twice
+    # ...and none lost: whatever one skipped because the other held it, the other exported
+    done = sorted(p.name for p in (tmp_path / "out" / "daily").iterdir())
+    assert done == [f"2026-11-{d:02d}" for d in range(23, 30)]
+
+
+# -- the schedule file and cron --------------------------------------------------------------------
+def test_schedule_file_is_validated_with_the_job_and_key_named(tmp_path: Path) -> None:
+    f = tmp_path / "schedule.toml"
+    f.write_text('[[export]]\nname = "daily"\nperiod = "day"\ncron = "30 1 * * *"\nformats = "csv,html"\n'
+                 '[[export]]\nname = "m"\nperiod = "month"\ncron = "0 3 1 * *"\ncatch_up = 12\n')
+    jobs = load_jobs(f)
+    assert jobs[0].formats == ("csv", "html") and jobs[1].look_back == 12
+    cases = {
+        'name = "x"\nperiod = "year"\ncron = "* * * * *"': "period must be one of day, week, month",
+        'name = "x"\nperiod = "day"\ncron = "61 * * * *"': "job x: cron '61 * * * *' is not a 5-field",
+        'name = "x"\nperiod = "day"\ncron = "0 1 * * *"\nformat = "csv"': "unknown key(s) format",
+        'name = "x"\nperiod = "day"': "missing cron",
+        'name = "x"\nperiod = "day"\ncron = "0 1 * * *"\nformats = ["pdf"]': "formats must be some of html, csv, parquet",
+    }
+    for body, message in cases.items():
+        f.write_text("[[export]]\n" + body + "\n")
+        with pytest.raises(ScheduleError, match=message.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
+            load_jobs(f)
+    with pytest.raises(ScheduleError, match="does not exist"):
+        load_jobs(tmp_path / "missing.toml")
+
+
+def test_cron_fires_in_the_report_time_zone_across_dst() -> None:
+    trigger = cron_trigger(DEFAULT_JOBS[0].cron, BERLIN)  # 01:30 Berlin
+    before = datetime(2026, 10, 24, 12, 0, tzinfo=BERLIN)
+    fire = trigger.get_next_fire_time(None, before)
+    assert fire.astimezone(UTC) == datetime(2026, 10, 24, 23, 30, tzinfo=UTC)  # still summer time
+    fire2 = trigger.get_next_fire_time(fire, fire + timedelta(minutes=1))
+    assert fire2.astimezone(UTC) == datetime(2026, 10, 26, 0, 30, tzinfo=UTC)  # winter time
