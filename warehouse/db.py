@@ -32,6 +32,7 @@ import hashlib
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -235,10 +236,14 @@ def render_view(
     lake_root: str,
     con: duckdb.DuckDBPyConnection,
     macros: dict[str, ViewModel] | None = None,
+    window_sizes: Mapping[str, int] | None = None,
 ) -> RenderedView:
     """Expand a model's placeholders and macros into its final SQL; a scan whose glob matches
-    no file becomes an empty relation typed from the contracts, so the view exists anyway."""
+    no file becomes an empty relation typed from the contracts, so the view exists anyway.
+    `window_sizes` (source -> seconds) are the configured window sizes the latest-version views
+    show (default: WINDOW_DEFAULTS)."""
     root = lake_uri(lake_root)
+    sizes = resolved_window_sizes(window_sizes)
     macros = load_macros() if macros is None else macros
     empty: list[str] = []
     refs: list[str] = []
@@ -283,7 +288,7 @@ def render_view(
             refs.append(args[0])
             return _ident(args[0])
         if name == "window_size_s":
-            return str(WINDOW_DEFAULTS[source_arg(m, args[0])].size_s)
+            return str(sizes[source_arg(m, args[0])])
         if name == "district_measures":
             return _district_measures(source_arg(m, args[0]))
         if name == "union_all":
@@ -325,11 +330,28 @@ def creation_order(rendered: list[RenderedView]) -> list[RenderedView]:
     return ordered
 
 
-def fingerprint(models: list[ViewModel], macros: dict[str, ViewModel] | None = None) -> str:
-    """Changes whenever a view's definition would: SQL files, macros, contracts, window defaults,
+def resolved_window_sizes(window_sizes: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Window size in seconds per source: the given ones over WINDOW_DEFAULTS."""
+    sizes = {s: g.size_s for s, g in WINDOW_DEFAULTS.items()}
+    sizes.update(window_sizes or {})
+    return sizes
+
+
+def configured_window_sizes(settings: Settings) -> dict[str, int]:
+    """The window sizes CITYFLOW_WINDOW_<SOURCE> configures: what the workers land, so what the
+    views show."""
+    from contracts.windows import window_geometry
+
+    return {s: window_geometry(s, settings).size_s for s in CONTRACTS}
+
+
+def fingerprint(models: list[ViewModel], macros: dict[str, ViewModel] | None = None,
+                window_sizes: Mapping[str, int] | None = None) -> str:
+    """Changes whenever a view's definition would: SQL files, macros, contracts, window sizes,
     the declared lake tables (empty fallbacks) and the aggregates' district merges."""
     macros = load_macros() if macros is None else macros
     h = hashlib.sha256(BUILD_FORMAT.encode())
+    h.update(repr(sorted(resolved_window_sizes(window_sizes).items())).encode())
     for m in [*models, *macros.values()]:
         h.update(f"\0{m.path.parent.name}/{m.name}\0{m.template}".encode())
     h.update(repr(sorted(AGGREGATES.items())).encode())
@@ -360,8 +382,10 @@ def prepare_connection(con: duckdb.DuckDBPyConnection, lake_root: str) -> None:
         con.execute(f"LOAD {ext}")
 
 
-def build_warehouse(lake_root: str, db_path: Path) -> list[str]:
+def build_warehouse(lake_root: str, db_path: Path, window_sizes: Mapping[str, int] | None = None) -> list[str]:
     """Create or replace every view in the DuckDB file `db_path`; return the view names.
+    `window_sizes`: the configured size per source (`configured_window_sizes(settings)`); the
+    latest-version views show windows of that size (default: WINDOW_DEFAULTS).
 
     Idempotent and atomic (one transaction); views whose SQL file was removed are dropped.
     """
@@ -371,7 +395,7 @@ def build_warehouse(lake_root: str, db_path: Path) -> list[str]:
     con = duckdb.connect(str(db_path))
     try:
         prepare_connection(con, lake_root)
-        rendered = creation_order([render_view(m, lake_root, con, macros) for m in models])
+        rendered = creation_order([render_view(m, lake_root, con, macros, window_sizes) for m in models])
         previous = _built_views(con)
         con.execute("BEGIN TRANSACTION")
         try:
@@ -385,7 +409,7 @@ def build_warehouse(lake_root: str, db_path: Path) -> list[str]:
                     raise WarehouseError(
                         f"view {r.name} ({SQL_DIR / r.name}.sql): {first}"
                     ) from exc
-            _record_build(con, rendered, lake_uri(lake_root), fingerprint(models, macros))
+            _record_build(con, rendered, lake_uri(lake_root), fingerprint(models, macros, window_sizes))
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -423,7 +447,7 @@ def _record_build(
     )
 
 
-def stale_reason(db_path: Path, lake_root: str) -> str | None:
+def stale_reason(db_path: Path, lake_root: str, window_sizes: Mapping[str, int] | None = None) -> str | None:
     """Why the views in `db_path` must be (re)built for `lake_root`, or None if they are current."""
     if not Path(db_path).exists():
         return "database missing"
@@ -440,8 +464,8 @@ def stale_reason(db_path: Path, lake_root: str) -> str | None:
             return "no build record"
         if {r[1] for r in rows} != {lake_uri(lake_root)}:
             return "lake root changed"
-        if {r[2] for r in rows} != {fingerprint(load_models())}:
-            return "view definitions changed"
+        if {r[2] for r in rows} != {fingerprint(load_models(), window_sizes=window_sizes)}:
+            return "view definitions changed (SQL, contracts or window sizes)"
         for pattern in sorted({p for r in rows for p in r[3]}):
             if con.execute("SELECT 1 FROM glob(?) LIMIT 1", [pattern]).fetchone():
                 return f"files arrived for {pattern}"
@@ -456,11 +480,12 @@ def connect(settings: Settings, *, read_only: bool = True) -> duckdb.DuckDBPyCon
     Read-only by default, so any number of `cityflow query`/report processes can read at once.
     """
     db_path = Path(settings.warehouse_db)
-    reason = stale_reason(db_path, settings.lake)
+    sizes = configured_window_sizes(settings)
+    reason = stale_reason(db_path, settings.lake, sizes)
     if reason:
         log.info("warehouse rebuild db=%s reason=%r", db_path, reason)
         try:
-            build_warehouse(settings.lake, db_path)
+            build_warehouse(settings.lake, db_path, sizes)
         except duckdb.IOException as exc:
             if not db_path.exists():
                 raise

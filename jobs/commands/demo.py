@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from jobs.runner import WorkerProcess, wait_until_landed
     from streams.broker import EmbeddedBroker, city_topics, ensure_topics, kafka_client_config
     from streams.simulator import produce_paced
-    from warehouse.db import build_warehouse
+    from warehouse.db import build_warehouse, configured_window_sizes
     from warehouse.report import daily_report, format_report
 
     settings = load_settings()
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         workers.clear()
 
         try:
-            views = build_warehouse(str(lake_dir), Path(settings.warehouse_db))
+            views = build_warehouse(str(lake_dir), Path(settings.warehouse_db), configured_window_sizes(settings))
         except duckdb.IOException as exc:
             print(f"error: cannot write the warehouse {settings.warehouse_db} (is a duckdb session "
                   f"holding it open? close it and run again): {exc}", file=sys.stderr)

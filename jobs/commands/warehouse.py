@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from contracts.lake import Lake
 from contracts.settings import load_settings
-from warehouse.db import WarehouseError, build_warehouse, connect
+from warehouse.db import WarehouseError, build_warehouse, configured_window_sizes, connect
 from warehouse.report import daily_report, format_report, format_table
 from warehouse.saved import SavedQueryError, describe, parse_params, saved_queries, saved_query
 
@@ -88,7 +88,7 @@ def _error(exc: BaseException) -> int:
 def run_build(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
-        views = build_warehouse(settings.lake, settings.warehouse_db)
+        views = build_warehouse(settings.lake, settings.warehouse_db, configured_window_sizes(settings))
     except (duckdb.Error, WarehouseError) as exc:
         return _error(exc)
     print(f"built {len(views)} views in {settings.warehouse_db} over {settings.lake}:")

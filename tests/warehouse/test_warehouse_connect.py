@@ -13,6 +13,7 @@ from tests.support.warehouse_lake import (
     land,
     raw_table,
     utc,
+    window_table,
 )
 from warehouse.db import connect, query
 
@@ -44,3 +45,28 @@ def test_connect_builds_when_missing_and_picks_up_a_table_that_got_files(
             con.execute("CREATE TABLE scratch (x INTEGER)")
     finally:
         con.close()
+
+
+def test_views_show_the_configured_window_size_and_rebuild_when_it_changes(
+    lake: L.Lake, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CITYFLOW_WINDOW_TRAFFIC changes what the workers land; the latest-version views must show
+    those windows (not the default size), and a changed setting rebuilds the views."""
+    two_min = window_table("traffic", [{"entity": "d1", "window_start": "2024-03-02T10:00:00",
+                                        "window_size_s": 120, "vehicle_count": 7}])
+    one_min = window_table("traffic", [{"entity": "d1", "window_start": "2024-03-02T10:00:00", "vehicle_count": 3}])
+    land(lake, L.WINDOWS, "traffic", two_min, "window_start", first=0)
+    land(lake, L.WINDOWS, "traffic", one_min, "window_start", first=1)
+    monkeypatch.setenv("CITYFLOW_LAKE", lake.root)
+    monkeypatch.setenv("CITYFLOW_WAREHOUSE_DB", str(db_path))
+
+    def counts() -> list[tuple[int, int]]:
+        con = connect(load_settings())
+        try:
+            return con.execute("SELECT window_size_s, vehicle_count FROM traffic_1m").fetchall()
+        finally:
+            con.close()
+
+    assert counts() == [(60, 3)]
+    monkeypatch.setenv("CITYFLOW_WINDOW_TRAFFIC", '{"size_s": 120}')
+    assert counts() == [(120, 7)]
