@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "jobs.commands.validate",
     "jobs.commands.dlq",
     "jobs.commands.compact",
+    "jobs.commands.backfill",
     "jobs.commands.retention",
     "jobs.commands.eval",
 )

@@ -323,16 +323,7 @@ class PartitionSink:
         }
 
     def _late_table(self, tables: list[pa.Table]) -> pa.Table | None:
-        if not tables:
-            return None
-        late = pa.concat_tables(tables)
-        n = late.num_rows
-        cols = {name: late.column(name) for name in self.contract.field_names}
-        cols["kafka_partition"] = pa.array(np.full(n, self.partition, dtype=np.int32))
-        cols["kafka_offset"] = late.column("offset")
-        cols["window_start"] = late.column("window_start")
-        cols["lateness_s"] = late.column("lateness_s")
-        return self._late_events.conform(_ms_to_ts(pa.table(cols), ["ts", "window_start"]))
+        return late_events_rows(self.contract, self.partition, tables, self._late_events)
 
     def _trim_history(self) -> None:
         """Keep the newest flush at or beyond the replay horizon and everything after it."""
@@ -503,6 +494,21 @@ def split_by_hour(table: pa.Table, ts_col: str):
     for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(hours)]):
         dt = pd.Timestamp(int(hours[a]), unit="ms", tz="UTC")
         yield (dt.strftime("%Y-%m-%d"), dt.hour), table.slice(a, b - a)
+
+
+def late_events_rows(contract: Contract, partition: int, tables: list[pa.Table], declared: LakeTable) -> pa.Table | None:
+    """The window engine's late-event tables as one table to land in the `declared` columns:
+    the record's fields, its Kafka coordinates, the window it missed and by how much."""
+    if not tables:
+        return None
+    late = pa.concat_tables(tables)
+    n = late.num_rows
+    cols = {name: late.column(name) for name in contract.field_names}
+    cols["kafka_partition"] = pa.array(np.full(n, partition, dtype=np.int32))
+    cols["kafka_offset"] = late.column("offset")
+    cols["window_start"] = late.column("window_start")
+    cols["lateness_s"] = late.column("lateness_s")
+    return declared.conform(_ms_to_ts(pa.table(cols), ["ts", "window_start"]))
 
 
 def windows_table(tables: list[pa.Table], declared: LakeTable) -> pa.Table | None:
