@@ -77,8 +77,28 @@ class Settings(BaseSettings):
 
     # Worker process
     web_port: int = Field(6066, ge=0, le=65535)
+    # Where the worker's web server (/metrics, /health, /ready) listens. 127.0.0.1: only this
+    # host can reach it (the metrics name districts and devices; nothing there needs to be
+    # public). Set 0.0.0.0 (or the pod IP) in a container so Prometheus and the orchestrator's
+    # health check can reach it, and keep the port off the public network.
+    web_host: str = "127.0.0.1"
     datadir: Path = Path("./.cityflow")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("web_host")
+    @classmethod
+    def _web_host_shape(cls, v: str) -> str:
+        import ipaddress
+
+        v = v.strip()
+        try:
+            ipaddress.ip_address(v)
+            return v
+        except ValueError:
+            pass
+        if re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", v):
+            return v
+        raise ValueError(f"expected an IP address or host name to listen on (127.0.0.1, 0.0.0.0, ::), got {v!r}")
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -47,7 +47,7 @@ def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> 
         broker=",".join(f"kafka://{b}" for b in bootstrap.split(",")),
         datadir=str(settings.datadir),
         web_port=settings.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.web_host,
         broker_session_timeout=settings.session_timeout_s,
         broker_rebalance_timeout=settings.rebalance_timeout_s,
         broker_heartbeat_interval=settings.heartbeat_interval_s,
@@ -119,7 +119,7 @@ def run_worker(settings: Settings, bootstrap: str, sources: tuple[str, ...], log
 
     sys.argv = [
         "cityflow-worker", "--datadir", str(settings.datadir), "worker",
-        "--web-port", str(settings.web_port), "--web-host", "127.0.0.1", "--loglevel", loglevel,
+        "--web-port", str(settings.web_port), "--web-host", settings.web_host, "--loglevel", loglevel,
         "--without-web" if settings.web_port == 0 else "--with-web",
     ]
     try:

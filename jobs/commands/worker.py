@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import socket
 import sys
 
 from contracts.registry import CONTRACTS
@@ -16,6 +18,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--web-port", type=int, default=None, help="metrics/health port (0 = no web server)")
     p.add_argument("--bootstrap", default=None, help="Kafka host:port (default CITYFLOW_KAFKA_BOOTSTRAP)")
     p.set_defaults(func=run)
+
+
+def check_web_port(host: str, port: int) -> None:
+    """Stop with one line naming CITYFLOW_WEB_PORT when the web server's port is taken (most
+    often: a second worker on this host), instead of Faust dying later with a traceback."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise SettingsError(f"CITYFLOW_WEB_HOST={host}: cannot resolve it ({exc.strerror})") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the web server does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SettingsError(
+                    f"CITYFLOW_WEB_PORT={port}: {host}:{port} is already in use, probably by another cityflow "
+                    f"worker on this host; give each worker its own port (CITYFLOW_WEB_PORT={port + 1} or "
+                    f"--web-port {port + 1}; 0 = no web server)") from None
+            raise SettingsError(f"CITYFLOW_WEB_HOST={host}, CITYFLOW_WEB_PORT={port}: cannot listen there "
+                                f"({exc.strerror})") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise SettingsError(f"--sources: unknown {unknown}; known: {list(CONTRACTS)}")
     selected_detectors(settings.detectors)  # unknown kinds: SettingsError naming CITYFLOW_DETECTORS
+    check_web_port(settings.web_host, settings.web_port)
     ensure_topics(kafka_client_config(settings, bootstrap), city_topics(settings.partitions))
     try:
         run_worker(settings, bootstrap, sources, loglevel="debug" if args.verbose else "info")

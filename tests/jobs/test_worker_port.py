@@ -1,0 +1,37 @@
+"""A second worker on one host: its web port is taken, and it says so in one line naming
+CITYFLOW_WEB_PORT (exit 2) before touching Kafka, instead of dying in a Faust traceback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+
+def _cityflow(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {**os.environ, "CITYFLOW_KAFKA_BOOTSTRAP": "127.0.0.1:1", **env}
+    return subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, env=full,
+                          timeout=60)
+
+
+def test_a_taken_web_port_stops_the_worker_with_one_line() -> None:
+    with socket.socket() as taken:  # what a first worker's web server looks like from here
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _cityflow("worker", "--web-port", str(port))
+    assert result.returncode == 2
+    err_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert err_lines == [f"error: CITYFLOW_WEB_PORT={port}: 127.0.0.1:{port} is already in use, probably by another "
+                         f"cityflow worker on this host; give each worker its own port (CITYFLOW_WEB_PORT={port + 1} "
+                         f"or --web-port {port + 1}; 0 = no web server)"]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("host", ["not a host!", "http://0.0.0.0"])
+def test_a_bad_web_host_is_refused_at_start(host: str) -> None:
+    result = _cityflow("worker", CITYFLOW_WEB_HOST=host)
+    assert result.returncode == 2 and "CITYFLOW_WEB_HOST" in result.stderr and "Traceback" not in result.stderr
