@@ -72,7 +72,8 @@ def recover_partition(
     """A partition's sink and duplicate index as of its last landed offset, and the offset to
     resume at: window state and duplicate fingerprints are both rebuilt from the raw lake."""
     engine = WindowEngine(window_geometry(contract.source, settings), contract.source, partition)
-    detectors = selected_detectors(settings.detectors) if settings is not None else None
+    detectors = (selected_detectors(settings.detectors, settings.detector_overrides)
+                 if settings is not None else None)
     sink = PartitionSink(lake, contract, partition, engine, detectors=detectors)
     next_offset = sink.recover()
     duplicates = rebuild_duplicate_index(lake, contract, partition, sink.committed, engine.max_ts,
@@ -222,7 +223,8 @@ class IngestService(mode.Service):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.lake = Lake(self.settings.lake)
-        selected_detectors(self.settings.detectors)  # unknown kinds stop the worker at start
+        # unknown kinds or bad CITYFLOW_DETECTOR_<KIND> overrides stop the worker at start
+        selected_detectors(self.settings.detectors, self.settings.detector_overrides)
         self.sinks: dict[TopicPartition, PartitionSink] = {}
         self.duplicates: dict[TopicPartition, DuplicateIndex] = {}
         self.consumer: AIOKafkaConsumer | None = None
