@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -385,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
         say("CITYFLOW_KAFKA_BOOTSTRAP is ignored: every run needs empty topics, so eval starts "
             "its own embedded broker per run")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="cityflow-eval-"))
-    from streams.detectors.overrides import changed_fields, detector_configs
+    from streams.detectors.overrides import changed_fields, config_json, detector_configs
 
     # the workers inherit this environment, CITYFLOW_DETECTOR_<KIND> overrides included: record
     # the configuration scored (every field of every kind) and say what differs from the defaults
@@ -394,8 +394,7 @@ def run(args: argparse.Namespace) -> int:
     say("detector settings: " + ("defaults" if not changed else "; ".join(
         f"{kind} {json.dumps(fields, default=str)}" for kind, fields in changed.items())))
     report: dict[str, Any] = {"incidents": None, "nab": None,
-                              "detector_configs": {kind: json.loads(json.dumps(asdict(c), default=str))
-                                                   for kind, c in configs.items()}}
+                              "detector_configs": {kind: config_json(c) for kind, c in configs.items()}}
     t0 = time.monotonic()
     try:
         if not args.skip_incidents:

@@ -99,6 +99,12 @@ def detector_configs(overrides: Mapping[str, Mapping[str, Any]] | None = None,
     return configs
 
 
+def config_json(config: DetectorConfig) -> dict[str, Any]:
+    """A config's fields as JSON values (enums by value): what an override would set."""
+    return {name: (v.value if isinstance(v := getattr(config, name), enum.Enum) else v)
+            for name in config_fields(config)}
+
+
 def changed_fields(configs: Mapping[str, DetectorConfig],
                    defaults: Mapping[str, DetectorConfig] | None = None) -> dict[str, dict[str, Any]]:
     """The fields that differ from the defaults, by kind (for logs and reports)."""
@@ -112,4 +118,4 @@ def changed_fields(configs: Mapping[str, DetectorConfig],
     return out
 
 
-__all__ = ["apply_overrides", "changed_fields", "config_fields", "detector_configs", "env_var", "type_name"]
+__all__ = ["apply_overrides", "changed_fields", "config_fields", "config_json", "detector_configs", "env_var", "type_name"]
