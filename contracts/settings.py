@@ -3,19 +3,74 @@ env file) at start-up and validated with an error naming the bad setting."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from contracts.windows import WINDOW_DEFAULTS
 
 
 class SettingsError(ValueError):
     """A CITYFLOW_* setting is invalid; the message names it."""
+
+
+# Per-kind detector settings: CITYFLOW_DETECTOR_<KIND> (kind upper-cased, '.' -> '_') holds a
+# JSON object of overrides of that kind's config fields, e.g.
+# CITYFLOW_DETECTOR_TRAFFIC_CONGESTION='{"z_threshold": 4.5}'. The kinds and their fields live
+# with the detectors (streams/detectors), which contracts must not import; so here each
+# variable is only parsed (a JSON object, or stop naming the variable) and kept by name, and
+# streams.detectors.overrides checks kinds, fields, types and ranges (the CLI does so for
+# every command at start: jobs/cli.py).
+DETECTOR_ENV_PREFIX = "CITYFLOW_DETECTOR_"
+
+
+def parse_detector_override(variable: str, text: str) -> dict[str, Any]:
+    """The JSON object of one CITYFLOW_DETECTOR_<KIND> variable; SettingsError naming it."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise SettingsError(f"{variable}: not JSON ({exc}); expected an object of field overrides "
+                            f"like '{{\"z_threshold\": 4.5}}' (got {text!r})") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"{variable}: expected a JSON object of field overrides like "
+                            f"'{{\"z_threshold\": 4.5}}' (got {text!r})")
+    return value
+
+
+class _DetectorOverrideSource(PydanticBaseSettingsSource):
+    """Collects the CITYFLOW_DETECTOR_<KIND> variables into `detector_overrides` (variable name
+    -> parsed JSON object); their names are open-ended (one per detector kind), so the
+    ordinary per-field environment source cannot see them."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found = {name.upper(): parse_detector_override(name.upper(), text)
+                 for name, text in os.environ.items() if name.upper().startswith(DETECTOR_ENV_PREFIX)}
+        return {"detector_overrides": found} if found else {}
+
+
+class _EnvSource(EnvSettingsSource):
+    """The ordinary CITYFLOW_<FIELD> source, minus `detector_overrides` (whose variables are
+    _DetectorOverrideSource's: CITYFLOW_DETECTOR_OVERRIDES would be a kind named 'overrides')."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name == "detector_overrides":
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
 
 
 class Settings(BaseSettings):
@@ -72,6 +127,8 @@ class Settings(BaseSettings):
     # worker ~40 % of its throughput (traffic: a window row per event, scored step by step);
     # see README Performance and docs/architecture.md, Anomalies.
     detectors: str = "none"
+    # CITYFLOW_DETECTOR_<KIND> variables by name (see DETECTOR_ENV_PREFIX), parsed JSON objects
+    detector_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
     max_event_age_days: float = Field(7.0, gt=0)
     max_event_future_s: float = Field(300.0, ge=0)
 
@@ -99,6 +156,18 @@ class Settings(BaseSettings):
         if re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?", v):
             return v
         raise ValueError(f"expected an IP address or host name to listen on (127.0.0.1, 0.0.0.0, ::), got {v!r}")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _DetectorOverrideSource(settings_cls), _EnvSource(settings_cls),
+                dotenv_settings, file_secret_settings)
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -72,6 +72,16 @@ def run() -> None:
     sys.exit(main())
 
 
+def check_settings() -> None:
+    """Stop every command at start on a bad CITYFLOW_* setting (SettingsError naming it),
+    including the detector settings that contracts/settings.py cannot check itself: the
+    CITYFLOW_DETECTOR_<KIND> overrides are checked against the detector configs here."""
+    from contracts.settings import load_settings
+    from streams.detectors.overrides import detector_configs
+
+    detector_configs(load_settings().detector_overrides)
+
+
 def _main(argv: list[str]) -> int:
     # Imported here, not at the top: `run` installs its SIGTERM handler before the heavy imports.
     from contracts.settings import SettingsError
@@ -89,6 +99,7 @@ def _main(argv: list[str]) -> int:
         parser.print_help()
         return 2
     try:
+        check_settings()
         return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)

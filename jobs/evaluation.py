@@ -29,11 +29,13 @@ LEAD_S = 900.0  # the longest default window (lighting, 15 min)
 
 @dataclass(frozen=True)
 class AlertRow:
-    """The part of an anomaly row that scoring needs."""
+    """The part of an anomaly row that scoring needs (`detected_at`, epoch ms, when known: the
+    watermark at which the worker raised it)."""
 
     kind: str
     entity: str
     window_start: int
+    detected_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,9 @@ class KindScore(_Counts):
 
 
 def alert_rows(rows: Iterable[dict]) -> list[AlertRow]:
-    """AlertRow from anomaly dicts (e.g. `anomalies.to_pylist()`)."""
-    return [AlertRow(r["kind"], r["entity"], int(r["window_start"])) for r in rows]
+    """AlertRow from anomaly dicts (e.g. `anomalies.to_pylist()`), times as epoch ms."""
+    return [AlertRow(r["kind"], r["entity"], int(r["window_start"]),
+                     int(r["detected_at"]) if r.get("detected_at") is not None else None) for r in rows]
 
 
 def _matches(alert: AlertRow, label: IncidentLabel, lead_ms: float) -> bool:
@@ -122,4 +125,71 @@ def format_table(scores: Sequence[KindScore]) -> str:
         lines.append(f"{s.kind:28s} {s.labels:6d} {s.alerts:6d} {s.tp:3d} {s.fp:3d} {s.fn:3d} "
                      f"{s.duplicates:3d} {s.collateral:4d} {s.precision:5.2f} {s.recall:5.2f} "
                      f"{s.f1:5.2f} {s.median_ttd_min:8.1f}")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Whether one injected incident was found: the label, and of the alerts of its kind that
+    match it (the rule of `score_incidents`), the one raised first."""
+
+    label: IncidentLabel
+    alert: AlertRow | None
+
+    @property
+    def found(self) -> bool:
+        return self.alert is not None
+
+    @property
+    def detect_delay_min(self) -> float | None:
+        """Minutes of event time from the incident's start to the alert's `detected_at` (its
+        window_start when detected_at is unknown); None when not found."""
+        if self.alert is None:
+            return None
+        at = self.alert.detected_at if self.alert.detected_at is not None else self.alert.window_start
+        return (at - self.label.start_ms) / 60000.0
+
+
+def incident_findings(labels: Sequence[IncidentLabel], alerts: Sequence[AlertRow],
+                      lead_s: float = LEAD_S) -> tuple[list[Finding], list[AlertRow]]:
+    """Per label (in label order) whether an alert of its kind found it and how fast, and the
+    alerts that match no label of their kind (the rest of what the detectors raised).
+
+        >>> lb = IncidentLabel("traffic.stuck", "tdet-1", 0, 2_400_000, "traffic")
+        >>> (f,), rest = incident_findings([lb], [AlertRow("traffic.stuck", "tdet-1", 0, 960_000)])
+        >>> f.found, f.detect_delay_min, rest
+        (True, 16.0, [])
+    """
+    lead_ms = lead_s * 1000.0
+    by_time = sorted(alerts, key=lambda a: (a.detected_at if a.detected_at is not None else a.window_start,
+                                            a.window_start, a.kind, a.entity))
+    findings = []
+    for lb in labels:
+        first = next((a for a in by_time if a.kind == lb.kind and _matches(a, lb, lead_ms)), None)
+        findings.append(Finding(lb, first))
+    unmatched = [a for a in by_time
+                 if not any(a.kind == lb.kind and _matches(a, lb, lead_ms) for lb in labels)]
+    return findings, unmatched
+
+
+def format_findings(findings: Sequence[Finding], unmatched: Sequence[AlertRow], speedup: float | None = None) -> str:
+    """The table `cityflow demo` prints: kind, entity, start (UTC), found, time to detect (event
+    time; with `speedup`, also the wall-clock equivalent of a replay at that speed)."""
+    from datetime import UTC, datetime
+
+    head = f"{'kind':28s} {'entity':14s} {'start (UTC)':11s} {'found':5s}  time to detect"
+    lines = [head, "-" * (len(head) + 10)]
+    for f in findings:
+        start = datetime.fromtimestamp(f.label.start_ms / 1000, UTC).strftime("%H:%M")
+        delay = f.detect_delay_min
+        if delay is None:
+            ttd = "-"
+        else:
+            ttd = f"{delay:.0f} min"
+            if speedup:
+                ttd += f" (~{max(delay, 0.0) * 60 / speedup:.0f} s at {speedup:g}x)"
+        lines.append(f"{f.label.kind:28s} {f.label.entity:14s} {start:11s} {'yes' if f.found else 'NO':5s}  {ttd}")
+    found = sum(f.found for f in findings)
+    lines.append(f"{found} of {len(findings)} injected incidents found; {len(unmatched)} other alert(s) "
+                 "on no injected incident")
     return "\n".join(lines)

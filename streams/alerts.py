@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import orjson
@@ -25,7 +26,8 @@ import pyarrow.compute as pc
 
 from contracts.settings import SettingsError
 from contracts.tables import ANOMALIES
-from streams.detectors import DEFAULT_CONFIGS, Detector, DetectorState, default_detectors
+from streams.detectors import Detector, DetectorState, default_detectors
+from streams.detectors.overrides import detector_configs
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +151,28 @@ class PartitionAlerts:
             self.states[name] = DetectorState.from_table(restored)
 
 
-def selected_detectors(spec: str = "all") -> dict[str, Detector]:
-    """The detectors CITYFLOW_DETECTORS names: 'all', 'none', or kinds separated by commas.
+def selected_detectors(spec: str = "all",
+                       overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Detector]:
+    """The detectors CITYFLOW_DETECTORS names: 'all', 'none', or kinds separated by commas,
+    each built from its config with the CITYFLOW_DETECTOR_<KIND> `overrides` applied
+    (`Settings.detector_overrides`; streams.detectors.overrides). Every override is checked,
+    also of kinds not selected: a bad setting is an error whether or not it is in use.
 
         >>> sorted(selected_detectors("logistics.cold_chain,wifi.ap_down"))
         ['logistics.cold_chain', 'wifi.ap_down']
     """
+    configs = detector_configs(overrides)
     if spec == "all":
-        return default_detectors()
-    if spec == "none":
-        return {}
-    kinds = [k.strip() for k in spec.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in DEFAULT_CONFIGS]
+        kinds = list(configs)
+    elif spec == "none":
+        kinds = []
+    else:
+        kinds = [k.strip() for k in spec.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in configs]
     if unknown:
         raise SettingsError(f"CITYFLOW_DETECTORS: unknown detector kind(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(DEFAULT_CONFIGS)}")
-    return {k: DEFAULT_CONFIGS[k].build() for k in kinds}
+                            f"known: {', '.join(configs)}")
+    return {k: configs[k].build() for k in kinds}
 
 
 def empty_alerts() -> pa.Table:

@@ -30,6 +30,7 @@ assignment). At-least-once too: `anomaly_id` in the body is the id to dedupe by.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -53,6 +54,7 @@ from streams import metrics
 from streams.alerts import alert_messages, selected_detectors
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.broker import aiokafka_client_config
+from streams.detectors.overrides import changed_fields
 from streams.fetch import install as install_raw_fetch
 from streams.fetch import raise_gc_threshold, raw_value
 from streams.sink import FlushFenced, PartitionSink
@@ -72,7 +74,8 @@ def recover_partition(
     """A partition's sink and duplicate index as of its last landed offset, and the offset to
     resume at: window state and duplicate fingerprints are both rebuilt from the raw lake."""
     engine = WindowEngine(window_geometry(contract.source, settings), contract.source, partition)
-    detectors = selected_detectors(settings.detectors) if settings is not None else None
+    detectors = (selected_detectors(settings.detectors, settings.detector_overrides)
+                 if settings is not None else None)
     sink = PartitionSink(lake, contract, partition, engine, detectors=detectors)
     next_offset = sink.recover()
     duplicates = rebuild_duplicate_index(lake, contract, partition, sink.committed, engine.max_ts,
@@ -222,7 +225,11 @@ class IngestService(mode.Service):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.lake = Lake(self.settings.lake)
-        selected_detectors(self.settings.detectors)  # unknown kinds stop the worker at start
+        # unknown kinds or bad CITYFLOW_DETECTOR_<KIND> overrides stop the worker at start
+        detectors = selected_detectors(self.settings.detectors, self.settings.detector_overrides)
+        changed = changed_fields({k: d.config for k, d in detectors.items()})
+        log.info("detectors kinds=%s settings=%s", ",".join(detectors) or "none",
+                 json.dumps(changed, default=str, sort_keys=True) if changed else "defaults")
         self.sinks: dict[TopicPartition, PartitionSink] = {}
         self.duplicates: dict[TopicPartition, DuplicateIndex] = {}
         self.consumer: AIOKafkaConsumer | None = None

@@ -1,5 +1,13 @@
 """`cityflow demo`: the whole pipeline on this machine in one command — embedded broker,
-simulator, workers, Parquet lake, DuckDB warehouse and the daily report."""
+simulator with a few labelled incidents, workers with every anomaly detector on, Parquet lake,
+DuckDB warehouse, the daily report, and which injected incidents the detectors found and how
+fast (from the landed `anomalies` against the labels file).
+
+Which incidents: the demo's city hour holds no time-of-day baseline (the congestion, energy,
+auth-burst and latency detectors need two days of an hour before they judge one), and lamps
+in daylight need a 62-min stretch at midday; so by default it injects the kinds whose rule
+reads only the device's own last minutes (DEMO_KINDS), those whose pattern fits the span.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,21 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contracts.lake import Lake
 from contracts.settings import SettingsError, load_settings
 
+if TYPE_CHECKING:
+    import duckdb
+
+    from streams.incidents import IncidentLabel
+
 DEMO_MARKER = ".cityflow-demo-lake"
+# Detectable in the demo's first city hour without warm-up (see module doc).
+DEMO_KINDS = ("traffic.stuck", "traffic.dropout", "wifi.ap_down", "logistics.cold_chain",
+              "logistics.stalled", "logistics.impossible_jump")
+LABELS_FILE = "demo-incidents.jsonl"  # under CITYFLOW_DATADIR
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--speedup", type=float, default=90, help="city time per wall time (default 90)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--incidents", default="auto",
+                   help="labelled incidents to inject: auto (the kinds detectable without a baseline "
+                   "that fit the run: " + ", ".join(DEMO_KINDS) + "), none, or KIND,KIND")
     p.set_defaults(func=run)
 
 
@@ -42,11 +63,36 @@ def prepare_lake(lake_dir: Path) -> None:
     (lake_dir / DEMO_MARKER).write_text("written by `cityflow demo`; replaced on the next run\n")
 
 
+def demo_kinds(spec: str, span_s: float) -> tuple[list[str], list[str]]:
+    """The incident kinds to inject into a run of `span_s` city seconds, and the kinds of
+    DEMO_KINDS left out because their pattern does not fit it ('auto'); 'none'; or the kinds
+    named (an error if one does not fit: the user asked for it)."""
+    from streams.incidents import MIN_MS, PATTERNS, parse_kinds
+
+    def fits(kind: str) -> bool:
+        return PATTERNS[kind].duration_min * MIN_MS + 2 * MIN_MS <= span_s * 1000
+
+    if spec == "none":
+        return [], []
+    if spec == "auto":
+        return [k for k in DEMO_KINDS if fits(k)], [k for k in DEMO_KINDS if not fits(k)]
+    try:
+        kinds = parse_kinds(spec)
+    except ValueError as exc:
+        raise SettingsError(f"--incidents: {exc}") from None
+    too_long = [k for k in kinds if not fits(k)]
+    if too_long:
+        raise SettingsError(f"--incidents: {', '.join(too_long)} do not fit {span_s / 60:.0f} min of city "
+                            "time; make --seconds x --speedup longer")
+    return kinds, []
+
+
 def run(args: argparse.Namespace) -> int:
     import duckdb
 
     from jobs.runner import WorkerProcess, wait_until_landed
     from streams.broker import EmbeddedBroker, city_topics, ensure_topics, kafka_client_config
+    from streams.incidents import IncidentPlacementError, IncidentPlan, labels_lines
     from streams.simulator import produce_paced
     from warehouse.db import build_warehouse, configured_window_sizes
     from warehouse.report import daily_report, format_report
@@ -57,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     lake_dir = Path(settings.lake).resolve()
     state_dir = Path(settings.datadir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    kinds, left_out = demo_kinds(args.incidents, args.seconds * args.speedup)
     prepare_lake(lake_dir)
     t_start = time.monotonic()
 
@@ -76,19 +123,36 @@ def run(args: argparse.Namespace) -> int:
         ensure_topics(client, city_topics(settings.partitions))
 
         for i in range(args.workers):
-            w = WorkerProcess(bootstrap, str(lake_dir), state_dir / f"worker-{i}.log", name=f"worker-{i}")
+            # every detector on, whatever the environment's default (CITYFLOW_DETECTOR_<KIND> apply)
+            w = WorkerProcess(bootstrap, str(lake_dir), state_dir / f"worker-{i}.log", name=f"worker-{i}",
+                              env={"CITYFLOW_DETECTORS": "all"})
             workers.append(w.start())
-        say(f"started {args.workers} worker(s); waiting for partition assignment...")
+        say(f"started {args.workers} worker(s) with every anomaly detector on; waiting for partition assignment...")
         for w in workers:
             st = w.wait_ready(timeout=90)
             say(f"{w.name} ready with {len(st.get('partitions', []))} partitions (metrics: http://127.0.0.1:{w.web_port}/metrics)")
 
         say(f"simulating {args.rate:.0f} events/s for {args.seconds:.0f} s "
             f"({args.seconds * args.speedup / 60:.0f} min of city time, seed {args.seed})...")
+        labels: list[IncidentLabel] = []
+        if kinds:
+            say(f"injecting one labelled incident of each of: {', '.join(kinds)}"
+                + (f" ({', '.join(left_out)}: pattern longer than the run)" if left_out else ""))
         t0 = time.monotonic()
-        sent = produce_paced(args.seed, args.rate, args.seconds, args.speedup, client,
-                             progress=lambda c: print(f"\r[demo] sent {sum(c.values()):>8,}", end="", flush=True))
+
+        def produce(plan: IncidentPlan | None) -> dict[str, int]:
+            return produce_paced(args.seed, args.rate, args.seconds, args.speedup, client,
+                                 progress=lambda c: print(f"\r[demo] sent {sum(c.values()):>8,}", end="", flush=True),
+                                 incidents=plan, labels_out=labels)
+
+        try:  # incidents are placed before the first event is sent
+            sent = produce(IncidentPlan(tuple(kinds)) if kinds else None)
+        except IncidentPlacementError as exc:
+            say(f"no incidents injected: {exc}")
+            sent = produce(None)
         print()
+        labels_path = state_dir / LABELS_FILE
+        labels_path.write_text(labels_lines(labels))
         total = sum(sent.values())
         say(f"sent {total:,} events in {time.monotonic() - t0:.1f} s: {sent}")
 
@@ -117,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
 
         con = connect(settings)
         print(format_report(daily_report(con, lake=Lake(settings.lake))))
+        if labels:
+            print(injected_incidents_section(con, labels, labels_path, args.speedup))
         say(f"done in {time.monotonic() - t_start:.0f} s. Try: cityflow query \"SELECT * FROM traffic_1m LIMIT 5\"")
         return 0
     finally:
@@ -125,3 +191,19 @@ def run(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
             say("broker stopped")
+
+
+def injected_incidents_section(con: duckdb.DuckDBPyConnection, labels: list[IncidentLabel], labels_path: Path,
+                               speedup: float) -> str:
+    """"Injected incidents": each label of `labels_path` against the landed `anomalies` view
+    (jobs.evaluation.incident_findings: found or not, time to detect)."""
+    from jobs.evaluation import alert_rows, format_findings, incident_findings
+
+    rows = con.execute(
+        "SELECT kind, entity, epoch_ms(window_start) AS window_start, epoch_ms(detected_at) AS detected_at "
+        "FROM anomalies").fetchall()
+    alerts = alert_rows(dict(zip(("kind", "entity", "window_start", "detected_at"), r, strict=True)) for r in rows)
+    findings, unmatched = incident_findings(labels, alerts)
+    title = (f"Injected incidents (labels: {labels_path}; found = an alert of that kind on that device in "
+             "the anomalies table; time to detect = city time from the incident's start to the alert)")
+    return f"\n{title}\n{format_findings(findings, unmatched, speedup)}"

@@ -385,7 +385,16 @@ def run(args: argparse.Namespace) -> int:
         say("CITYFLOW_KAFKA_BOOTSTRAP is ignored: every run needs empty topics, so eval starts "
             "its own embedded broker per run")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="cityflow-eval-"))
-    report: dict[str, Any] = {"incidents": None, "nab": None}
+    from streams.detectors.overrides import changed_fields, config_json, detector_configs
+
+    # the workers inherit this environment, CITYFLOW_DETECTOR_<KIND> overrides included: record
+    # the configuration scored (every field of every kind) and say what differs from the defaults
+    configs = detector_configs(load_settings().detector_overrides)
+    changed = changed_fields(configs)
+    say("detector settings: " + ("defaults" if not changed else "; ".join(
+        f"{kind} {json.dumps(fields, default=str)}" for kind, fields in changed.items())))
+    report: dict[str, Any] = {"incidents": None, "nab": None,
+                              "detector_configs": {kind: config_json(c) for kind, c in configs.items()}}
     t0 = time.monotonic()
     try:
         if not args.skip_incidents:

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = [s for s in sources if s not in CONTRACTS]
     if unknown:
         raise SettingsError(f"--sources: unknown {unknown}; known: {list(CONTRACTS)}")
-    selected_detectors(settings.detectors)  # unknown kinds: SettingsError naming CITYFLOW_DETECTORS
+    # unknown kinds or bad overrides: SettingsError naming CITYFLOW_DETECTORS / _DETECTOR_<KIND>
+    selected_detectors(settings.detectors, settings.detector_overrides)
     check_web_port(settings.web_host, settings.web_port)
     ensure_topics(kafka_client_config(settings, bootstrap), city_topics(settings.partitions))
     try:

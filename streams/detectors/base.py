@@ -277,11 +277,13 @@ def incident_starts(state: DetectorState, codes: np.ndarray, ws: np.ndarray, hot
 
 
 class Detector(Protocol):
-    """One kind of anomaly: `name` (e.g. 'traffic.congestion'), `source`, `severity`."""
+    """One kind of anomaly: `name` (e.g. 'traffic.congestion'), `source`, `severity`, and the
+    `config` it was built from."""
 
     name: str
     source: str
     severity: Severity
+    config: Any
 
     def new_state(self) -> DetectorState: ...
 

@@ -207,10 +207,14 @@ class Congestion:
 
 @dataclass(frozen=True)
 class StuckConfig:
-    """Stuck detector: its window values (vehicle count, mean speed, mean occupancy) repeat
-    exactly for at least `min_flat_s` seconds and `min_windows` windows in a row. Real loops
-    vary from minute to minute (counts are Poisson, speeds are means of a few vehicles), so an
-    exact repeat is a frozen sensor or a bridge re-sending its last value. Windows without
+    """Stuck detector: its window values (vehicles per report, mean speed, mean occupancy)
+    repeat exactly for at least `min_flat_s` seconds and `min_windows` windows in a row. Real
+    loops vary from minute to minute (counts are Poisson, speeds are means of a few vehicles),
+    so an exact repeat is a frozen sensor or a bridge re-sending its last value. Vehicles per
+    report, not the window's sum: a detector reporting about once a minute puts one report in
+    some 1-min windows and two in others, and a frozen one's sum then alternates (39, 78, 39)
+    while each report repeats the same count. "Exactly" allows float rounding (a mean of
+    three equal values need not be bit-equal to the value). Windows without
     vehicles break a run (an empty road at night is legitimately flat), and so does a gap of
     more than `max_gap_s` between windows. Defaults: 15 min and 5 windows (a quarter of an
     hour is long enough that chance repeats do not happen, short enough for operators);
@@ -230,6 +234,8 @@ class StuckConfig:
 
 
 STUCK_COLUMNS = (COUNT, SPEED, OCCUPANCY)
+STUCK_SHOWN = ("vehicle_count per report", SPEED, OCCUPANCY)
+N_EVENTS = "n_events"
 
 
 class Stuck:
@@ -246,14 +252,17 @@ class Stuck:
 
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
         cfg = self.config
-        rows = select_rows(windows, SOURCE, state, STUCK_COLUMNS)
-        values = np.column_stack([rows.columns[c] for c in STUCK_COLUMNS]) if len(rows) else np.empty((0, 3))
+        rows = select_rows(windows, SOURCE, state, (*STUCK_COLUMNS, N_EVENTS))
+        n = rows.columns[N_EVENTS]
+        per_report = np.where(n > 0, rows.columns[COUNT] / np.where(n > 0, n, 1.0), rows.columns[COUNT])
+        columns = {**rows.columns, COUNT: per_report}  # NaN n_events (hand-made windows): the sum
+        values = np.column_stack([columns[c] for c in STUCK_COLUMNS]) if len(rows) else np.empty((0, 3))
         informative = ~(rows.columns[COUNT] == 0) & np.isfinite(values).any(axis=1)
         alerts = Alerts(self.name, SOURCE, self.severity)
         for idx in rows.steps():
             c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
             x, prev = values[idx], state["prev"][c]
-            equal = ((x == prev) | (np.isnan(x) & np.isnan(prev))).all(axis=1)
+            equal = (np.isclose(x, prev, rtol=1e-9, atol=0.0) | (np.isnan(x) & np.isnan(prev))).all(axis=1)
             contiguous = (ws - state["last_end"][c, 0]) <= cfg.max_gap_s * 1000.0
             same = equal & contiguous & informative[idx] & np.isfinite(state["run_start"][c, 0])
             run_start = np.where(same, state["run_start"][c, 0], np.where(informative[idx], ws, np.nan))
@@ -267,7 +276,7 @@ class Stuck:
             state["alerted_run"][c[fire], 0] = run_start[fire]
             for j in np.flatnonzero(fire):
                 i = idx[j]
-                shown = ", ".join(f"{name} {v:g}" for name, v in zip(STUCK_COLUMNS, x[j], strict=True)
+                shown = ", ".join(f"{name} {v:g}" for name, v in zip(STUCK_SHOWN, x[j], strict=True)
                                   if np.isfinite(v))
                 minutes = (we[j] - run_start[j]) / 60000.0
                 alerts.add(rows.entity[i], rows.district[i], int(run_start[j]), int(we[j]), x[j][1],

@@ -33,9 +33,11 @@ def trimmed_nab(target: Path) -> Path:
 @pytest.mark.skipif(not NAB.exists(), reason="needs ../shared/data/nab")
 def test_eval_on_a_small_slice_checks_its_own_arithmetic(tmp_path):
     out = tmp_path / "eval.json"
-    proc = run_cli(["eval", "--days", "0.5", "--rate", "0.5", "--warmup-h", "3",
+    # a detector setting through the environment reaches the worker eval runs (its log) and the report
+    env = {**ENV, "CITYFLOW_DETECTOR_WIFI_LATENCY": '{"severity": "critical"}'}
+    proc = run_cli(["eval", "--days", "0.5", "--rate", "0.5", "--warmup-h", "3", "--workdir", str(tmp_path / "work"),
                     "--kinds", "logistics.cold_chain,wifi.latency", "--data", str(trimmed_nab(tmp_path / "nab")),
-                    "--out", str(out)], tmp_path, ENV, timeout=240)
+                    "--out", str(out)], tmp_path, env, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
 
@@ -48,6 +50,12 @@ def test_eval_on_a_small_slice_checks_its_own_arithmetic(tmp_path):
     assert nab_row["file"] == NAB_FILE and nab_row["windows"] == 2
     assert report["nab"]["sent"]["traffic"] == 1600
     assert "logistics.cold_chain" in proc.stdout and NAB_FILE in proc.stdout  # the tables
+    assert report["detector_configs"]["wifi.latency"]["severity"] == "critical"
+    assert report["detector_configs"]["logistics.cold_chain"]["severity"] == "critical"  # its default
+    assert report["detector_configs"]["wifi.auth_burst"]["z_threshold"] == 6.0
+    assert 'detector settings: wifi.latency {"severity": "critical"}' in proc.stdout
+    worker_logs = "".join(p.read_text() for p in (tmp_path / "work").rglob("worker.log"))
+    assert worker_logs.count('settings={"wifi.latency": {"severity": "critical"}}') >= 2, worker_logs[-2000:]
 
     # the check is not vacuous: a tampered score is caught
     bad = copy.deepcopy(report)

@@ -13,7 +13,9 @@ from jobs.evaluation import (
     KindScore,
     alert_rows,
     false_alerts_per_1000_device_hours,
+    format_findings,
     format_table,
+    incident_findings,
     score_incidents,
 )
 from streams.detectors.nab import f1
@@ -111,3 +113,51 @@ def test_offline_evaluation_of_injected_incidents_is_self_consistent(offline):
     print(f"incident-free: {len(clean_alerts)} alerts in {device_hours:,.0f} device-hours = "
           f"{rate:.2f} per 1,000 device-hours "
           f"({', '.join(sorted({a.kind for a in clean_alerts})) or 'none'})")
+
+
+def test_findings_say_per_label_whether_and_how_fast_it_was_found():
+    """The demo's "Injected incidents" rows from labels and an anomalies table: the first alert
+    (by detected_at) of the label's kind on its entity inside [start - lead, end] finds it; an
+    alert of another kind, another entity or outside the interval does not; time to detect is
+    detected_at - start; alerts on no label are returned apart."""
+    stall = _label("truck-1", 100, 150, "logistics.stalled")
+    cold = _label("truck-2", 100, 140)
+    stuck = _label("tdet-1", 200, 240, "traffic.stuck")
+    alerts = alert_rows([
+        {"kind": "logistics.stalled", "entity": "truck-1", "window_start": 100 * MIN, "detected_at": 140 * MIN},
+        {"kind": "logistics.stalled", "entity": "truck-1", "window_start": 100 * MIN, "detected_at": 131 * MIN},
+        {"kind": K, "entity": "truck-1", "window_start": 110 * MIN, "detected_at": 126 * MIN},  # wrong kind
+        {"kind": K, "entity": "truck-2", "window_start": 141 * MIN, "detected_at": 160 * MIN},  # after the end
+        {"kind": "traffic.stuck", "entity": "tdet-2", "window_start": 205 * MIN, "detected_at": 220 * MIN},
+        {"kind": "traffic.stuck", "entity": "tdet-1", "window_start": 186 * MIN, "detected_at": 216 * MIN},
+    ])
+    findings, unmatched = incident_findings([stall, cold, stuck], alerts)
+    assert [(f.label, f.found, f.detect_delay_min) for f in findings] == [
+        (stall, True, 31.0),  # the earlier of its two alerts
+        (cold, False, None),
+        (stuck, True, 16.0),  # window began 14 min before the label: inside the 15-min lead
+    ]
+    assert sorted((a.kind, a.entity, a.window_start // MIN) for a in unmatched) == [
+        (K, "truck-1", 110), (K, "truck-2", 141), ("traffic.stuck", "tdet-2", 205)]
+    # found agrees with the scoring of cityflow eval (one rule)
+    for f in findings:
+        (score,) = score_incidents([f.label], [a for a in alerts if a.kind == f.label.kind], [f.label.kind])
+        assert score.tp == int(f.found)
+
+    table = format_findings(findings, unmatched, speedup=90).splitlines()
+    assert len(table) == 2 + 3 + 1
+    assert table[2].split()[:4] == ["logistics.stalled", "truck-1", "01:40", "yes"]  # epoch + 100 min, UTC
+    assert "31 min (~21 s at 90x)" in table[2]
+    assert table[3].split()[3:] == ["NO", "-"]
+    assert table[-1] == "2 of 3 injected incidents found; 3 other alert(s) on no injected incident"
+
+
+def test_findings_without_alerts_or_labels():
+    lb = _label("truck-1", 0, 30)
+    (f,), rest = incident_findings([lb], [])
+    assert not f.found and f.detect_delay_min is None and rest == []
+    findings, rest = incident_findings([], [AlertRow(K, "truck-1", 0)])
+    assert findings == [] and rest == [AlertRow(K, "truck-1", 0)]
+    # no detected_at (an alert row straight from a detector): time from its window_start
+    (f,), _ = incident_findings([lb], [AlertRow(K, "truck-1", 5 * MIN)])
+    assert f.detect_delay_min == 5.0

@@ -265,3 +265,23 @@ def test_every_default_detector_has_its_name_and_an_empty_state_round_trips():
         empty = detector.detect(pa.table({}), state)
         assert empty.num_rows == 0 and empty.schema == ANOMALY_SCHEMA
         assert DetectorState.from_table(state.to_table()).kind == name
+
+
+def test_stuck_fires_on_a_frozen_sensor_whose_minutes_hold_one_or_two_reports():
+    """A detector reporting about once a minute into 1-min windows (here every 45 s): some
+    minutes hold one report, some two. Frozen, each report repeats the same values, so the window's *sum* of
+    vehicles alternates (39, 78, 39) while the count per report stays put: the run must not
+    break on it (seen in `make demo`, where a frozen detector went unnoticed)."""
+    frame = readings(0.5, n_detectors=3, seed=5, every_s=45)
+    start, end = T0 + 2 * 3_600_000, T0 + 2 * 3_600_000 + 40 * MIN
+    sel = (frame["entity"] == "tdet-0001") & (frame["ts"] >= start) & (frame["ts"] < end)
+    frame.loc[sel, ["vehicle_count", "avg_speed_kmh", "occupancy_pct"]] = [39, 71.9, 24.85]
+    windows = windows_of(frame, size_s=60)
+    mine = windows.filter(pa.compute.equal(windows.column("entity"), "tdet-0001")).to_pandas()
+    inside = mine[(mine["window_start"] >= start) & (mine["window_end"] <= end)]
+    assert set(inside["n_events"]) == {1, 2}  # the pattern the test is about is really there
+    alerts = run(StuckConfig().build(), windows, daily_batches(windows)).to_pylist()
+    assert [a["entity"] for a in alerts] == ["tdet-0001"]
+    assert start <= alerts[0]["window_start"] <= start + 2 * MIN
+    assert alerts[0]["window_end"] - alerts[0]["window_start"] >= 15 * MIN
+    assert "vehicle_count per report 39" in alerts[0]["evidence"]
