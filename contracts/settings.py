@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     kafka_sasl_password: str | None = None
     kafka_ssl_cafile: Path | None = None
     partitions: int = Field(4, ge=1, le=1024, description="partitions per source topic")
+    # `cityflow topics create`: replication of every topic it creates (1 suits one broker; use 3
+    # on a production cluster) and how long the broker keeps records (7 days: a worker down for a
+    # week can still catch up; the lake keeps the data beyond that).
+    topic_replication_factor: int = Field(1, ge=1, le=16)
+    topic_retention_hours: float = Field(168.0, gt=0)
     group_id: str = "cityflow"
     session_timeout_s: float = Field(10.0, gt=0)
     rebalance_timeout_s: float = Field(10.0, gt=0)

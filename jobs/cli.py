@@ -12,6 +12,7 @@ import sys
 # sets `func` (args -> exit code).
 COMMAND_MODULES = (
     "jobs.commands.broker",
+    "jobs.commands.topics",
     "jobs.commands.simulate",
     "jobs.commands.worker",
     "jobs.commands.warehouse",
