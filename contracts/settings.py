@@ -1,5 +1,8 @@
-"""The one typed settings object, read from CITYFLOW_* environment variables (and an optional
-env file) at start-up and validated with an error naming the bad setting."""
+"""The one typed settings object, read at start-up and validated with an error naming the bad
+setting. Where a value comes from, strongest first: a command-line override, the CITYFLOW_*
+environment variable, the file CITYFLOW_CONFIG names (`.toml` with the setting names as keys,
+or a `.env` file of CITYFLOW_* lines), the default. `cityflow config show` prints every setting
+with its source, secrets masked."""
 
 from __future__ import annotations
 
@@ -14,9 +17,11 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    TomlConfigSettingsSource,
 )
 
 from contracts.windows import WINDOW_DEFAULTS
@@ -73,6 +78,53 @@ class _EnvSource(EnvSettingsSource):
         return super().get_field_value(field, field_name)
 
 
+CONFIG_ENV = "CITYFLOW_CONFIG"
+ENV_PREFIX = "CITYFLOW_"
+# Settings whose value is a secret: `config show` and error messages never print them.
+SECRET_FIELDS = frozenset({"kafka_sasl_password"})
+
+
+def config_file() -> Path | None:
+    """The settings file CITYFLOW_CONFIG names (None: no file); SettingsError if it is missing or
+    of an unknown kind."""
+    text = os.environ.get(CONFIG_ENV, "").strip()
+    if not text:
+        return None
+    path = Path(text)
+    if path.suffix not in (".toml", ".env") and path.name != ".env":
+        raise SettingsError(f"{CONFIG_ENV}={text}: expected a .toml or .env file")
+    if not path.is_file():
+        raise SettingsError(f"{CONFIG_ENV}={text}: no such file")
+    return path
+
+
+def config_file_values(path: Path) -> dict[str, Any]:
+    """The settings a file sets, by field name (raw values; validated with the rest). Unknown
+    names are an error, so a typo in a file is not silently ignored."""
+    import tomllib
+
+    from dotenv import dotenv_values
+
+    if path.suffix == ".toml":
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{CONFIG_ENV}={path}: not valid TOML ({exc})") from None
+        names = {k: k for k in raw}
+    else:
+        raw = {k: v for k, v in dotenv_values(path).items() if v is not None}
+        not_ours = [k for k in raw if not k.upper().startswith(ENV_PREFIX)]
+        if not_ours:
+            raise SettingsError(f"{CONFIG_ENV}={path}: only CITYFLOW_* variables belong in it, got {not_ours}")
+        names = {k: k.upper().removeprefix(ENV_PREFIX).lower() for k in raw}
+    known = set(Settings.model_fields) - {"detector_overrides"}
+    unknown = sorted(k for k, name in names.items() if name not in known)
+    if unknown:
+        raise SettingsError(f"{CONFIG_ENV}={path}: unknown setting(s) {', '.join(unknown)}; known: "
+                            f"{', '.join(sorted(known))}")
+    return {names[k]: v for k, v in raw.items()}
+
+
 class Settings(BaseSettings):
     """All cityflow configuration. Every field maps to env var CITYFLOW_<NAME>."""
 
@@ -93,7 +145,8 @@ class Settings(BaseSettings):
     # week can still catch up; the lake keeps the data beyond that).
     topic_replication_factor: int = Field(1, ge=1, le=16)
     topic_retention_hours: float = Field(168.0, gt=0)
-    group_id: str = "cityflow"
+    # Kafka's legal characters for group ids and client ids (the worker appends -ingest, -worker)
+    group_id: str = Field("cityflow", pattern=r"^[A-Za-z0-9._-]{1,200}$")
     session_timeout_s: float = Field(10.0, gt=0)
     rebalance_timeout_s: float = Field(10.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
@@ -171,8 +224,35 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _DetectorOverrideSource(settings_cls), _EnvSource(settings_cls),
-                dotenv_settings, file_secret_settings)
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings, _DetectorOverrideSource(settings_cls), _EnvSource(settings_cls)]
+        path = config_file()
+        if path is not None:
+            config_file_values(path)  # unknown names: stop here, naming them
+            if path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(DotEnvSettingsSource(settings_cls, env_file=path, env_prefix=ENV_PREFIX))
+        return (*sources, file_secret_settings)
+
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _cafile_exists(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"expected a readable PEM file of the cluster's CA, but {str(v)!r} is not a file")
+        return v
+
+    @field_validator("lake")
+    @classmethod
+    def _lake_scheme(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("expected a directory or an object-store URI (s3://bucket/lake)")
+        scheme = v.split("://", 1)[0].lower() if "://" in v else "file"
+        known = ("file", "s3", "s3a", "gs", "gcs", "r2", "az", "azure", "abfs", "abfss", "http", "https")
+        if scheme not in known:
+            raise ValueError(f"unknown scheme {scheme!r}; expected a path or one of {', '.join(k + '://' for k in known)}")
+        return v
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -206,16 +286,65 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read settings from the environment; raise SettingsError naming the bad variable."""
+    """Read settings from the environment and CITYFLOW_CONFIG; raise SettingsError naming the
+    bad variable, what is valid, and where the value came from."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else ""
             name = "CITYFLOW_" + "_".join(str(p) for p in err["loc"]).upper()
             msg = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{name}: {msg} (got {err.get('input')!r})")
+            if field.startswith("window_") and err["type"] == "dict_type":
+                msg = ('expected a JSON object of overrides like {"size_s": 60, "hop_s": 30, '
+                       '"allowed_lateness_s": 30, "grace_s": 600}')
+            got = "***" if field in SECRET_FIELDS else repr(err.get("input"))
+            where = setting_source(field, overrides)
+            problems.append(f"{name}: {msg} (got {got}{'' if where == 'environment' else f' from {where}'})")
         raise SettingsError("invalid cityflow settings:\n  " + "\n  ".join(problems)) from None
+
+
+def env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def setting_source(field: str, overrides: dict[str, object] | None = None) -> str:
+    """Where a setting's value comes from: 'argument', 'environment', 'file <path>' or 'default'."""
+    if overrides and field in overrides:
+        return "argument"
+    if field == "detector_overrides":
+        if any(k.upper().startswith(DETECTOR_ENV_PREFIX) for k in os.environ):
+            return "environment"
+    elif any(k.upper() == env_name(field) for k in os.environ):
+        return "environment"
+    path = config_file()
+    if path is not None and field in config_file_values(path):
+        return f"file {path}"
+    return "default"
+
+
+def mask(field: str, value: Any) -> Any:
+    """A value fit to print: secrets as ***, and the password part of a URL's user info hidden."""
+    if value is None:
+        return None
+    if field in SECRET_FIELDS:
+        return "***"
+    if isinstance(value, str):
+        return re.sub(r"(://[^/:@]+):[^/@]+@", r"\1:***@", value)
+    return value
+
+
+def effective_settings(settings: Settings, overrides: dict[str, object] | None = None) -> list[tuple[str, str, Any, str]]:
+    """(setting, variable, value masked, source) for every setting, in declaration order."""
+    rows = []
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        if isinstance(value, Path):
+            value = str(value)
+        rows.append((field, env_name(field) if field != "detector_overrides" else DETECTOR_ENV_PREFIX + "<KIND>",
+                     mask(field, value), setting_source(field, overrides)))
+    return rows
 
 
 @lru_cache(maxsize=1)

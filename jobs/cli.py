@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "jobs.commands.backfill",
     "jobs.commands.retention",
     "jobs.commands.eval",
+    "jobs.commands.config",
 )
 
 
