@@ -199,6 +199,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     datadir: Path = Path("./.cityflow")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Log lines as text (people) or JSON lines (log pipelines); `--log-format` overrides it.
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("web_host")
     @classmethod

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Smart-city stream analytics: Kafka -> Faust workers -> Parquet lake -> DuckDB.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=("text", "json"), default=None,
+                        help="log lines as text (default) or JSON lines (default: CITYFLOW_LOG_FORMAT)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -90,10 +92,16 @@ def _main(argv: list[str]) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from jobs.logs import configure_logging
+
+    if args.log_format is None:  # the setting; a bad setting is reported below, by check_settings
+        from contracts.settings import load_settings
+
+        try:
+            args.log_format = load_settings().log_format
+        except SettingsError:
+            args.log_format = "text"
+    configure_logging(args.log_format, "DEBUG" if args.verbose else "INFO")
     if not args.verbose:  # client libraries log every connection at INFO
         for noisy in ("kafka", "aiokafka"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

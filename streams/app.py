@@ -40,8 +40,15 @@ def _stop_worker(failure: RecoveryFailed) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> faust.App:
-    """Build the worker's Faust app (short group timeouts: see docs/architecture.md, broker quirk 2)."""
+def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...], log_format: str = "text",
+               loglevel: str = "info") -> faust.App:
+    """Build the worker's Faust app (short group timeouts: see docs/architecture.md, broker quirk 2).
+    With log_format 'json' Faust logs through our JSON formatter instead of its own format."""
+    logging_config = None
+    if log_format == "json":
+        from jobs.logs import logging_dict
+
+        logging_config = logging_dict("json", loglevel.upper())
     app = faust.App(
         f"{settings.group_id}-worker",
         broker=",".join(f"kafka://{b}" for b in bootstrap.split(",")),
@@ -53,6 +60,7 @@ def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> 
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         topic_partitions=settings.partitions,
         topic_allow_declare=False,
+        logging_config=logging_config,
     )
 
     service_cls = type(
@@ -102,10 +110,11 @@ def create_app(settings: Settings, bootstrap: str, sources: tuple[str, ...]) -> 
     return app
 
 
-def run_worker(settings: Settings, bootstrap: str, sources: tuple[str, ...], loglevel: str = "info") -> None:
+def run_worker(settings: Settings, bootstrap: str, sources: tuple[str, ...], loglevel: str = "info",
+               log_format: str = "text") -> None:
     """Run the Faust worker in this process until SIGINT/SIGTERM; raise WorkerFailed if it
     stopped because a partition could not be recovered."""
-    app = create_app(settings, bootstrap, sources)
+    app = create_app(settings, bootstrap, sources, log_format, loglevel)
     # Faust installs its signal handlers part-way through start-up. A SIGTERM that arrives
     # before then is held and sent again once they are in, so it takes the graceful path too.
     held: list[int] = []
@@ -118,7 +127,7 @@ def run_worker(settings: Settings, bootstrap: str, sources: tuple[str, ...], log
             os.kill(os.getpid(), held[0])
 
     sys.argv = [
-        "cityflow-worker", "--datadir", str(settings.datadir), "worker",
+        "cityflow-worker", "--datadir", str(settings.datadir), *(["--quiet"] if log_format == "json" else []), "worker",
         "--web-port", str(settings.web_port), "--web-host", settings.web_host, "--loglevel", loglevel,
         "--without-web" if settings.web_port == 0 else "--with-web",
     ]

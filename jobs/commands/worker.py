@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     check_web_port(settings.web_host, settings.web_port)
     ensure_topics(kafka_client_config(settings, bootstrap), city_topics(settings.partitions))
     try:
-        run_worker(settings, bootstrap, sources, loglevel="debug" if args.verbose else "info")
+        run_worker(settings, bootstrap, sources, loglevel="debug" if args.verbose else "info",
+                   log_format=getattr(args, "log_format", None) or settings.log_format)
     except WorkerFailed as exc:
         print(f"cityflow worker: stopped: {exc}", file=sys.stderr)
         return 1

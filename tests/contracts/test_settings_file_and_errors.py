@@ -43,6 +43,7 @@ INVALID: dict[str, tuple[str, str]] = {
     "web_port": ("70000", "less than or equal to 65535"),
     "web_host": ("http://0.0.0.0", "expected an IP address or host name"),
     "log_level": ("LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
+    "log_format": ("xml", "'text' or 'json'"),
 }
 # Settings for which any value is valid, and why.
 ANY_VALUE = {
