@@ -233,6 +233,7 @@ class IngestService(mode.Service):
         self.sinks: dict[TopicPartition, PartitionSink] = {}
         self.duplicates: dict[TopicPartition, DuplicateIndex] = {}
         self.consumer: AIOKafkaConsumer | None = None
+        self._freshest: dict[str, float] = {}  # newest landed event time per source (seconds)
         self.producer: AIOKafkaProducer | None = None
         self.assignments_seen = 0
         self.limits = DecodeLimits(
@@ -333,9 +334,24 @@ class IngestService(mode.Service):
             self._pending_dlq.setdefault(tp, []).append((processed, rb))
         if out.late_events.num_rows:
             metrics.LATE.labels(src).inc(out.late_events.num_rows)
+        if out.windows.num_rows:
+            corrections = int(out.windows.column("is_correction").to_numpy(zero_copy_only=False).sum())
+            metrics.WINDOWS.labels(src, "correction").inc(corrections)
+            metrics.WINDOWS.labels(src, "final").inc(out.windows.num_rows - corrections)
         if sink.engine.watermark is not None:
             metrics.WATERMARK.labels(src, tp.partition).set(sink.engine.watermark / 1000)
         metrics.BUFFERED.labels(src, tp.partition).set(sink.buffered_rows)
+
+    def _landed_gauges(self, tp: TopicPartition, sink: PartitionSink, next_offset: int) -> None:
+        """Lag (last high watermark seen minus the next offset to land) and freshness."""
+        src = sink.contract.source
+        high = self.consumer.highwater(tp) if self.consumer is not None else None
+        if high is not None:
+            metrics.LAG.labels(src, tp.partition).set(max(high - next_offset, 0))
+        newest = sink.engine.max_ts / 1000 if sink.engine.watermark is not None else None
+        if newest is not None and newest > self._freshest.get(src, float("-inf")):
+            self._freshest[src] = newest
+            metrics.LAST_LANDED_EVENT.labels(src).set(newest)
 
     async def flush(self, tps: list[TopicPartition]) -> None:
         """Send the rejects of these partitions to the DLQ, land their buffers, commit offsets."""
@@ -379,6 +395,7 @@ class IngestService(mode.Service):
                     metrics.ANOMALIES.labels(src, kind).inc(n)
             await self._send_alerts(tp, sink)  # after landing: see the module docstring
             metrics.BUFFERED.labels(src, tp.partition).set(0)
+            self._landed_gauges(tp, sink, result.last + 1)
             commits[tp] = result.last + 1
             log.debug("flushed topic=%s partition=%d offsets=%d-%d rows=%s", tp.topic, tp.partition,
                       result.first, result.last, result.rows)

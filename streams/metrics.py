@@ -1,4 +1,6 @@
-"""Prometheus metrics of a worker (served at /metrics by the Faust web server)."""
+"""Prometheus metrics of a worker (served at /metrics by the Faust web server). Label values come
+from cityflow's own vocabulary (source names, table names, reason codes, detector kinds) and Kafka
+partition numbers, never from device data, so a device cannot create label series."""
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -14,3 +16,10 @@ BUFFERED = Gauge("cityflow_buffered_records", "Records consumed but not yet land
 FENCED = Counter("cityflow_flush_fenced_total", "Flushes dropped because another worker landed those offsets first", ["source"], registry=REGISTRY)
 ANOMALIES = Counter("cityflow_anomalies_total", "Anomalies landed (and then sent to city.anomalies.v1)", ["source", "kind"], registry=REGISTRY)
 ANOMALIES_SENT = Counter("cityflow_anomalies_sent_total", "Alerts produced to city.anomalies.v1 (at-least-once: re-sends count again)", ["source"], registry=REGISTRY)
+WINDOWS = Counter("cityflow_windows_emitted_total", "Window rows emitted: first final versions and corrections",
+                  ["source", "kind"], registry=REGISTRY)
+LAG = Gauge("cityflow_partition_lag_records", "End offset (the consumer's last high watermark) minus the lake's next "
+            "offset to land, per partition; approximate on the embedded broker", ["source", "partition"], registry=REGISTRY)
+LAST_LANDED_EVENT = Gauge("cityflow_last_landed_event_timestamp_seconds",
+                          "Newest event time landed in the lake, per source (freshness: time() minus this)", ["source"],
+                          registry=REGISTRY)

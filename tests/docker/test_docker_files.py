@@ -40,12 +40,15 @@ def cityflow_services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None,
                     reason="docker-compose not installed (make test installs Debian's package when it can)")
-@pytest.mark.parametrize("profiles", [(), ("minio",)])
+@pytest.mark.parametrize("profiles", [(), ("minio",), ("monitoring",)])
 def test_docker_compose_accepts_the_file(profiles: tuple[str, ...]) -> None:
     services = compose_config(*profiles)["services"]
     assert {"kafka", "topics-init", "worker", "simulator"} <= set(services)
-    if profiles:
+    if profiles == ("minio",):
         assert {"minio", "minio-init"} <= set(services)
+    if profiles == ("monitoring",):
+        volumes = " ".join(str(v) for v in services["prometheus"]["volumes"])
+        assert "prometheus.yml" in volumes and "cityflow-alerts.yml" in volumes
 
 
 def test_every_cityflow_service_runs_a_real_command_with_valid_options() -> None:
@@ -120,3 +123,45 @@ def test_dockerfile_rules() -> None:
     for op, args in steps:
         if op == "RUN" and "pip install" in args:
             assert "--no-cache-dir" in args or "PIP_NO_CACHE_DIR" in (DOCKER / "Dockerfile").read_text()
+
+
+def _metric_names() -> set[str]:
+    """Every series name the worker exposes (counters with _total, histograms with _bucket...)."""
+    from streams import metrics
+
+    names = set()
+    for family in metrics.REGISTRY.collect():
+        names.add(family.name)
+        kind = family.type
+        if kind == "counter":
+            names.add(family.name + "_total")
+        if kind == "histogram":
+            names |= {family.name + s for s in ("_bucket", "_sum", "_count")}
+    return names
+
+
+def _names_in(expr: str) -> set[str]:
+    return set(re.findall(r"\b(cityflow_[a-z_]+)\b", expr))
+
+
+def test_dashboard_and_alert_rules_use_only_metrics_the_worker_exposes() -> None:
+    import json
+
+    exposed = _metric_names()
+    dashboard = json.loads((DOCKER / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    rules = yaml.safe_load((DOCKER / "cityflow-alerts.yml").read_text())["groups"][0]["rules"]
+    exprs += [r["expr"] for r in rules]
+    used = set().union(*(_names_in(e) for e in exprs))
+    assert used and used <= exposed, used - exposed
+    # what an operator dashboards (issue 15): each of these is on the dashboard
+    for metric in ("cityflow_consumed_total", "cityflow_landed_rows_total", "cityflow_dlq_total",
+                   "cityflow_windows_emitted_total", "cityflow_late_events_total", "cityflow_anomalies_total",
+                   "cityflow_partition_lag_records", "cityflow_flush_seconds_bucket",
+                   "cityflow_last_landed_event_timestamp_seconds"):
+        assert any(metric in e for e in exprs[:len(dashboard["panels"])]), metric
+    assert {r["alert"] for r in rules} >= {"CityflowWorkerDown", "CityflowLagGrowing", "CityflowDlqRate",
+                                           "CityflowStaleSource"}
+    assert all(r.get("annotations", {}).get("summary") for r in rules)
+    prometheus = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
+    assert prometheus["rule_files"] == ["/etc/prometheus/cityflow-alerts.yml"]

@@ -8,6 +8,7 @@ an hour; a period that is not final yet is refused with nothing written."""
 from __future__ import annotations
 
 import argparse
+import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -33,12 +34,20 @@ def ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
 
 
-@pytest.fixture
-def landed(tmp_path: Path) -> L.Lake:
-    lake = L.Lake(str(tmp_path / "lake"))
+@pytest.fixture(scope="module")
+def landed_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("backfill") / "lake"
+    lake = L.Lake(str(root))
     for p in (0, 1):
         Records(partition=p, n=900, seed=3 + p).land(lake, batch_size=60, flush_every=2)
-    return lake
+    return root
+
+
+@pytest.fixture
+def landed(landed_once: Path, tmp_path: Path) -> L.Lake:
+    """A copy of the landed lake per test (landing it takes most of the time)."""
+    shutil.copytree(landed_once, tmp_path / "lake")
+    return L.Lake(str(tmp_path / "lake"))
 
 
 def _in_period(frame: pd.DataFrame, col: str) -> pd.DataFrame:
