@@ -162,6 +162,9 @@ class Settings(BaseSettings):
     # Lake and warehouse
     lake: str = Field("./lake", description="lake root: a path or s3://, gs://, abfs:// URI")
     warehouse_db: Path = Path("./warehouse/city.duckdb")
+    # How DuckDB reads a lake in an object store without downloading extensions (warehouse/remote.py):
+    # auto = an fsspec filesystem if its package is installed, else DuckDB's extension if installed.
+    warehouse_remote_io: Literal["auto", "fsspec", "extension"] = "auto"
     flush_rows: int = Field(50_000, ge=1)
     flush_seconds: float = Field(5.0, gt=0)
     # When a fetch comes back empty (the worker has caught up) after at least this many records

@@ -100,9 +100,11 @@ def _quarantine_glob(lake: L.Lake) -> str:
     return lake.glob_uri(f"{L.QUARANTINE}/source=*/date=*/hour=*/[!.]*.parquet")
 
 
-def _connect() -> duckdb.DuckDBPyConnection:
+def _connect(lake_root: str) -> duckdb.DuckDBPyConnection:
+    from warehouse.db import prepare_connection
+
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    prepare_connection(con, lake_root)  # UTC; a remote lake without downloads
     return con
 
 
@@ -111,7 +113,7 @@ def read_quarantine(lake_root: str, flt: QuarantineFilter, with_value: bool = Tr
     """Quarantined records matching `flt`, ordered by topic, partition, offset."""
     lake = L.Lake(lake_root)
     pattern = _quarantine_glob(lake)
-    con = _connect()
+    con = _connect(lake_root)
     try:
         if not con.execute("SELECT 1 FROM glob(?) LIMIT 1", [pattern]).fetchall():
             return _empty_quarantine(with_value)

@@ -35,6 +35,7 @@ from contracts.expectations import ExpectationSpec, gx_suite, suite_specs
 from contracts.quarantine import QUARANTINE_SCHEMA
 from contracts.registry import CONTRACTS
 from contracts.tables import window_table
+from warehouse.db import prepare_connection
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def stage_batches(
     """Write one Parquet file per suite into `staging`: {suite: (file name or None, rows, problems)}."""
     lake = L.Lake(lake_root)
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    prepare_connection(con, lake_root)  # UTC; a remote lake without downloads
     out: dict[str, tuple[str | None, int, list[str]]] = {}
     targets = [(f"raw_{s}", L.RAW, s, "ts", c.raw_schema()) for s, c in CONTRACTS.items()]
     targets += [(f"windows_{s}", L.WINDOWS, s, "window_start", window_table(s).schema) for s in CONTRACTS]

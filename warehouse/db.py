@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from contracts.aggregates import AGGREGATES
 from contracts.registry import CONTRACTS, contract_for_source
 from contracts.tables import input_type, lake_table
 from contracts.windows import WINDOW_DEFAULTS
+from warehouse.remote import RemoteLakeError, duckdb_root, prepare_remote
 
 if TYPE_CHECKING:
     from contracts.settings import Settings
@@ -64,20 +64,6 @@ HIVE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("hour", "INTEGER"),
 )
 
-_REMOTE_EXTENSIONS = {
-    "s3": "httpfs",
-    "s3a": "httpfs",
-    "s3n": "httpfs",
-    "gs": "httpfs",
-    "gcs": "httpfs",
-    "r2": "httpfs",
-    "http": "httpfs",
-    "https": "httpfs",
-    "az": "azure",
-    "azure": "azure",
-    "abfs": "azure",
-    "abfss": "azure",
-}
 _DUCKDB_TYPES: dict[pa.DataType, str] = {
     pa.string(): "VARCHAR",
     pa.large_string(): "VARCHAR",
@@ -183,10 +169,9 @@ def load_macros(sql_dir: Path = SQL_DIR) -> dict[str, ViewModel]:
 
 
 def lake_uri(lake_root: str) -> str:
-    """The lake root as DuckDB reads it: an absolute local path or the URI unchanged."""
-    if "://" in lake_root:
-        return lake_root.rstrip("/")
-    return os.path.abspath(lake_root)
+    """The lake root as DuckDB reads it: an absolute local path, or the URI without its query
+    options (they configure the filesystem: warehouse/remote.py)."""
+    return duckdb_root(lake_root)
 
 
 def _district_measures(source: str) -> str:
@@ -367,22 +352,18 @@ def fingerprint(models: list[ViewModel], macros: dict[str, ViewModel] | None = N
 
 
 # -- building and connecting ------------------------------------------------------------------
-def prepare_connection(con: duckdb.DuckDBPyConnection, lake_root: str) -> None:
-    """Session settings every warehouse connection needs: UTC, object-store extensions."""
+def prepare_connection(con: duckdb.DuckDBPyConnection, lake_root: str, remote_io: str = "auto") -> None:
+    """Session settings every warehouse connection needs: UTC, and for a remote lake a way to
+    read it that downloads nothing (warehouse/remote.py)."""
     con.execute("SET TimeZone = 'UTC'")
-    if "://" in lake_root:
-        scheme = lake_root.split("://", 1)[0].lower()
-        ext = _REMOTE_EXTENSIONS.get(scheme)
-        if ext is None:
-            raise WarehouseError(
-                f"CITYFLOW_LAKE: DuckDB cannot read {scheme}:// URIs; "
-                f"use a local path or one of {', '.join(sorted(_REMOTE_EXTENSIONS))}"
-            )
-        con.execute(f"INSTALL {ext}")
-        con.execute(f"LOAD {ext}")
+    try:
+        prepare_remote(con, lake_root, remote_io)
+    except RemoteLakeError as exc:
+        raise WarehouseError(str(exc)) from None
 
 
-def build_warehouse(lake_root: str, db_path: Path, window_sizes: Mapping[str, int] | None = None) -> list[str]:
+def build_warehouse(lake_root: str, db_path: Path, window_sizes: Mapping[str, int] | None = None,
+                    remote_io: str = "auto") -> list[str]:
     """Create or replace every view in the DuckDB file `db_path`; return the view names.
     `window_sizes`: the configured size per source (`configured_window_sizes(settings)`); the
     latest-version views show windows of that size (default: WINDOW_DEFAULTS).
@@ -394,7 +375,7 @@ def build_warehouse(lake_root: str, db_path: Path, window_sizes: Mapping[str, in
     db_path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(db_path))
     try:
-        prepare_connection(con, lake_root)
+        prepare_connection(con, lake_root, remote_io)
         rendered = creation_order([render_view(m, lake_root, con, macros, window_sizes) for m in models])
         previous = _built_views(con)
         con.execute("BEGIN TRANSACTION")
@@ -447,13 +428,14 @@ def _record_build(
     )
 
 
-def stale_reason(db_path: Path, lake_root: str, window_sizes: Mapping[str, int] | None = None) -> str | None:
+def stale_reason(db_path: Path, lake_root: str, window_sizes: Mapping[str, int] | None = None,
+                 remote_io: str = "auto") -> str | None:
     """Why the views in `db_path` must be (re)built for `lake_root`, or None if they are current."""
     if not Path(db_path).exists():
         return "database missing"
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        prepare_connection(con, lake_root)
+        prepare_connection(con, lake_root, remote_io)
         try:
             rows = con.execute(
                 f"SELECT view, lake, fingerprint, empty_scans FROM {BUILD_TABLE}"
@@ -481,11 +463,11 @@ def connect(settings: Settings, *, read_only: bool = True) -> duckdb.DuckDBPyCon
     """
     db_path = Path(settings.warehouse_db)
     sizes = configured_window_sizes(settings)
-    reason = stale_reason(db_path, settings.lake, sizes)
+    reason = stale_reason(db_path, settings.lake, sizes, settings.warehouse_remote_io)
     if reason:
         log.info("warehouse rebuild db=%s reason=%r", db_path, reason)
         try:
-            build_warehouse(settings.lake, db_path, sizes)
+            build_warehouse(settings.lake, db_path, sizes, settings.warehouse_remote_io)
         except duckdb.IOException as exc:
             if not db_path.exists():
                 raise
@@ -493,7 +475,7 @@ def connect(settings: Settings, *, read_only: bool = True) -> duckdb.DuckDBPyCon
             log.warning("warehouse rebuild skipped db=%s reason=%r error=%s", db_path, reason, exc)
     con = duckdb.connect(str(db_path), read_only=read_only)
     try:
-        prepare_connection(con, settings.lake)
+        prepare_connection(con, settings.lake, settings.warehouse_remote_io)
     except BaseException:
         con.close()
         raise

@@ -24,6 +24,7 @@ from contracts import lake as L
 from contracts.aggregates import AGGREGATES, Aggregate
 from contracts.registry import CONTRACTS
 from contracts.windows import WindowGeometry
+from warehouse.db import prepare_connection
 
 REL_TOL = 1e-9
 
@@ -173,7 +174,7 @@ def verify_windows(lake_root: str, geometries: dict[str, WindowGeometry],
     """Compare every final streamed window with its DuckDB recompute from the raw lake."""
     lake = L.Lake(lake_root)
     con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    prepare_connection(con, lake_root)  # UTC; a remote lake without downloads
     result = VerifyResult()
     for source, geometry in geometries.items():
         result.checks.append(verify_source(con, lake, source, geometry, since, until))

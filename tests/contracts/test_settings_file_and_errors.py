@@ -31,6 +31,7 @@ INVALID: dict[str, tuple[str, str]] = {
     "gc_young_threshold": ("-5", "greater than or equal to 0"),
     "lake": ("ftp://host/lake", "unknown scheme 'ftp'"),
     "flush_rows": ("0", "greater than or equal to 1"),
+    "warehouse_remote_io": ("download", "'auto', 'fsspec' or 'extension'"),
     "flush_seconds": ("0", "greater than 0"),
     "idle_flush_rows": ("-1", "greater than or equal to 0"),
     "window_traffic": ('{"size_s": -5}', "size_s must be a positive number of seconds"),

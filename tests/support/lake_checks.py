@@ -22,7 +22,7 @@ from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.simulator import generate
 from streams.sink import PartitionSink
 from streams.windows import WindowEngine
-from warehouse.db import build_warehouse
+from warehouse.db import build_warehouse, prepare_connection
 
 CONTRACT = CONTRACTS["traffic"]
 SPEC = WindowGeometry(60, allowed_lateness_s=10, grace_s=120)
@@ -116,7 +116,7 @@ def view_frames(lake_root: str, db_path: Path) -> dict[str, pd.DataFrame]:
     views = build_warehouse(lake_root, db_path)
     con = duckdb.connect(str(db_path), read_only=True)
     try:
-        con.execute("SET TimeZone = 'UTC'")
+        prepare_connection(con, lake_root)  # as warehouse.db.connect: UTC, a remote lake's filesystem
         out = {}
         for v in views:
             if v == "data_freshness":  # a function of now() (lag, rows of the last hour)
