@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "jobs.commands.compact",
     "jobs.commands.retention",
     "jobs.commands.eval",
+    "jobs.commands.export",
 )
 
 
