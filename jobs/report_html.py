@@ -28,6 +28,9 @@ from jobs.periods import Period
 from warehouse.figures import SECTIONS, Figure
 
 CHART_MAX_BARS = 25
+# The page loads nothing: a browser blocks (and reports) any script, font, image or stylesheet
+# from anywhere, should one ever slip into the page.
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 _RC = {
     "svg.hashsalt": "cityflow",  # deterministic element ids
     "svg.fonttype": "none",  # text stays text (no embedded glyphs): small and searchable
@@ -131,6 +134,7 @@ def render_report(period: Period, figures: Mapping[str, Figure], tables: Mapping
     parts = [
         "<!DOCTYPE html>",
         "<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
         f"<title>{_esc(f'cityflow {period.kind} report {period.label}')}</title>",
         f"<style>{_CSS}</style></head><body>",
@@ -151,8 +155,9 @@ def render_report(period: Period, figures: Mapping[str, Figure], tables: Mapping
         for fig in in_section:
             table = tables[fig.name]
             parts.append(f"<article class=\"figure\" id=\"figure-{_esc(fig.name)}\"><h3>{_esc(fig.title)}</h3>")
-            parts.append(f"<p class=\"def\">{_esc(fig.description)}"
-                         + (f" {_esc(fig.definition)}" if fig.definition else "") + "</p>")
+            what = fig.description[:1].upper() + fig.description[1:]
+            parts.append(f"<p class=\"def\">{_esc(what)}"
+                         + (f" <em>Definition:</em> {_esc(fig.definition)}" if fig.definition else "") + "</p>")
             svg = chart_svg(fig, table)
             if svg:
                 parts.append(f"<figure class=\"chart\" data-figure=\"{_esc(fig.name)}\">{svg}</figure>")
