@@ -234,3 +234,9 @@ def test_a_figure_header_is_checked(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(FigureError, match=message):
             parse_figure(path)
+
+
+def test_readme_lists_every_figure() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name in figures():
+        assert f"| `{name}` |" in readme, name
