@@ -31,7 +31,7 @@ CHART_MAX_BARS = 25
 # The page loads nothing: a browser blocks (and reports) any script, font, image or stylesheet
 # from anywhere, should one ever slip into the page.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-_RC = {
+_RC: dict[str, Any] = {
     "svg.hashsalt": "cityflow",  # deterministic element ids
     "svg.fonttype": "none",  # text stays text (no embedded glyphs): small and searchable
     "text.parse_math": False,  # a '$' in a road name is not LaTeX
@@ -105,7 +105,7 @@ def chart_svg(fig: Figure, table: pa.Table) -> str | None:
     values = [float(r[fig.chart.y]) for r in rows]
     unit = fig.unit(fig.chart.y)
     value_label = f"{fig.chart.y} [{unit}]" if unit else fig.chart.y
-    with plt.rc_context(_RC):
+    with plt.rc_context(_RC):  # type: ignore[arg-type]  # (its stub wants literal keys)
         if fig.chart.kind == "barh":
             figure, ax = plt.subplots(figsize=(7.5, 0.35 * len(rows) + 1.0))
             ax.barh(range(len(rows)), values, color="#2b6cb0")
