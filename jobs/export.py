@@ -230,8 +230,6 @@ def export_period(
 ) -> ExportResult:
     """Export one period (see the module doc); raise PeriodIncomplete when a source has not
     reached the period end and allow_partial is False."""
-    from jobs.report_html import render_report  # matplotlib loads only when exporting
-
     formats = tuple(f for f in FORMATS if f in set(formats))
     statuses = source_statuses(con, lake, period, lateness_s)
     incomplete = [s for s in statuses if not s.complete]
@@ -259,6 +257,8 @@ def export_period(
                     files.append({"path": name, "format": fmt, "figure": fig.name, "rows": table.num_rows})
             progress(f"[{i}/{len(figures)}] {fig.name}: {table.num_rows} row{'s' if table.num_rows != 1 else ''}")
         if "html" in formats:
+            from jobs.report_html import render_report  # matplotlib loads only for HTML
+
             html = render_report(period, figures, tables, [s.source for s in incomplete])
             _write_bytes(tmp / HTML_FILE, html.encode("utf-8"))
             files.append({"path": HTML_FILE, "format": "html", "figure": None, "rows": None})
