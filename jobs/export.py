@@ -231,6 +231,7 @@ def export_period(
     """Export one period (see the module doc); raise PeriodIncomplete when a source has not
     reached the period end and allow_partial is False."""
     formats = tuple(f for f in FORMATS if f in set(formats))
+    con.execute("SET enable_progress_bar = false")  # our own progress lines only, on stderr
     statuses = source_statuses(con, lake, period, lateness_s)
     incomplete = [s for s in statuses if not s.complete]
     if incomplete and not allow_partial:
