@@ -167,7 +167,7 @@ def _decimals(fig_sql: str) -> dict[str, int]:
     import re
 
     out = {}
-    for m in re.finditer(r",\s*(\d)\)\s+AS\s+([a-z_]+)", fig_sql):
+    for m in re.finditer(r",\s*(\d)\)\s+(?:END\s+)?AS\s+([a-z_]+)", fig_sql):
         out[m.group(2)] = int(m.group(1))
     return out
 
@@ -240,3 +240,20 @@ def test_readme_lists_every_figure() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     for name in figures():
         assert f"| `{name}` |" in readme, name
+
+
+def test_fleet_status_has_every_status_row_even_without_stalled_time(lake: L.Lake, db_path: Path) -> None:
+    from tests.support.warehouse_lake import land, window_table
+
+    rows = [{"entity": "truck-1", "window_start": "2024-03-02T06:00:00", "n_events": 4, "moving_count": 3,
+             "idle_count": 1, "avg_speed_kmh": 30.0}]
+    land(lake, L.WINDOWS, "logistics", window_table("logistics", rows), "window_start")
+    sql(lake, db_path, "SELECT 1")
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        got = figures()["fleet_status"].compute(con, PERIOD_START, PERIOD_END).to_pylist()
+    finally:
+        con.close()
+    assert [r["status"] for r in got] == ["moving", "idle", "loading", "unloading", "stalled"]
+    assert [r["fixes"] for r in got] == [3, 1, 0, 0, 0] and [r["share_pct"] for r in got] == [75.0, 25.0, 0, 0, 0]
+    assert got[-1]["hours"] == 0 and got[-1]["vehicles"] == 0 and got[0]["hours"] is None
