@@ -28,6 +28,7 @@ from jobs.periods import Period
 from warehouse.figures import SECTIONS, Figure
 
 CHART_MAX_BARS = 25
+SECTION_TITLES = {"wifi": "Wi-Fi", "logistics": "Logistics (port fleet)"}
 # The page loads nothing: a browser blocks (and reports) any script, font, image or stylesheet
 # from anywhere, should one ever slip into the page.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -151,7 +152,7 @@ def render_report(period: Period, figures: Mapping[str, Figure], tables: Mapping
         in_section = [f for f in figures.values() if f.section == section]
         if not in_section:
             continue
-        parts.append(f"<section id=\"{_esc(section.replace(' ', '-'))}\"><h2>{_esc(section.capitalize())}</h2>")
+        parts.append(f"<section id=\"{_esc(section.replace(' ', '-'))}\"><h2>{_esc(SECTION_TITLES.get(section, section.capitalize()))}</h2>")
         for fig in in_section:
             table = tables[fig.name]
             parts.append(f"<article class=\"figure\" id=\"figure-{_esc(fig.name)}\"><h3>{_esc(fig.title)}</h3>")
