@@ -14,7 +14,7 @@ Why it is safe to re-run and to kill:
   files. When every file's SHA-256 equals the existing manifest's (and its partial flag is the
   same), nothing is replaced and the result says "unchanged".
 - Complete or refused: a source is complete for the period when its landed watermark (newest
-  landed event time minus the source's allowed lateness, the stream's own watermark rule)
+  landed event time, read from Parquet footers, minus the source's allowed lateness, the stream's own watermark rule)
   has reached the period end. If any source is not, the export is refused (PeriodIncomplete)
   unless allow_partial, and then the manifest says `"partial": true` and which sources.
 """
@@ -29,13 +29,14 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -102,22 +103,34 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else t.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
 
-def source_statuses(con: duckdb.DuckDBPyConnection, lake: Lake, period: Period,
-                    lateness_s: dict[str, int]) -> list[SourceStatus]:
-    """Each source's newest landed event time. The newest `date=` directory is found by listing
-    (no file opened), then max(ts) is read from that one day only (date = the UTC date of ts)."""
-    out = []
-    for source in CONTRACTS:
-        newest_day = lake.latest_date(RAW, [source])
-        last = None
-        if newest_day is not None:
-            # the view name comes from the contracts registry, the day is bound
-            rows = con.execute(f"SELECT max(ts) FROM raw_{source} WHERE date = ?",
-                               [date.fromisoformat(newest_day)]).fetchall()
-            if rows and rows[0][0] is not None:
-                last = rows[0][0].astimezone(UTC).replace(tzinfo=None)
-        out.append(SourceStatus(source, last, lateness_s[source], period.end_utc))
-    return out
+def newest_event_ts(lake: Lake, source: str) -> datetime | None:
+    """The newest landed event time (naive UTC) of a source, or None if nothing landed. The
+    newest `date=` directory is found by listing (date = the UTC date of ts), and in it only
+    the Parquet footers are read: the `ts` max statistic of every row group (a superseded file
+    repeats rows of its compacted file, which cannot change a max). A row group without
+    statistics has its `ts` column read. Far cheaper than a view scan on a lake of many files."""
+    newest_day = lake.latest_date(RAW, [source])
+    if newest_day is None:
+        return None
+    best: datetime | None = None
+    for rel in lake.list_files(f"{RAW}/source={source}/date={newest_day}", include_superseded=True):
+        meta = lake.parquet_metadata(rel)
+        idx = meta.schema.to_arrow_schema().get_field_index("ts")
+        for rg in range(meta.num_row_groups):
+            stats = meta.row_group(rg).column(idx).statistics
+            if stats is not None and stats.has_min_max:
+                value = stats.max
+            else:
+                value = pc.max(lake.read_table(rel).column("ts")).as_py()
+            if value is not None:
+                value = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+                best = value if best is None or value > best else best
+    return best
+
+
+def source_statuses(lake: Lake, period: Period, lateness_s: dict[str, int]) -> list[SourceStatus]:
+    """Each source's newest landed event against the period end."""
+    return [SourceStatus(s, newest_event_ts(lake, s), lateness_s[s], period.end_utc) for s in CONTRACTS]
 
 
 def _sha256(path: Path) -> str:
@@ -232,7 +245,7 @@ def export_period(
     reached the period end and allow_partial is False."""
     formats = tuple(f for f in FORMATS if f in set(formats))
     con.execute("SET enable_progress_bar = false")  # our own progress lines only, on stderr
-    statuses = source_statuses(con, lake, period, lateness_s)
+    statuses = source_statuses(lake, period, lateness_s)
     incomplete = [s for s in statuses if not s.complete]
     if incomplete and not allow_partial:
         raise PeriodIncomplete(
@@ -301,4 +314,4 @@ def export_period(
 
 
 __all__ = ["FORMATS", "HTML_FILE", "MANIFEST", "ExportResult", "PeriodIncomplete", "SourceStatus",
-           "cityflow_version", "export_period", "remove_stale_temps", "source_statuses"]
+           "cityflow_version", "export_period", "newest_event_ts", "remove_stale_temps", "source_statuses"]

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -300,3 +300,23 @@ def test_report_time_zone_cuts_the_period(known: KnownLake, env: Path, monkeypat
     raws = {"traffic": known.raw_traffic, "wifi": known.raw_wifi, **known.raw_other}
     for source, frame in raws.items():
         assert got[source] == ((frame["ts"] >= start) & (frame["ts"] < end)).sum(), source
+
+
+def test_newest_event_comes_from_the_footers_and_equals_the_raw_max(known: KnownLake, lake: L.Lake) -> None:
+    import pyarrow.parquet as pq_
+
+    from jobs.export import newest_event_ts
+
+    raws = {"traffic": known.raw_traffic, "wifi": known.raw_wifi, **known.raw_other}
+    for source, frame in raws.items():
+        assert newest_event_ts(lake, source) == frame["ts"].max().tz_convert(None).to_pydatetime(), source
+    assert newest_event_ts(L.Lake(str(Path(lake.root) / "empty")), "traffic") is None
+
+    # a file written without statistics is read instead (and here holds the newest event)
+    from tests.support.warehouse_lake import raw_table, traffic_row
+
+    newest = raw_table("traffic", [traffic_row("tdet-1", "2024-03-03T01:59:59")], first_offset=70_000)
+    rel = "raw/source=traffic/date=2024-03-03/hour=01/city.traffic.v1+0+70000-70000.parquet"
+    pq_.write_table(newest, Path(lake.root) / rel, write_statistics=False)
+    assert pq_.read_metadata(Path(lake.root) / rel).row_group(0).column(1).statistics is None
+    assert newest_event_ts(lake, "traffic") == datetime(2024, 3, 3, 1, 59, 59)
