@@ -10,7 +10,7 @@
 -- column: share_pct [%]: fixes / all fixes of the period x 100, 2 decimals
 -- column: hours [h]: stalled: stalled vehicle-windows x 5 min (0 without any); other rows: null
 -- chart: bar x=status y=share_pct
-WITH w AS (
+WITH w AS MATERIALIZED (
     SELECT * FROM logistics_5m
     WHERE date BETWEEN CAST($start AS DATE) AND CAST($end AS DATE)
       AND window_start >= $start AND window_start < $end

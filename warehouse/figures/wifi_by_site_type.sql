@@ -11,7 +11,7 @@
 -- column: data_gb [GB]: (bytes_in + bytes_out) / 10^9, 3 decimals
 -- column: auth_failures [failures]: failed authentications
 -- chart: bar x=site_type y=peak_users
-WITH r AS (
+WITH r AS MATERIALIZED (
     SELECT * FROM raw_wifi
     WHERE date BETWEEN CAST($start AS DATE) AND CAST($end AS DATE) AND ts >= $start AND ts < $end
 ), slots AS (
