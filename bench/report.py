@@ -109,6 +109,12 @@ def format_table(res: dict) -> str:
                 f"(synthesised in {wh['synthesis_s']:.0f}s), views built in {wh['build_s']:.2f}s; query seconds (median of 3):")]
     for name, s in wh["query_s"].items():
         out.append(f"  {name:<34} {s:>7.3f}")
+    ex = wh.get("export")
+    if ex:
+        out += ["", (f"report figures ({ex['figures']} in warehouse/figures/) and export, seconds "
+                     f"(day {ex['day']}, month {ex['month']} with {ex['month_days_with_data']} days of data):")]
+        for name, target in ex["targets_s"].items():
+            out.append(f"  {name:<34} {ex[name]:>7.3f}   target < {target:g}: {'met' if ex[name] < target else 'NOT met'}")
     soak = res.get("soak")
     if soak:
         out += ["", (f"soak: {soak['minutes']:g} min after {soak['warmup_minutes']:g} min warm-up at {soak['rate']:g} events/s: "

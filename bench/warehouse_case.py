@@ -11,6 +11,7 @@ fsyncs are skipped (in the synthesising processes) to keep it quick; layout and 
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import time
 import zlib
@@ -150,6 +151,40 @@ def run_warehouse(workdir: Path, events: int, days: int = 30, partitions: int = 
                    "daily_report_mid_month": _timed(lambda: daily_report(con, mid_month))}
         for name, sql in ANALYST_QUERIES.items():
             queries[name] = _timed(lambda sql=sql: con.execute(sql).fetchall())
+        export = _time_exports(con, lake, mid_month, days_with_data, workdir)
     finally:
         con.close()
-    return {**facts, "report_days": len(days_with_data), "build_s": build_s, "query_s": queries}
+    return {**facts, "report_days": len(days_with_data), "build_s": build_s, "query_s": queries, "export": export}
+
+
+# Issue 14's targets for the report figures and exports (reported as figures, never asserted).
+EXPORT_TARGETS_S = {"figures_day_s": 2.0, "figures_month_s": 10.0, "export_month_all_formats_s": 30.0}
+
+
+def _time_exports(con: duckdb.DuckDBPyConnection, lake: Lake, day, days_with_data: list, workdir: Path) -> dict:  # type: ignore[no-untyped-def]
+    """Every figure of warehouse/figures/ for one day and for the calendar month of that day
+    (median of 3), and one `cityflow export` of that month in all formats (HTML with charts,
+    CSV, Parquet, manifest; partial allowed: the lake's last day is today)."""
+    from jobs.export import export_period
+    from jobs.periods import period_of
+    from warehouse.figures import figures
+
+    figs = figures()
+    day_p, month_p = period_of("day", day, "UTC"), period_of("month", day, "UTC")
+
+    def compute_all(p) -> None:  # type: ignore[no-untyped-def]
+        for f in figs.values():
+            f.compute(con, p.start_utc, p.end_utc)
+
+    out = workdir / "exports"
+    shutil.rmtree(out, ignore_errors=True)
+    lateness = {s: window_geometry(s).allowed_lateness_s for s in CONTRACTS}
+    t = time.perf_counter()
+    result = export_period(con, lake, month_p, figs, out_dir=out, lateness_s=lateness, allow_partial=True)
+    export_s = time.perf_counter() - t
+    month_days = sum(1 for d in days_with_data if month_p.first_day <= d < month_p.next_first_day)
+    return {"day": day_p.label, "month": month_p.label, "month_days_with_data": month_days,
+            "figures": len(figs), "files": len(result.manifest["files"]),
+            "figures_day_s": _timed(lambda: compute_all(day_p)),
+            "figures_month_s": _timed(lambda: compute_all(month_p)),
+            "export_month_all_formats_s": export_s, "targets_s": EXPORT_TARGETS_S}

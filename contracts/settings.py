@@ -12,6 +12,7 @@ import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -193,6 +194,10 @@ class Settings(BaseSettings):
     max_event_age_days: float = Field(7.0, gt=0)
     max_event_future_s: float = Field(300.0, ge=0)
 
+    # Reports: the time zone whose calendar cuts day/week/month periods (`cityflow export`);
+    # an IANA name such as Europe/Berlin, checked when settings load.
+    report_tz: str = "UTC"
+
     # Worker process
     web_port: int = Field(6066, ge=0, le=65535)
     # Where the worker's web server (/metrics, /health, /ready) listens. 127.0.0.1: only this
@@ -279,6 +284,16 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"all|none|[a-z_]+\.[a-z_]+(,[a-z_]+\.[a-z_]+)*", v.replace(" ", "")):
             raise ValueError("expected 'all', 'none' or detector kinds like 'logistics.cold_chain,wifi.ap_down'")
         return v.replace(" ", "")
+
+    @field_validator("report_tz")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        """An IANA time zone the machine (or the tzdata package) knows."""
+        try:
+            ZoneInfo(v.strip())
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError("expected an IANA time zone such as UTC or Europe/Berlin") from None
+        return v.strip()
 
     @field_validator("window_traffic", "window_lighting", "window_wifi", "window_logistics")
     @classmethod

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "jobs.commands.retention",
     "jobs.commands.eval",
     "jobs.commands.config",
+    "jobs.commands.export",
 )
 
 

@@ -1,75 +1,40 @@
-"""Report periods: a calendar day, ISO week (Monday to Monday) or month, in a time zone.
+"""Report periods: a day, an ISO week (Monday to Monday) or a calendar month of a time zone's
+calendar, as a half-open UTC interval [start, end) that the figures filter on.
 
-    >>> p = Period.containing("week", date(2026, 11, 30), ZoneInfo("Europe/Berlin"))
-    >>> p.key, p.start.isoformat(), p.end.isoformat()
-    ('2026-W49', '2026-11-30T00:00:00+01:00', '2026-12-07T00:00:00+01:00')
+    >>> p = period_of("day", date(2026, 3, 29), ZoneInfo("Europe/Berlin"))
+    >>> p.label, p.start_utc, p.end_utc       # the spring-forward day has 23 hours
+    ('2026-03-29', datetime(2026, 3, 28, 23, 0), datetime(2026, 3, 29, 22, 0))
 
-Bounds are half-open [start, end) and time-zone aware; a day that has a DST change is 23 or 25
-hours long, as the department reading the report expects ("Sunday" means Sunday in Duisburg).
-Python subtracts two datetimes of one zone by wall clock, so measure durations in UTC
-(`p.end.astimezone(UTC) - p.start.astimezone(UTC)`); DuckDB compares the instants correctly.
+Pure: no I/O, no clock (the default period takes `now`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
-from typing import Literal
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-PeriodKind = Literal["day", "week", "month"]
-PERIOD_KINDS: tuple[PeriodKind, ...] = ("day", "week", "month")
-
-
-def _first_day(kind: PeriodKind, d: date) -> date:
-    if kind == "day":
-        return d
-    if kind == "week":
-        return d - timedelta(days=d.weekday())
-    if kind == "month":
-        return d.replace(day=1)
-    raise ValueError(f"period must be one of {', '.join(PERIOD_KINDS)}, got {kind!r}")
-
-
-def _next_first_day(kind: PeriodKind, first: date) -> date:
-    if kind == "day":
-        return first + timedelta(days=1)
-    if kind == "week":
-        return first + timedelta(days=7)
-    return (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def _midnight(d: date, tz: tzinfo) -> datetime:
-    return datetime(d.year, d.month, d.day, tzinfo=tz)
+PERIOD_KINDS = ("day", "week", "month")
 
 
 @dataclass(frozen=True)
 class Period:
-    """One report period: its kind, its first day and the zone its days are counted in."""
-
-    kind: PeriodKind
-    first_day: date
-    tz: tzinfo
-
-    @classmethod
-    def containing(cls, kind: PeriodKind, d: date, tz: tzinfo) -> Period:
-        return cls(kind, _first_day(kind, d), tz)
-
-    @classmethod
-    def at(cls, kind: PeriodKind, moment: datetime, tz: tzinfo) -> Period:
-        """The period that contains an (aware) moment."""
-        return cls.containing(kind, moment.astimezone(tz).date(), tz)
+    kind: str  # day, week or month
+    first_day: date  # the first local calendar day of the period
+    tz: str  # IANA zone whose calendar cuts the period
 
     @property
-    def start(self) -> datetime:
-        return _midnight(self.first_day, self.tz)
+    def next_first_day(self) -> date:
+        d = self.first_day
+        if self.kind == "day":
+            return d + timedelta(days=1)
+        if self.kind == "week":
+            return d + timedelta(days=7)
+        return date(d.year + (d.month == 12), d.month % 12 + 1, 1)
 
     @property
-    def end(self) -> datetime:
-        return _midnight(_next_first_day(self.kind, self.first_day), self.tz)
-
-    @property
-    def key(self) -> str:
-        """A name for the period that sorts in time order: 2026-11-30, 2026-W49, 2026-11."""
+    def label(self) -> str:
+        """The directory name: 2026-11-30, 2026-W48 (ISO week) or 2026-11."""
         if self.kind == "day":
             return self.first_day.isoformat()
         if self.kind == "week":
@@ -77,22 +42,61 @@ class Period:
             return f"{year}-W{week:02d}"
         return f"{self.first_day.year}-{self.first_day.month:02d}"
 
+    def _utc(self, day: date) -> datetime:
+        local = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(self.tz))
+        return local.astimezone(UTC).replace(tzinfo=None)
+
+    @property
+    def start_utc(self) -> datetime:
+        """Local midnight of the first day, as a naive UTC datetime (what the figures bind)."""
+        return self._utc(self.first_day)
+
+    @property
+    def end_utc(self) -> datetime:
+        """Local midnight after the last day, naive UTC (exclusive)."""
+        return self._utc(self.next_first_day)
+
     def previous(self) -> Period:
-        return Period.containing(self.kind, self.first_day - timedelta(days=1), self.tz)
+        """The period of the same kind just before this one."""
+        return period_of(self.kind, self.first_day - timedelta(days=1), self.tz)
 
-    def next(self) -> Period:
-        return Period(self.kind, _next_first_day(self.kind, self.first_day), self.tz)
+    def bounds_local(self) -> tuple[str, str]:
+        """Start and end as ISO text with the zone's offset, for people and the manifest."""
+        zone = ZoneInfo(self.tz)
+        return tuple(  # type: ignore[return-value]
+            t.replace(tzinfo=UTC).astimezone(zone).isoformat() for t in (self.start_utc, self.end_utc))
 
 
-def completed_periods(kind: PeriodKind, now: datetime, tz: tzinfo, count: int) -> list[Period]:
-    """The last `count` periods that ended at or before `now`, oldest first."""
+def period_of(kind: str, day: date, tz: str) -> Period:
+    """The period of `kind` that contains the local calendar day `day`."""
+    if kind == "day":
+        first = day
+    elif kind == "week":
+        first = day - timedelta(days=day.weekday())
+    elif kind == "month":
+        first = day.replace(day=1)
+    else:
+        raise ValueError(f"period must be one of {', '.join(PERIOD_KINDS)}, got {kind!r}")
+    return Period(kind, first, tz)
+
+
+def last_complete_period(kind: str, now: datetime, tz: str) -> Period:
+    """The newest period of `kind` that has ended by `now` (aware): yesterday, last week, last
+    month in the zone's calendar."""
+    today = now.astimezone(ZoneInfo(tz)).date()
+    current = period_of(kind, today, tz)
+    return period_of(kind, current.first_day - timedelta(days=1), tz)
+
+
+def completed_periods(kind: str, now: datetime, tz: str, count: int) -> list[Period]:
+    """The last `count` periods of `kind` that ended by `now` (aware), oldest first: what the
+    scheduler looks at for missed exports."""
     if count < 1:
         return []
-    latest = Period.at(kind, now, tz).previous()
-    out = [latest]
+    out = [last_complete_period(kind, now, tz)]
     while len(out) < count:
         out.append(out[-1].previous())
     return out[::-1]
 
 
-__all__ = ["PERIOD_KINDS", "Period", "PeriodKind", "completed_periods"]
+__all__ = ["PERIOD_KINDS", "Period", "completed_periods", "last_complete_period", "period_of"]

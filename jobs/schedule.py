@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
-from jobs.periods import PERIOD_KINDS, Period, PeriodKind, completed_periods
+from jobs.periods import PERIOD_KINDS, Period, completed_periods
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class ExportJob:
     zone), which formats, and how many past periods to look at for missed ones."""
 
     name: str
-    period: PeriodKind
+    period: str  # day, week or month
     cron: str
     formats: tuple[str, ...] = FORMATS
     catch_up: int = 0  # 0: DEFAULT_CATCH_UP[period]
@@ -152,7 +153,7 @@ class PeriodLock:
     @contextmanager
     def hold(self, job: ExportJob, period: Period) -> Iterator[bool]:
         self.lock_dir.mkdir(parents=True, exist_ok=True)
-        path = self.lock_dir / f"{job.name}.{period.kind}.{period.key}.lock"
+        path = self.lock_dir / f"{job.name}.{period.kind}.{period.label}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
@@ -181,7 +182,7 @@ class RunResult:
 
 
 class ExportScheduler:
-    def __init__(self, jobs: tuple[ExportJob, ...], tz: tzinfo, exporter: Exporter, lock_dir: Path,
+    def __init__(self, jobs: tuple[ExportJob, ...], tz: str, exporter: Exporter, lock_dir: Path,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.jobs = jobs
         self.tz = tz
@@ -201,8 +202,8 @@ class ExportScheduler:
         for period in self.due(job, now):
             with self.locks.hold(job, period) as locked:
                 if not locked:
-                    log.info("export job=%s period=%s: another scheduler is exporting it, skipped", job.name, period.key)
-                    result.skipped_locked.append(period.key)
+                    log.info("export job=%s period=%s: another scheduler is exporting it, skipped", job.name, period.label)
+                    result.skipped_locked.append(period.label)
                     continue
                 if self.exporter.is_done(job, period):  # finished by another scheduler meanwhile
                     continue
@@ -212,12 +213,12 @@ class ExportScheduler:
                 except Exception as exc:  # noqa: BLE001 - one failed period must not stop the others or the scheduler
                     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                     log.error("export job=%s period=%s failed: %s (retried at the next firing)",
-                              job.name, period.key, message)
-                    result.failed[period.key] = message
+                              job.name, period.label, message)
+                    result.failed[period.label] = message
                     continue
-                log.info("export job=%s period=%s %s in %.1f s", job.name, period.key, status,
+                log.info("export job=%s period=%s %s in %.1f s", job.name, period.label, status,
                          time.monotonic() - started)
-                result.exported[period.key] = status
+                result.exported[period.label] = status
         return result
 
     def run_due(self, now: datetime | None = None, only: str | None = None) -> list[RunResult]:
@@ -229,13 +230,14 @@ class ExportScheduler:
         from apscheduler.schedulers.blocking import BlockingScheduler
 
         self.run_due()
-        scheduler = BlockingScheduler(timezone=self.tz)
+        zone = ZoneInfo(self.tz)
+        scheduler = BlockingScheduler(timezone=zone)
         for job in self.jobs:
-            scheduler.add_job(self.run_job, cron_trigger(job.cron, self.tz), args=[job], id=job.name,
+            scheduler.add_job(self.run_job, cron_trigger(job.cron, zone), args=[job], id=job.name,
                               name=f"export {job.period}", max_instances=1, coalesce=True,
                               misfire_grace_time=None)
             log.info("schedule job=%s period=%s cron=%r next=%s", job.name, job.period, job.cron,
-                     cron_trigger(job.cron, self.tz).get_next_fire_time(None, datetime.now(self.tz)))
+                     cron_trigger(job.cron, zone).get_next_fire_time(None, datetime.now(zone)))
         scheduler.start()
 
 

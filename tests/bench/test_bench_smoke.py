@@ -96,4 +96,7 @@ def test_latency_warehouse_and_soak_fields(results: dict) -> None:
     assert wh["events"] > 0 and wh["files"] > 0 and wh["days"] == 1 and _positive(wh["build_s"])
     assert {"daily_report_latest_day", "daily_report_mid_month"} <= set(wh["query_s"])
     assert len(wh["query_s"]) >= 5 and all(_positive(s) for s in wh["query_s"].values())
+    ex = wh["export"]  # report figures and a month's export, timed (not asserted)
+    assert ex["figures"] >= 10 and ex["files"] == 2 * ex["figures"] + 1
+    assert all(_positive(ex[name]) for name in ex["targets_s"])
     assert results["soak"] is None  # off unless --soak-minutes is given
