@@ -45,6 +45,7 @@ INVALID: dict[str, tuple[str, str]] = {
     "web_host": ("http://0.0.0.0", "expected an IP address or host name"),
     "log_level": ("LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
     "log_format": ("xml", "'text' or 'json'"),
+    "report_tz": ("Mars/Olympus", "IANA"),
 }
 # Settings for which any value is valid, and why.
 ANY_VALUE = {
