@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "jobs.commands.eval",
     "jobs.commands.config",
     "jobs.commands.export",
+    "jobs.commands.schedule",
 )
 
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Long-running services: stopping on request is their normal end, at any moment.
-SERVICES = frozenset({"worker"})
+SERVICES = frozenset({"worker", "schedule"})
 
 
 class Terminated(BaseException):  # not Exception: no `except Exception` may swallow it

@@ -55,6 +55,8 @@ Progress = Callable[[str], None]
 class PeriodIncomplete(RuntimeError):
     """A source's data has not reached the period end yet (refused without allow_partial)."""
 
+    retry_later = True  # the scheduler tries the period again at its next firing, quietly
+
 
 @dataclass(frozen=True)
 class SourceStatus:

@@ -50,11 +50,32 @@ class ScheduleError(ValueError):
     """A schedule file that cannot be used: says which job and which key, and what is valid."""
 
 
+_DOW = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _crontab_dow(field: str) -> str:
+    """Standard crontab day-of-week numbers (0 and 7 = Sunday, 1 = Monday) as names, which
+    APScheduler 3 reads unambiguously (its numbers start at Monday = 0, unlike cron)."""
+    def name(token: str) -> str:
+        return _DOW[int(token)] if token.isdigit() and int(token) <= 7 else token
+
+    parts = []
+    for item in field.split(","):
+        rng, _, step = item.partition("/")
+        rng = "-".join(name(t) for t in rng.split("-"))
+        parts.append(rng + (f"/{step}" if step else ""))
+    return ",".join(parts)
+
+
 def cron_trigger(expr: str, tz: tzinfo) -> Any:
-    """An APScheduler cron trigger from a 5-field crontab expression, in `tz` (DST-aware)."""
+    """An APScheduler cron trigger from a standard 5-field crontab expression, in `tz` (DST-aware)."""
     from apscheduler.triggers.cron import CronTrigger
 
-    return CronTrigger.from_crontab(expr, timezone=tz)
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected 5 fields (minute hour day month day-of-week), got {len(fields)}")
+    minute, hour, day, month, dow = fields
+    return CronTrigger(minute=minute, hour=hour, day=day, month=month, day_of_week=_crontab_dow(dow), timezone=tz)
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,7 @@ class ExportJob:
     formats: tuple[str, ...] = FORMATS
     catch_up: int = 0  # 0: DEFAULT_CATCH_UP[period]
     allow_partial: bool = False
+    out: str = ""  # the job's export root ("" = the command's --out)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.name):
@@ -98,7 +120,7 @@ DEFAULT_JOBS: tuple[ExportJob, ...] = (
     ExportJob("monthly", "month", "0 3 1 * *"),
 )
 
-_JOB_KEYS = {"name", "period", "cron", "formats", "catch_up", "allow_partial"}
+_JOB_KEYS = {"name", "period", "cron", "formats", "catch_up", "allow_partial", "out"}
 
 
 def load_jobs(path: Path) -> tuple[ExportJob, ...]:
@@ -126,7 +148,8 @@ def load_jobs(path: Path) -> tuple[ExportJob, ...]:
         if isinstance(formats, str):
             formats = [f.strip() for f in formats.split(",")]
         jobs.append(ExportJob(str(table["name"]), table["period"], str(table["cron"]), tuple(formats),
-                              int(table.get("catch_up", 0)), bool(table.get("allow_partial", False))))
+                              int(table.get("catch_up", 0)), bool(table.get("allow_partial", False)),
+                              str(table.get("out", ""))))
     names = [j.name for j in jobs]
     if len(set(names)) != len(names):
         raise ScheduleError(f"schedule file {path}: job names must be unique, got {names}")
@@ -179,6 +202,7 @@ class RunResult:
     exported: dict[str, str] = field(default_factory=dict)  # key -> 'written' / 'unchanged'
     skipped_locked: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # key -> error message
+    waiting: dict[str, str] = field(default_factory=dict)  # key -> why it is not ready (retried quietly)
 
 
 class ExportScheduler:
@@ -212,6 +236,10 @@ class ExportScheduler:
                     status = self.exporter.export(job, period)
                 except Exception as exc:  # noqa: BLE001 - one failed period must not stop the others or the scheduler
                     message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                    if getattr(exc, "retry_later", False):  # e.g. its data has not all landed yet
+                        log.info("export job=%s period=%s waits: %s", job.name, period.label, message)
+                        result.waiting[period.label] = message
+                        continue
                     log.error("export job=%s period=%s failed: %s (retried at the next firing)",
                               job.name, period.label, message)
                     result.failed[period.label] = message

@@ -15,8 +15,9 @@ import argparse
 import shutil
 import sys
 import time
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from contracts.lake import Lake
 from contracts.settings import SettingsError, load_settings
@@ -39,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, default=2000, help="events per second (default 2000)")
     p.add_argument("--speedup", type=float, default=90, help="city time per wall time (default 90)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--export-dir", type=Path, default=Path("reports/exports"),
+                   help="where the demo's day is exported (default reports/exports)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--incidents", default="auto",
                    help="labelled incidents to inject: auto (the kinds detectable without a baseline "
@@ -180,9 +183,13 @@ def run(args: argparse.Namespace) -> int:
         from warehouse.db import connect
 
         con = connect(settings)
-        print(format_report(daily_report(con, lake=Lake(settings.lake))))
+        sections = daily_report(con, lake=Lake(settings.lake))
+        print(format_report(sections))
         if labels:
             print(injected_incidents_section(con, labels, labels_path, args.speedup))
+        report_html = export_demo_day(con, settings, sections, args.export_dir)
+        if report_html is not None:
+            say(f"the day's export (CSV, Parquet, charts): open {report_html}")
         say(f"done in {time.monotonic() - t_start:.0f} s. Try: cityflow query \"SELECT * FROM traffic_1m LIMIT 5\"")
         return 0
     finally:
@@ -191,6 +198,27 @@ def run(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
             say("broker stopped")
+
+
+def export_demo_day(con: duckdb.DuckDBPyConnection, settings: Any, sections: dict[str, Any], out: Path) -> Path | None:
+    """Export the report's day like `cityflow export --period day --allow-partial` (the demo's day
+    is still going on, so it is partial and the manifest says so); return the HTML report's path."""
+    from contracts.registry import CONTRACTS
+    from contracts.windows import window_geometry
+    from jobs.export import export_period
+    from jobs.periods import period_of
+    from warehouse.figures import figures
+
+    day = next((f.attrs.get("day") for f in sections.values() if f.attrs.get("day")), None)
+    if day is None:
+        return None
+    if isinstance(day, str):
+        day = date.fromisoformat(day)
+    period = period_of("day", day, settings.report_tz)
+    lateness = {s: window_geometry(s, settings).allowed_lateness_s for s in CONTRACTS}
+    result = export_period(con, Lake(settings.lake), period, figures(), out_dir=out, lateness_s=lateness,
+                           allow_partial=True, progress=lambda line: None)
+    return (result.path / "report.html").resolve()
 
 
 def injected_incidents_section(con: duckdb.DuckDBPyConnection, labels: list[IncidentLabel], labels_path: Path,

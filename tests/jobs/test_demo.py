@@ -57,6 +57,18 @@ def test_demo_runs_the_whole_pipeline(demo_run):
     con.close()
 
 
+def test_the_demo_ends_by_exporting_its_day(demo_run):
+    tmp_path, proc = demo_run
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    line = [x for x in proc.stdout.splitlines() if "the day's export" in x]
+    assert line, proc.stdout[-2000:]
+    html = Path(line[-1].rsplit("open ", 1)[1])
+    assert html.is_file() and html.name == "report.html" and html.is_relative_to(tmp_path / "reports" / "exports")
+    manifest = json.loads((html.parent / "manifest.json").read_text())
+    assert manifest["partial"] is True  # the demo's day is still going on
+    assert {f["path"].rsplit(".", 1)[-1] for f in manifest["files"]} >= {"csv", "parquet", "html"}
+
+
 def test_the_demo_lake_passes_verify_and_validate(demo_run):
     """What a new user does after `make demo`: both checks exit 0 on the demo's own lake, for
     every source (verify compares every final window of all four with a DuckDB recompute)."""

@@ -176,3 +176,49 @@ def test_cron_fires_in_the_report_time_zone_across_dst() -> None:
     assert fire.astimezone(UTC) == datetime(2026, 10, 24, 23, 30, tzinfo=UTC)  # still summer time
     fire2 = trigger.get_next_fire_time(fire, fire + timedelta(minutes=1))
     assert fire2.astimezone(UTC) == datetime(2026, 10, 26, 0, 30, tzinfo=UTC)  # winter time
+
+
+def test_cron_day_of_week_numbers_mean_what_crontab_says() -> None:
+    zone = ZoneInfo(BERLIN)
+    sunday_noon = datetime(2026, 11, 29, 12, 0, tzinfo=zone)  # a Sunday
+    for expr, weekday in (("0 2 * * 1", 0), ("0 2 * * 0", 6), ("0 2 * * 7", 6), ("0 2 * * 5", 4)):
+        fire = cron_trigger(expr, zone).get_next_fire_time(None, sunday_noon)
+        assert fire.weekday() == weekday, (expr, fire)
+    fire = cron_trigger("0 2 * * 1-5", zone).get_next_fire_time(None, datetime(2026, 12, 5, 12, 0, tzinfo=zone))
+    assert fire.weekday() == 0  # Saturday -> Monday
+
+
+# -- with the real export, on a known lake -----------------------------------------------------------
+def test_the_scheduler_exports_real_periods_once_and_waits_for_incomplete_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from contracts import lake as L
+    from contracts.settings import load_settings
+    from jobs.commands.schedule import LakeExporter
+    from tests.support.report_lake import build_known_lake
+
+    lake = L.Lake(str(tmp_path / "lake"))
+    build_known_lake(lake)  # events from 2024-03-01 23:00 to 2024-03-03 01:59 UTC
+    monkeypatch.setenv("CITYFLOW_LAKE", lake.root)
+    monkeypatch.setenv("CITYFLOW_WAREHOUSE_DB", str(tmp_path / "wh.duckdb"))
+    monkeypatch.delenv("CITYFLOW_REPORT_TZ", raising=False)
+    out = tmp_path / "exports"
+    daily = ExportJob("daily", "day", "30 1 * * *", formats=("csv",), catch_up=3)
+    exporter = LakeExporter(load_settings(), out)
+    clock = Clock(datetime(2024, 3, 4, 1, 30, tzinfo=UTC))  # due: 03-01, 03-02, 03-03
+    sched = ExportScheduler((daily,), "UTC", exporter, out / ".locks", clock=clock)
+
+    with caplog.at_level("INFO", logger="jobs.schedule"):
+        first = sched.run_due()[0]
+    # 03-03 is incomplete (its data ends at 01:59) and waits quietly; the two before are exported
+    assert list(first.exported) == ["2024-03-01", "2024-03-02"]
+    assert all(status.startswith("written") for status in first.exported.values())
+    assert list(first.waiting) == ["2024-03-03"]
+    assert not first.failed
+    manifest = json.loads((out / "day" / "2024-03-02" / "manifest.json").read_text())
+    assert manifest["partial"] is False and any(f["path"].endswith(".csv") for f in manifest["files"])
+    assert "waits: day 2024-03-03 is not complete yet" in caplog.text
+
+    again = sched.run_due()[0]
+    assert "2024-03-02" not in again.exported  # done: not exported twice
+    assert sorted(again.waiting) == sorted(first.waiting)
