@@ -14,7 +14,17 @@ import pyarrow as pa
 from streams.detectors.base import Alerts, DetectorState, Rows, RunDetector, select_rows
 from streams.detectors.baseline import BandStats, Baseline, _nan_to_zero, _nanmedian_rows
 from streams.detectors.lighting import ENERGY, EnergySpike
-from streams.detectors.traffic import COUNT, OCCUPANCY, SOURCE, SPEED, STUCK_COLUMNS, TRAVEL_TIME, Congestion, Stuck, _hhmm
+from streams.detectors.traffic import (
+    COUNT,
+    OCCUPANCY,
+    SOURCE,
+    SPEED,
+    STUCK_COLUMNS,
+    TRAVEL_TIME,
+    Congestion,
+    Stuck,
+    _hhmm,
+)
 from streams.detectors.wifi import AUTH, DOWN, EVENTS, LATENCY, AuthBurst, Latency
 
 
