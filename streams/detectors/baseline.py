@@ -58,6 +58,12 @@ class TimeOfDay:
         return secs, t.weekday.to_numpy()
 
     def bucket(self, ts_ms: np.ndarray) -> np.ndarray:
+        """The bucket of each timestamp. Converted to local time once per distinct timestamp:
+        a batch's windows share few starts (the time-zone conversion was 13 ms per 40k rows)."""
+        distinct, inverse = np.unique(ts_ms, return_inverse=True)
+        return self._bucket(distinct)[inverse.reshape(-1)]
+
+    def _bucket(self, ts_ms: np.ndarray) -> np.ndarray:
         secs, weekday = self.local(ts_ms)
         b = secs // self.bucket_s
         if self.split_weekend:
