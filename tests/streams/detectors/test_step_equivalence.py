@@ -7,6 +7,9 @@ and the state is equal bit for bit (NaN where NaN)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,6 +48,9 @@ from tests.support.simulated_city import (
 from tests.support.simulated_city import run as run_batches
 
 NAB_DIR = "/work/shared/data/nab"
+# `make test` runs one uneven batching of each case (the old loops are slow: ~1 min in all);
+# the other batchings run with the slow tests
+BATCHINGS = ["random", *(pytest.param(b, marks=pytest.mark.slow) for b in ("one", "daily", "small"))]
 
 REFERENCE = {
     "traffic.congestion": ref.ReferenceCongestion,
@@ -140,7 +146,7 @@ def city() -> dict[str, pa.Table]:
             for s, f in city_frames(events).items()}
 
 
-@pytest.mark.parametrize("batching", ["one", "daily", "random", "small"])
+@pytest.mark.parametrize("batching", BATCHINGS)
 @pytest.mark.parametrize("kind", list(CONFIGS))
 def test_batch_scoring_equals_the_step_loop_on_the_city(city, kind, batching):
     alerts = 0
@@ -166,17 +172,15 @@ def traffic_with_travel_time() -> pa.Table:
     return windows.append_column("travel_time_s", pa.array(travel, pa.float64(), from_pandas=True))
 
 
-@pytest.mark.parametrize("batching", ["one", "daily", "random", "small"])
+@pytest.mark.parametrize("batching", BATCHINGS)
 @pytest.mark.parametrize("config", CONFIGS["traffic.congestion"], ids=["default", "eager"])
 def test_congestion_with_travel_time_equals_the_step_loop(traffic_with_travel_time, config, batching):
     assert compare(config, traffic_with_travel_time, cuts_of(traffic_with_travel_time, batching)) >= 1
 
 
-@pytest.mark.skipif(not __import__("pathlib").Path(NAB_DIR).is_dir(), reason="NAB data not present")
-@pytest.mark.parametrize("batch_rows", [37, 288, 100_000])
+@pytest.mark.skipif(not Path(NAB_DIR).is_dir(), reason="NAB data not present")
+@pytest.mark.parametrize("batch_rows", [288, *(pytest.param(n, marks=pytest.mark.slow) for n in (37, 100_000))])
 def test_congestion_on_nab_equals_the_step_loop(batch_rows):
-    from dataclasses import replace
-
     alerts = 0
     for series in load_series(NAB_DIR):
         windows = window_rows(series)
