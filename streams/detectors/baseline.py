@@ -149,8 +149,9 @@ class Learned:
     bucket (never a score or another bucket): the updates of one (entity, bucket) are a
     sequence of their own, so step k updates the k-th row of every (entity, bucket) pair. A
     backlog batch spanning a day of 1-min windows is 60 steps, not 1,440. Every row's bucket
-    after its update is kept, so any bucket before any row is the value after that bucket's
-    last earlier row in the batch, or the batch's start."""
+    before and after its update is kept, so any bucket before any row is the value after that
+    bucket's last earlier row in the batch, else before its first row in the batch, else (the
+    batch never touches it) the state as it is."""
 
     def __init__(self, baselines: Sequence[Baseline], state: DetectorState, rows: Rows, xs: np.ndarray,
                  warmup_s: float):
@@ -167,10 +168,10 @@ class Learned:
         self.by_group = np.argsort(group, kind="stable")  # the rows of an (entity, bucket) in window order
         self.group_sorted = group[self.by_group]
         self.keys = self.group_sorted * max(n_rows, 1) + self.by_group
-        entities = rows.codes[rows.starts]
-        self.start = np.stack([np.stack([state[name][entities] for name in part]) for part in names])
+        self.codes = rows.codes
+        self.state, self.names = state, names
         self.after = np.empty((3, len(baselines), n_rows))
-        before_all = np.empty((3, len(baselines), n_rows))
+        self.before = before_all = np.empty((3, len(baselines), n_rows))
         if n_rows:
             head = np.r_[True, self.group_sorted[1:] != self.group_sorted[:-1]]
             pos = np.arange(n_rows)
@@ -202,15 +203,20 @@ class Learned:
         nb, signals = self.n_buckets, len(self.relative)
         if len(sel) == 0:
             return BandStats(*(np.empty((signals, 0)) for _ in range(3)))
-        entity = self.local[sel]
         every = np.arange(nb)[None, :]
-        target = entity[:, None] * nb + every
-        # the last row of the same (entity, bucket) before the row in this batch, if any
-        last = np.searchsorted(self.keys, target * len(self.buckets) + sel[:, None]) - 1
-        safe = np.maximum(last, 0)
-        found = (last >= 0) & (self.group_sorted[safe] == target)
-        mean_all, var_all, n_raw = np.where(found[None, None], self.after[:, :, self.by_group[safe]],
-                                            self.start[:, :, entity[:, None], every])  # (signal, row, bucket)
+        target = self.local[sel][:, None] * nb + every
+        # the last row of the same (entity, bucket) before the row in this batch, if any; else
+        # its first row in the batch (after the row), if any
+        nxt = np.searchsorted(self.keys, target * len(self.buckets) + sel[:, None])
+        has_last = nxt > 0
+        last, nxt = np.maximum(nxt - 1, 0), np.minimum(nxt, len(self.keys) - 1)
+        earlier = has_last & (self.group_sorted[last] == target)
+        later = ~earlier & (self.group_sorted[nxt] == target)
+        untouched = np.stack([np.stack([self.state[name][self.codes[sel][:, None], every] for name in part])
+                              for part in self.names])
+        mean_all, var_all, n_raw = np.where(  # (signal, row, bucket)
+            earlier[None, None], self.after[:, :, self.by_group[last]],
+            np.where(later[None, None], self.before[:, :, self.by_group[nxt]], untouched))
         n_all = _nan_to_zero(n_raw)
         sd_all = np.sqrt(np.maximum(var_all, 0.0))
         warm = n_all >= self.min_n[sel][None, :, None]
