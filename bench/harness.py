@@ -46,6 +46,9 @@ class BenchConfig:
     soak_rate: float = 2000.0
     seed: int = 8
     group_timeout_s: float | None = None  # None: the worker's default session/rebalance timeout
+    # CITYFLOW_DETECTORS of the workers: issue 13's target is measured with every detector on,
+    # whatever the shell exports (--worker-env CITYFLOW_DETECTORS=none compares without)
+    detectors: str = "all"
     worker_env: tuple[tuple[str, str], ...] = ()  # extra CITYFLOW_* settings for the workers
 
 
@@ -95,7 +98,7 @@ def run_all(cfg: BenchConfig, workdir: Path) -> dict:
     """Run every case; return the raw results (see bench/report.py for the derived figures)."""
     started, started_at = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
     cases: dict[str, dict] = {}
-    env = {"CITYFLOW_PARTITIONS": str(cfg.partitions), **dict(cfg.worker_env)}
+    env = {"CITYFLOW_PARTITIONS": str(cfg.partitions), "CITYFLOW_DETECTORS": cfg.detectors, **dict(cfg.worker_env)}
     if cfg.flush_seconds:
         env["CITYFLOW_FLUSH_SECONDS"] = str(cfg.flush_seconds)
     group_timeout = cfg.group_timeout_s or load_settings().rebalance_timeout_s

@@ -4,6 +4,11 @@ streams.batch.process_records, PartitionSink.add (the window engine) and Partiti
 timed per stage and optionally under cProfile.
 
     python -m bench.profile_worker --events 400000 --batch 5000 --cprofile 30
+    python -m bench.profile_worker --batch 50000 --detectors 'none;all' --repeat 3   # detector cost
+
+`--detectors` takes CITYFLOW_DETECTORS specs separated by ';': each is run in turn, `--repeat`
+times alternating, and the median events/s of each spec and its ratio to the first are printed
+(ratios from one run, so they are fair on a noisy, shared machine).
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import shutil
+import statistics
 import tempfile
 import time
 import zlib
@@ -24,6 +31,7 @@ from bench.workload import SPAN_S
 from contracts.lake import Lake
 from contracts.registry import CONTRACTS
 from contracts.windows import window_geometry
+from streams.alerts import selected_detectors
 from streams.batch import RecordBatch, process_records
 from streams.simulator import encode, generate
 from streams.sink import PartitionSink
@@ -70,15 +78,18 @@ def batches(w: Workload, batch: int):
                                   [k for k, _ in recs], [v for _, v in recs])
 
 
-def run_pipeline(w: Workload, batch: int, lake: Lake, flush_rows: int = 50_000) -> dict[str, float]:
-    """Seconds spent per stage over the whole workload."""
+def run_pipeline(w: Workload, batch: int, lake: Lake, flush_rows: int = 50_000,
+                 detectors: str = "all") -> dict[str, float]:
+    """Seconds spent per stage over the whole workload, with the detectors `detectors` names
+    (a CITYFLOW_DETECTORS spec)."""
     sinks: dict[tuple[str, int], PartitionSink] = {}
     spent = {"process_records": 0.0, "sink.add (windows)": 0.0, "sink.flush (landing)": 0.0}
     for tp, rb in batches(w, batch):
         sink = sinks.get(tp)
         if sink is None:
             src = tp[0]
-            sink = sinks[tp] = PartitionSink(lake, CONTRACTS[src], tp[1], WindowEngine(window_geometry(src), src, tp[1]))
+            sink = sinks[tp] = PartitionSink(lake, CONTRACTS[src], tp[1], WindowEngine(window_geometry(src), src, tp[1]),
+                                             detectors=selected_detectors(detectors))
         t0 = time.perf_counter()
         pb = process_records(sink.contract, rb)  # checks keys, as the worker does
         t1 = time.perf_counter()
@@ -103,27 +114,43 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=5000, help="records per partition batch")
     p.add_argument("--fsync", action="store_true", help="keep fsync (default: off, to profile CPU work)")
     p.add_argument("--cprofile", type=int, default=0, metavar="N", help="also print the top N functions")
+    p.add_argument("--detectors", default="all",
+                   help="CITYFLOW_DETECTORS spec(s) to compare, separated by ';'")
+    p.add_argument("--repeat", type=int, default=1, help="runs per spec, alternating")
     args = p.parse_args()
+    specs = args.detectors.split(";")
     w = build_workload(args.events)
-    root = tempfile.mkdtemp(prefix="cityflow-profile-")
     if not args.fsync:
         disable_fsync()
-    lake = Lake(root)
-    prof = cProfile.Profile() if args.cprofile else None
-    t = time.perf_counter()
-    if prof:
-        prof.enable()
-    spent = run_pipeline(w, args.batch, lake)
-    if prof:
-        prof.disable()
-    wall = time.perf_counter() - t
-    print(f"{w.events:,} events in batches of {args.batch} per partition: {wall:.2f}s, "
-          f"{w.events / wall:,.0f} events/s{' (under cProfile)' if prof else ''}")
-    for stage, s in spent.items():
-        print(f"  {stage:<24} {s:7.2f}s  {s / w.events * 1e6:6.1f} us/event  {s / wall * 100:5.1f} %")
-    if prof:
-        pstats.Stats(prof).sort_stats("tottime").print_stats(args.cprofile)
-    print(f"lake: {Path(root)}")
+    rates: dict[str, list[float]] = defaultdict(list)
+    for _ in range(args.repeat):
+        for spec in specs:
+            root = tempfile.mkdtemp(prefix="cityflow-profile-")
+            prof = cProfile.Profile() if args.cprofile else None
+            t = time.perf_counter()
+            if prof:
+                prof.enable()
+            spent = run_pipeline(w, args.batch, Lake(root), detectors=spec)
+            if prof:
+                prof.disable()
+            wall = time.perf_counter() - t
+            rates[spec].append(w.events / wall)
+            print(f"detectors={spec}: {w.events:,} events in batches of {args.batch} per partition: {wall:.2f}s, "
+                  f"{w.events / wall:,.0f} events/s{' (under cProfile)' if prof else ''}")
+            for stage, s in spent.items():
+                print(f"  {stage:<24} {s:7.2f}s  {s / w.events * 1e6:6.1f} us/event  {s / wall * 100:5.1f} %")
+            if prof:
+                pstats.Stats(prof).sort_stats("tottime").print_stats(args.cprofile)
+            if len(specs) * args.repeat == 1:
+                print(f"lake: {Path(root)}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+    if len(specs) > 1:
+        first = statistics.median(rates[specs[0]])
+        for spec in specs:
+            med = statistics.median(rates[spec])
+            print(f"detectors={spec}: median {med:,.0f} events/s over {len(rates[spec])} run(s), "
+                  f"{med / first:.2f} x detectors={specs[0]}")
 
 
 if __name__ == "__main__":

@@ -77,11 +77,17 @@ def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def workers_detectors(cfg: dict) -> str:
+    """The detectors the cityflow workers ran (results before issue 13's bench change: none)."""
+    return dict(map(tuple, cfg.get("worker_env", []))).get("CITYFLOW_DETECTORS", cfg.get("detectors", "none"))
+
+
 def format_table(res: dict) -> str:
     """The run as text: throughput cases, ratios, latency, warehouse queries, soak."""
     m, cfg = res["machine"], res["config"]
     out = [(f"cityflow benchmark: {res['preload']['events']:,} events preloaded, {cfg['partitions']} partitions "
-           f"per source topic, {m['cores']} cores ({m['cpu_model']}), run took {res['wall_s']:.0f}s"), ""]
+           f"per source topic, {m['cores']} cores ({m['cpu_model']}), run took {res['wall_s']:.0f}s"),
+           f"cityflow workers with CITYFLOW_DETECTORS={workers_detectors(cfg)}", ""]
     head = f"{'case':<46} {'events':>10} {'seconds':>8} {'events/s':>10} {'CPU s/M ev':>11} {'broker CPU s/M':>15} {'peak RSS MB':>12}"
     out += [head, "-" * len(head)]
     for name in CASE_ORDER:

@@ -17,7 +17,7 @@ plain running mean (alpha = 1/n), so the first day is not over-weighted.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +58,12 @@ class TimeOfDay:
         return secs, t.weekday.to_numpy()
 
     def bucket(self, ts_ms: np.ndarray) -> np.ndarray:
+        """The bucket of each timestamp. Converted to local time once per distinct timestamp:
+        a batch's windows share few starts (the time-zone conversion was 13 ms per 40k rows)."""
+        distinct, inverse = np.unique(ts_ms, return_inverse=True)
+        return self._bucket(distinct)[inverse.reshape(-1)]
+
+    def _bucket(self, ts_ms: np.ndarray) -> np.ndarray:
         secs, weekday = self.local(ts_ms)
         b = secs // self.bucket_s
         if self.split_weekend:
@@ -95,123 +101,134 @@ class Baseline:
         n = self.tod.n_buckets
         return {f"{self.signal}_mean": n, f"{self.signal}_var": n, f"{self.signal}_n": n}
 
-    def stats(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray,
-              min_n: np.ndarray) -> BandStats:
-        """Mean, spread and sample count of each row's bucket. The spread is the larger of the
-        bucket's own and the sensor's typical one (the median over its warm buckets, relative
-        to the mean when `relative`): a bucket that has seen a few dozen samples can
-        underestimate its spread, and a median is not moved by a few noisy hours."""
-        s = self.signal
-        n_all = _nan_to_zero(state[f"{s}_n"][codes])
-        mean_all = state[f"{s}_mean"][codes]
-        sd_all = np.sqrt(np.maximum(state[f"{s}_var"][codes], 0.0))
-        warm = n_all >= min_n[:, None]
-        rows = np.arange(len(codes))
-        mean, sd, n = mean_all[rows, buckets], sd_all[rows, buckets], n_all[rows, buckets]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            if self.relative:
-                spread = np.where(warm & (np.abs(mean_all) > 0), sd_all / np.abs(mean_all), np.nan)
-            else:
-                spread = np.where(warm, sd_all, np.nan)
-        typical = _nanmedian_rows(spread)
-        floor = typical * np.abs(mean) if self.relative else typical
-        return BandStats(mean, np.fmax(sd, floor), n)
 
-    def update(self, state: DetectorState, codes: np.ndarray, buckets: np.ndarray, x: np.ndarray,
-               window_size_s: np.ndarray, warm_n: np.ndarray) -> None:
-        """Fold `x` into the baselines (rows with NaN x are skipped). `codes` must be unique.
-        Values are clipped only once the bucket is warm (`warm_n` samples): before that the
-        mean and spread are too uncertain to say what is wild, and clipping against them
-        would freeze a bucket that began in another regime (a lamp off on its first night)."""
-        ok = np.isfinite(x)
-        if not ok.any():
-            return
-        c, b, x, warm_n = codes[ok], buckets[ok], x[ok], warm_n[ok]
-        s = self.signal
-        n = _nan_to_zero(state[f"{s}_n"][c, b]) + 1.0
-        mean = state[f"{s}_mean"][c, b]
-        var = state[f"{s}_var"][c, b]
-        first = n == 1.0
-        mean = np.where(first, x, mean)
-        var = np.where(first, 0.0, var)
-        # the clip band is at least clip_sd * min_sd wide: a bucket that started with a run of
-        # equal values (zeros before a school opens) must still be able to learn
-        band = self.clip_sd * np.maximum(np.sqrt(var), self.min_sd)
-        clipped = np.where(n > warm_n, np.clip(x, mean - band, mean + band), x)
-        alpha = np.maximum(window_size_s[ok] / (self.tod.bucket_s * self.memory_days), 1.0 / n)
-        delta = clipped - mean
-        state[f"{s}_mean"][c, b] = mean + alpha * delta
-        state[f"{s}_var"][c, b] = (1.0 - alpha) * (var + alpha * delta * delta)
-        state[f"{s}_n"][c, b] = n
-
-
-_STACK_MAX_ROWS = 256  # steps of more entities than this go signal by signal (see stats_of_signals)
-
-
-def stats_of_signals(baselines: Sequence[Baseline], state: DetectorState, codes: np.ndarray,
-                     buckets: np.ndarray, min_n: np.ndarray) -> BandStats:
-    """`Baseline.stats` of several signals of the same rows at once: the same element-wise
-    operations on arrays stacked (signal, row, bucket), so the results are identical, with a
-    third of the numpy calls for three signals (a backlog batch is hundreds of small steps,
-    where the per-call overhead is the cost). Arrays of shape (signal, row). Large steps (a
-    batch of many entities) go one signal at a time: there the cost is memory traffic, and
-    stacked temporaries that outgrow the cache made it 2x slower."""
-    if len(baselines) > 1 and len(codes) > _STACK_MAX_ROWS:
-        parts = [stats_of_signals([b], state, codes, buckets, min_n) for b in baselines]
-        return BandStats(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("mean", "sd", "n")))
-    n_all = _nan_to_zero(np.stack([state[f"{b.signal}_n"][codes] for b in baselines]))
-    mean_all = np.stack([state[f"{b.signal}_mean"][codes] for b in baselines])
-    sd_all = np.sqrt(np.maximum(np.stack([state[f"{b.signal}_var"][codes] for b in baselines]), 0.0))
-    warm = n_all >= min_n[None, :, None]
-    rows = np.arange(len(codes))
-    mean, sd, n = mean_all[:, rows, buckets], sd_all[:, rows, buckets], n_all[:, rows, buckets]
-    relative = np.array([b.relative for b in baselines])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        abs_all = np.abs(mean_all)
-        spread = np.where(warm & (~relative[:, None, None] | (abs_all > 0)),
-                          np.where(relative[:, None, None], sd_all / abs_all, sd_all), np.nan)
-    typical = _nanmedian_rows(spread.reshape(-1, spread.shape[2])).reshape(len(baselines), len(codes))
-    floor = np.where(relative[:, None], typical * np.abs(mean), typical)
-    return BandStats(mean, np.fmax(sd, floor), n)
-
-
-def update_signals(baselines: Sequence[Baseline], state: DetectorState, codes: np.ndarray,
-                   buckets: np.ndarray, xs: np.ndarray, window_size_s: np.ndarray,
-                   warm_n: np.ndarray) -> None:
-    """`Baseline.update` of several signals (`xs`: one row per baseline) of the same rows at
-    once, element-wise identical to updating them one by one. `codes` must be unique."""
-    if len(baselines) > 1 and len(codes) > _STACK_MAX_ROWS:
-        for i, b in enumerate(baselines):
-            update_signals([b], state, codes, buckets, xs[i : i + 1], window_size_s, warm_n)
-        return
-    ok = np.isfinite(xs)
-    if not ok.any():
-        return
-    names = [(f"{b.signal}_n", f"{b.signal}_mean", f"{b.signal}_var") for b in baselines]
-    n = _nan_to_zero(np.stack([state[nn][codes, buckets] for nn, _, _ in names])) + 1.0
-    mean = np.stack([state[m][codes, buckets] for _, m, _ in names])
-    var = np.stack([state[v][codes, buckets] for _, _, v in names])
-    first = n == 1.0
+def _learn_step(baselines: Sequence[Baseline], before: np.ndarray, xs: np.ndarray, size_s: np.ndarray,
+                warm_n: np.ndarray) -> np.ndarray:
+    """One update of the baselines of some rows, one (entity, bucket) each: `before` holds
+    each row's bucket (mean, var, raw n) as arrays (3, signal, row); returns them after the
+    update. A row whose value is NaN leaves its bucket as it was. Values are clipped only once
+    the bucket is warm (`warm_n` samples): before that the mean and spread are too uncertain to
+    say what is wild, and clipping against them would freeze a bucket that began in another
+    regime (a lamp off on its first night). The clip band is at least clip_sd * min_sd wide: a
+    bucket that started with a run of equal values (zeros before a school opens) must still be
+    able to learn."""
+    mean0, var0, n0 = before
     with np.errstate(invalid="ignore"):
-        mean = np.where(first, xs, mean)
-        var = np.where(first, 0.0, var)
+        n = _nan_to_zero(n0) + 1.0
+        first = n == 1.0
+        mean = np.where(first, xs, mean0)
+        var = np.where(first, 0.0, var0)
         clip_sd = np.array([b.clip_sd for b in baselines])[:, None]
         min_sd = np.array([b.min_sd for b in baselines])[:, None]
         band = clip_sd * np.maximum(np.sqrt(var), min_sd)
         clipped = np.where(n > warm_n[None, :], np.clip(xs, mean - band, mean + band), xs)
         per_day = np.array([b.tod.bucket_s * b.memory_days for b in baselines], dtype=np.float64)[:, None]
-        alpha = np.maximum(window_size_s[None, :] / per_day, 1.0 / n)
+        alpha = np.maximum(size_s[None, :] / per_day, 1.0 / n)
         delta = clipped - mean
-        new_mean = mean + alpha * delta
-        new_var = (1.0 - alpha) * (var + alpha * delta * delta)
-    for i, (nn, m, v) in enumerate(names):
-        k = ok[i]
-        if not k.any():
-            continue
-        c, b = codes[k], buckets[k]
-        state[m][c, b] = new_mean[i][k]
-        state[v][c, b] = new_var[i][k]
-        state[nn][c, b] = n[i][k]
+        after = np.stack([mean + alpha * delta, (1.0 - alpha) * (var + alpha * delta * delta), n])
+    return np.where(np.isfinite(xs)[None], after, before)
+
+
+_STATS_CHUNK = 2048  # rows per look-back in Learned.stats: (signal, row, bucket) temporaries stay small
+
+
+class Learned:
+    """Score-then-learn over a whole batch of window rows, for one or several signals of the
+    same rows (`Learned(baselines, state, rows, xs, warmup_s)` learns; xs is (signal, row),
+    NaN = no value). Sequentially, each row is scored against the baselines as they stood
+    before it and then updates its own (entity, bucket). Here every update is done first and
+    the scores look back:
+
+    - `mean`, `n` (signal, row): the row's own bucket before the row, for every row: what the
+      cheap part of a rule needs (is the bucket warm, is the value 30 % below its mean);
+    - `stats(sel)`: the full `BandStats` of chosen rows (the spread floor is the median over
+      *all* the entity's warm buckets as they stood before the row), asked only for the few
+      rows the cheap part lets through.
+
+    Identical to the step loop element for element, because a bucket's update reads only that
+    bucket (never a score or another bucket): the updates of one (entity, bucket) are a
+    sequence of their own, so step k updates the k-th row of every (entity, bucket) pair. A
+    backlog batch spanning a day of 1-min windows is 60 steps, not 1,440. Every row's bucket
+    before and after its update is kept, so any bucket before any row is the value after that
+    bucket's last earlier row in the batch, else before its first row in the batch, else (the
+    batch never touches it) the state as it is."""
+
+    def __init__(self, baselines: Sequence[Baseline], state: DetectorState, rows: Rows, xs: np.ndarray,
+                 warmup_s: float):
+        tod = baselines[0].tod
+        self.relative = np.array([b.relative for b in baselines])
+        self.n_buckets = nb = tod.n_buckets
+        n_rows = len(rows)
+        self.buckets = tod.bucket(rows.window_start)
+        self.size_s = (rows.window_end - rows.window_start) / 1000.0
+        self.min_n = warmup_s / np.maximum(self.size_s, 1.0)
+        names = [[f"{b.signal}_{part}" for b in baselines] for part in ("mean", "var", "n")]
+        self.local = np.repeat(np.arange(len(rows.starts)), rows.counts)  # entity index in the batch
+        group = self.local * nb + self.buckets
+        self.by_group = np.argsort(group, kind="stable")  # the rows of an (entity, bucket) in window order
+        self.group_sorted = group[self.by_group]
+        self.keys = self.group_sorted * max(n_rows, 1) + self.by_group
+        self.codes = rows.codes
+        self.state, self.names = state, names
+        self.after = np.empty((3, len(baselines), n_rows))
+        self.before = before_all = np.empty((3, len(baselines), n_rows))
+        if n_rows:
+            head = np.r_[True, self.group_sorted[1:] != self.group_sorted[:-1]]
+            pos = np.arange(n_rows)
+            occurrence = pos - np.maximum.accumulate(np.where(head, pos, 0))
+            step_order = self.by_group[np.argsort(occurrence, kind="stable")]
+            bounds = np.r_[0, np.cumsum(np.bincount(occurrence))]
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+                idx = step_order[lo:hi]  # unique (entity, bucket) pairs
+                c, b = rows.codes[idx], self.buckets[idx]
+                before = np.stack([np.stack([state[name][c, b] for name in part]) for part in names])
+                after = _learn_step(baselines, before, xs[:, idx], self.size_s[idx], self.min_n[idx])
+                before_all[:, :, idx] = before
+                self.after[:, :, idx] = after
+                for k, part in enumerate(names):
+                    for i, name in enumerate(part):
+                        state[name][c, b] = after[k, i]
+        self.mean = before_all[0]
+        self.n = _nan_to_zero(before_all[2])
+
+    def stats(self, sel: np.ndarray) -> BandStats:
+        """Mean, spread and sample count of rows `sel`'s buckets as they stood before each row,
+        arrays (signal, len(sel)). The spread is the larger of the bucket's own and the sensor's
+        typical one (the median over its warm buckets, relative to the mean when the baseline
+        is `relative`): a bucket that has seen a few dozen samples can underestimate its
+        spread, and a median is not moved by a few noisy hours."""
+        if len(sel) > _STATS_CHUNK:
+            parts = [self.stats(sel[i : i + _STATS_CHUNK]) for i in range(0, len(sel), _STATS_CHUNK)]
+            return BandStats(*(np.concatenate([getattr(p, f) for p in parts], axis=1) for f in ("mean", "sd", "n")))
+        nb, signals = self.n_buckets, len(self.relative)
+        if len(sel) == 0:
+            return BandStats(*(np.empty((signals, 0)) for _ in range(3)))
+        every = np.arange(nb)[None, :]
+        target = self.local[sel][:, None] * nb + every
+        # the last row of the same (entity, bucket) before the row in this batch, if any; else
+        # its first row in the batch (after the row), if any
+        nxt = np.searchsorted(self.keys, target * len(self.buckets) + sel[:, None])
+        has_last = nxt > 0
+        last, nxt = np.maximum(nxt - 1, 0), np.minimum(nxt, len(self.keys) - 1)
+        earlier = has_last & (self.group_sorted[last] == target)
+        later = ~earlier & (self.group_sorted[nxt] == target)
+        untouched = np.stack([np.stack([self.state[name][self.codes[sel][:, None], every] for name in part])
+                              for part in self.names])
+        mean_all, var_all, n_raw = np.where(  # (signal, row, bucket)
+            earlier[None, None], self.after[:, :, self.by_group[last]],
+            np.where(later[None, None], self.before[:, :, self.by_group[nxt]], untouched))
+        n_all = _nan_to_zero(n_raw)
+        sd_all = np.sqrt(np.maximum(var_all, 0.0))
+        warm = n_all >= self.min_n[sel][None, :, None]
+        rows, buckets = np.arange(len(sel)), self.buckets[sel]
+        mean, sd, n = mean_all[:, rows, buckets], sd_all[:, rows, buckets], n_all[:, rows, buckets]
+        relative = self.relative[:, None, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            abs_all = np.abs(mean_all)
+            spread = np.where(warm & (~relative | (abs_all > 0)), np.where(relative, sd_all / abs_all, sd_all), np.nan)
+        typical = _nanmedian_rows(spread.reshape(-1, nb)).reshape(signals, len(sel))
+        floor = np.where(self.relative[:, None], typical * np.abs(mean), typical)
+        return BandStats(mean, np.fmax(sd, floor), n)
 
 
 def check_baseline_settings(memory_days: float, warmup_s: float, clear_s: float, timezone: str) -> None:
@@ -225,7 +242,8 @@ class BaselineDetector:
     """A detector scoring one window signal against the entity's own per-time-of-day baseline
     (config `timezone`, `memory_days`), with incidents de-duplicated by `incident_starts`: the
     construction and state every such kind shares. A kind sets `signal` (and `min_sd`, the
-    smallest spread its clip band assumes) and writes `detect` with `baseline_steps`."""
+    smallest spread its clip band assumes) and writes `detect` with `learn` and (usually)
+    `above_baseline`."""
 
     name: str
     source: str
@@ -241,54 +259,35 @@ class BaselineDetector:
     def new_state(self) -> DetectorState:
         return DetectorState(self.name, {"scored_until": 1, "last_hot": 1, "hot_n": 1, **self.baseline.widths()})
 
-
-@dataclass(frozen=True)
-class BaselineStep:
-    """One step of window rows (`Rows.steps`) with the baseline of each row's time-of-day
-    bucket: row indices, entity codes, the signal's values, the bucket statistics, how many
-    samples make a bucket warm, and the window sizes in seconds."""
-
-    idx: np.ndarray
-    codes: np.ndarray
-    x: np.ndarray
-    stats: BandStats
-    min_n: np.ndarray
-    size_s: np.ndarray
+    def learn(self, state: DetectorState, rows: Rows, x: np.ndarray) -> Learned:
+        """Fold the batch's values `x` (NaN = none) into the baseline; what each row saw."""
+        return Learned([self.baseline], state, rows, x[None, :], self.config.warmup_s)
 
 
-def baseline_steps(baseline: Baseline, rows: Rows, state: DetectorState, x_all: np.ndarray,
-                   warmup_s: float) -> Iterator[BaselineStep]:
-    """Score-then-learn over `rows`, step by step: each step is yielded with the baseline as it
-    stood before it, and the baseline learns the step's values (`x_all`, NaN = skipped) once the
-    caller asks for the next one. A bucket is warm after `warmup_s` seconds of windows.
+def above_baseline(learned: Learned, x: np.ndarray, z_threshold: float, min_ratio: float,
+                   min_increase: float, min_sd: float) -> tuple[np.ndarray, BandStats, np.ndarray]:
+    """The baseline-ratio rule over a batch (`learned`: one signal, values `x`): the rows
+    where the value and a warm baseline exist and the value is at least `z_threshold` spreads
+    (the spread at least `min_sd`), `min_ratio` times and `min_increase` above the baseline
+    mean, with their stats and z. The full stats are looked up only for rows that pass the
+    ratio and the increase.
 
-        >>> for step in baseline_steps(self.baseline, rows, state, x_all, cfg.warmup_s):
-        ...     hot, z = above_baseline(step, cfg.z_threshold, cfg.min_ratio, 50.0, min_sd=1.0)
+        >>> learned = self.learn(state, rows, x_all)
+        >>> hot, st, z = above_baseline(learned, x_all, cfg.z_threshold, cfg.min_ratio, 50.0, min_sd=1.0)
     """
-    buckets = baseline.tod.bucket(rows.window_start)
-    size_s = (rows.window_end - rows.window_start) / 1000.0
-    min_n = warmup_s / np.maximum(size_s, 1.0)
-    for idx in rows.steps():
-        c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
-        yield BaselineStep(idx, c, x, baseline.stats(state, c, b, min_n[idx]), min_n[idx], size_s[idx])
-        baseline.update(state, c, b, x, size_s[idx], min_n[idx])
-
-
-def above_baseline(step: BaselineStep, z_threshold: float, min_ratio: float, min_increase: float,
-                   min_sd: float) -> tuple[np.ndarray, np.ndarray]:
-    """The baseline-ratio rule, per row of a step: (hot, z). Hot where the value and a warm
-    baseline exist and the value is at least `z_threshold` spreads (the spread at least
-    `min_sd`), `min_ratio` times and `min_increase` above the baseline mean."""
-    st, x = step.stats, step.x
-    valid = np.isfinite(x) & np.isfinite(st.mean) & (st.n >= step.min_n)
-    z = (x - st.mean) / np.fmax(st.sd, min_sd)
-    hot = valid & (z >= z_threshold) & (x >= min_ratio * st.mean) & (x - st.mean >= min_increase)
-    return hot, z
+    mean, n = learned.mean[0], learned.n[0]
+    with np.errstate(invalid="ignore"):
+        maybe = np.flatnonzero(np.isfinite(x) & np.isfinite(mean) & (n >= learned.min_n)
+                               & (x >= min_ratio * mean) & (x - mean >= min_increase))
+    st = learned.stats(maybe)
+    z = (x[maybe] - st.mean[0]) / np.fmax(st.sd[0], min_sd)
+    hot = z >= z_threshold
+    return maybe[hot], BandStats(st.mean[0][hot], st.sd[0][hot], st.n[0][hot]), z[hot]
 
 
 def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
     """Row-wise median ignoring NaN; NaN for rows with no value (sort-based: NaN sorts last,
-    several times faster than np.nanmedian on the small rows of a step)."""
+    several times faster than np.nanmedian on short rows)."""
     srt = np.sort(a, axis=1)
     cnt = np.isfinite(a).sum(axis=1)
     rows = np.arange(a.shape[0])

@@ -27,7 +27,6 @@ from streams.detectors.base import (
 from streams.detectors.baseline import (
     BaselineDetector,
     above_baseline,
-    baseline_steps,
     check_baseline_settings,
 )
 
@@ -103,13 +102,13 @@ class EnergySpike(BaselineDetector):
         cfg = self.config
         rows = select_rows(windows, SOURCE, state, (ENERGY,))
         alerts = Alerts(self.name, SOURCE, self.severity)
-        for step in baseline_steps(self.baseline, rows, state, rows.columns[ENERGY], cfg.warmup_s):
-            idx, x, st = step.idx, step.x, step.stats
-            hot, z = above_baseline(step, cfg.z_threshold, cfg.min_ratio, cfg.min_increase_wh, min_sd=0.5)
-            for j in np.flatnonzero(incident_starts(state, step.codes, rows.window_start[idx], hot, cfg.clear_s)):
-                i = idx[j]
-                alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
-                           x[j], st.mean[j], z[j],
-                           f"energy {x[j]:.1f} Wh vs baseline {st.mean[j]:.1f}±{st.sd[j]:.1f} Wh for "
-                           f"{self.tod.label(int(rows.window_start[i]))}")
+        x = rows.columns[ENERGY]
+        hot, st, z = above_baseline(self.learn(state, rows, x), x, cfg.z_threshold, cfg.min_ratio,
+                                    cfg.min_increase_wh, min_sd=0.5)
+        for j in np.flatnonzero(incident_starts(state, rows, hot, cfg.clear_s)).tolist():
+            i = hot[j]
+            alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
+                       x[i], st.mean[j], z[j],
+                       f"energy {x[i]:.1f} Wh vs baseline {st.mean[j]:.1f}±{st.sd[j]:.1f} Wh for "
+                       f"{self.tod.label(int(rows.window_start[i]))}")
         return alerts.table()

@@ -21,16 +21,13 @@ from streams.detectors.base import (
     DetectorState,
     Rows,
     Severity,
+    first_due,
     incident_starts,
+    previous_values,
+    runs_of,
     select_rows,
 )
-from streams.detectors.baseline import (
-    BandStats,
-    Baseline,
-    TimeOfDay,
-    stats_of_signals,
-    update_signals,
-)
+from streams.detectors.baseline import BandStats, Baseline, Learned, TimeOfDay
 from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
 
 SOURCE = "traffic"
@@ -140,42 +137,39 @@ class Congestion:
         with np.errstate(divide="ignore", invalid="ignore"):  # log scale, see CongestionConfig
             rows.columns[TRAVEL_TIME] = np.where(rows.columns[TRAVEL_TIME] > 0, np.log(rows.columns[TRAVEL_TIME]), np.nan)
         alerts = Alerts(self.name, SOURCE, self.severity)
-        buckets = self.tod.bucket(rows.window_start)
-        size_s = (rows.window_end - rows.window_start) / 1000.0
-        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
-        baselines = list(self.baselines.values())
         signals = np.stack([rows.columns[s] for s in self.baselines]) if len(rows) else np.empty((3, 0))
-        no_vehicles = rows.columns[COUNT] == 0
+        learned = Learned(list(self.baselines.values()), state, rows, signals, cfg.warmup_s)
         # per signal (rows of the stacked arrays): which one is speed, travel time, occupancy
         is_speed = np.array([[s == SPEED] for s in self.baselines])
         is_time = np.array([[s == TRAVEL_TIME] for s in self.baselines])
         is_occupancy = ~is_speed & ~is_time
         k_speed, k_time, k_occ = (list(self.baselines).index(s) for s in (SPEED, TRAVEL_TIME, OCCUPANCY))
         time_rise = -np.log1p(-cfg.min_speed_drop)
-        for idx in rows.steps():
-            c, b, ws = rows.codes[idx], buckets[idx], rows.window_start[idx]
-            xs = signals[:, idx]
-            st = stats_of_signals(baselines, state, c, b, min_n[idx])
-            valid = np.isfinite(xs) & np.isfinite(st.mean) & (st.n >= min_n[idx])
-            # speed and occupancy: a floor relative to the baseline; travel time (log seconds)
-            # is relative already; occupancy never divides by zero
-            sd = np.maximum(st.sd, np.where(is_time, cfg.sd_floor_rel, cfg.sd_floor_rel * np.abs(st.mean)))
-            diff = xs - st.mean
-            z = np.where(is_speed, -diff, diff) / np.where(is_occupancy & ~(sd > 0), 1e-9, sd)
-            big = np.empty(xs.shape, dtype=bool)
-            big[k_speed] = xs[k_speed] <= (1 - cfg.min_speed_drop) * st.mean[k_speed]
+        # the cheap part first, on every row: valid signals, and the size of the change (it
+        # needs only the bucket's mean); the z-scores need the spread, looked up for the rest
+        with np.errstate(invalid="ignore"):
+            mean = learned.mean
+            valid = np.isfinite(signals) & np.isfinite(mean) & (learned.n >= learned.min_n)
+            diff = signals - mean
+            big = np.empty(signals.shape, dtype=bool)
+            big[k_speed] = signals[k_speed] <= (1 - cfg.min_speed_drop) * mean[k_speed]
             big[k_time] = diff[k_time] >= time_rise
-            big[k_occ] = xs[k_occ] >= st.mean[k_occ] + cfg.min_occupancy_rise_pct
-            passes = (z >= cfg.z_threshold) & big
-            hot = valid.any(axis=0) & (passes | ~valid).all(axis=0) & ~no_vehicles[idx]
-            alerting = np.flatnonzero(incident_starts(state, c, ws, hot, cfg.clear_s, cfg.min_hot_windows))
-            if len(alerting):
-                score = np.where(valid, z, np.inf).min(axis=0)
-                seen = {s: (xs[k], BandStats(st.mean[k], st.sd[k], st.n[k]), valid[k])
-                        for k, s in enumerate(self.baselines)}
-                for j in alerting:
-                    self._alert(alerts, rows, int(idx[j]), seen, int(j), float(score[j]))
-            update_signals(baselines, state, c, b, xs, size_s[idx], min_n[idx])
+            big[k_occ] = signals[k_occ] >= mean[k_occ] + cfg.min_occupancy_rise_pct
+        maybe = np.flatnonzero(valid.any(axis=0) & (big | ~valid).all(axis=0) & ~(rows.columns[COUNT] == 0))
+        st = learned.stats(maybe)
+        xs, valid, diff = signals[:, maybe], valid[:, maybe], diff[:, maybe]
+        # speed and occupancy: a floor relative to the baseline; travel time (log seconds)
+        # is relative already; occupancy never divides by zero
+        sd = np.maximum(st.sd, np.where(is_time, cfg.sd_floor_rel, cfg.sd_floor_rel * np.abs(st.mean)))
+        z = np.where(is_speed, -diff, diff) / np.where(is_occupancy & ~(sd > 0), 1e-9, sd)
+        passes = (z >= cfg.z_threshold) & big[:, maybe]
+        hot = (passes | ~valid).all(axis=0)
+        alerting = np.flatnonzero(hot)[incident_starts(state, rows, maybe[hot], cfg.clear_s, cfg.min_hot_windows)]
+        if len(alerting):
+            score = np.where(valid, z, np.inf).min(axis=0)
+            seen = {s: (xs[k], BandStats(st.mean[k], st.sd[k], st.n[k]), valid[k]) for k, s in enumerate(self.baselines)}
+            for j in alerting.tolist():
+                self._alert(alerts, rows, int(maybe[j]), seen, j, float(score[j]))
         return alerts.table()
 
     def _alert(self, alerts: Alerts, rows: Rows, i: int, seen: dict, j: int, score: float) -> None:
@@ -259,30 +253,34 @@ class Stuck:
         values = np.column_stack([columns[c] for c in STUCK_COLUMNS]) if len(rows) else np.empty((0, 3))
         informative = ~(rows.columns[COUNT] == 0) & np.isfinite(values).any(axis=1)
         alerts = Alerts(self.name, SOURCE, self.severity)
-        for idx in rows.steps():
-            c, ws, we = rows.codes[idx], rows.window_start[idx], rows.window_end[idx]
-            x, prev = values[idx], state["prev"][c]
-            equal = (np.isclose(x, prev, rtol=1e-9, atol=0.0) | (np.isnan(x) & np.isnan(prev))).all(axis=1)
-            contiguous = (ws - state["last_end"][c, 0]) <= cfg.max_gap_s * 1000.0
-            same = equal & contiguous & informative[idx] & np.isfinite(state["run_start"][c, 0])
-            run_start = np.where(same, state["run_start"][c, 0], np.where(informative[idx], ws, np.nan))
-            run_n = np.where(same, state["run_n"][c, 0] + 1, 1.0)
-            fire = same & (we - run_start >= cfg.min_flat_s * 1000.0) & (run_n >= cfg.min_windows)
-            fire &= state["alerted_run"][c, 0] != run_start
-            state["prev"][c] = x
-            state["last_end"][c, 0] = we
-            state["run_start"][c, 0] = run_start
-            state["run_n"][c, 0] = run_n
-            state["alerted_run"][c[fire], 0] = run_start[fire]
-            for j in np.flatnonzero(fire):
-                i = idx[j]
-                shown = ", ".join(f"{name} {v:g}" for name, v in zip(STUCK_SHOWN, x[j], strict=True)
-                                  if np.isfinite(v))
-                minutes = (we[j] - run_start[j]) / 60000.0
-                alerts.add(rows.entity[i], rows.district[i], int(run_start[j]), int(we[j]), x[j][1],
-                           np.nan, minutes,
-                           f"{shown} unchanged in {int(run_n[j])} windows since {_hhmm(run_start[j])} "
-                           f"({minutes:.0f} min)")
+        if len(rows) == 0:
+            return alerts.table()
+        c, ws, we = rows.codes, rows.window_start, rows.window_end
+        prev = np.empty_like(values)
+        prev[1:] = values[:-1]
+        prev[rows.starts] = state["prev"][c[rows.starts]]
+        equal = (np.isclose(values, prev, rtol=1e-9, atol=0.0) | (np.isnan(values) & np.isnan(prev))).all(axis=1)
+        contiguous = (ws - previous_values(rows, we, state["last_end"][:, 0])) <= cfg.max_gap_s * 1000.0
+        prev_in_run = previous_values(rows, informative, np.isfinite(state["run_start"][:, 0])) > 0
+        same = equal & contiguous & informative & prev_in_run
+        runs = runs_of(rows, state, informative, state["run_start"][c, 0], same)
+        carried = np.zeros(len(rows), dtype=bool)
+        carried[rows.starts] = same[rows.starts]
+        run_n = np.where(carried, state["run_n"][c, 0] + 1, 1.0)[runs.head] + (np.arange(len(rows)) - runs.head)
+        with np.errstate(invalid="ignore"):
+            due = same & (we - runs.start >= cfg.min_flat_s * 1000.0) & (run_n >= cfg.min_windows)
+        fire = first_due(state, rows, runs, due)
+        last = rows.starts + rows.counts - 1
+        state["prev"][c[last]] = values[last]
+        state["last_end"][c[last], 0] = we[last]
+        state["run_start"][c[last], 0] = runs.start[last]
+        state["run_n"][c[last], 0] = run_n[last]
+        for i in fire.tolist():
+            x, run_start = values[i], runs.start[i]
+            shown = ", ".join(f"{name} {v:g}" for name, v in zip(STUCK_SHOWN, x, strict=True) if np.isfinite(v))
+            minutes = (we[i] - run_start) / 60000.0
+            alerts.add(rows.entity[i], rows.district[i], int(run_start), int(we[i]), x[1], np.nan, minutes,
+                       f"{shown} unchanged in {int(run_n[i])} windows since {_hhmm(run_start)} ({minutes:.0f} min)")
         return alerts.table()
 
 

@@ -23,7 +23,6 @@ from streams.detectors.baseline import (
     BaselineDetector,
     TimeOfDay,
     above_baseline,
-    baseline_steps,
     check_baseline_settings,
 )
 from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
@@ -77,21 +76,27 @@ class AuthBurst(BaselineDetector):
         cfg = self.config
         rows = select_rows(windows, SOURCE, state, (AUTH,))
         alerts = Alerts(self.name, SOURCE, self.severity)
-        for step in baseline_steps(self.baseline, rows, state, rows.columns[AUTH], cfg.warmup_s):
-            idx, x, st = step.idx, step.x, step.stats
-            warm = np.isfinite(st.mean) & (st.n >= step.min_n)
-            mean = np.where(warm, st.mean, 0.0)
-            sd = np.fmax(np.fmax(st.sd, np.sqrt(np.maximum(mean, 0.0))), 1.0)
-            z = (x - mean) / sd
-            burst = warm & (x >= cfg.min_failures) & (x >= cfg.min_ratio * mean) & (z >= cfg.z_threshold)
-            hot = burst | (x >= cfg.absolute_failures)
-            for j in np.flatnonzero(incident_starts(state, step.codes, rows.window_start[idx], hot, cfg.clear_s)):
-                i = idx[j]
-                basis = (f"baseline {mean[j]:.1f}±{sd[j]:.1f} for {self.tod.label(int(rows.window_start[i]))}"
-                         if warm[j] else "no baseline yet")
-                alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
-                           x[j], mean[j] if warm[j] else np.nan, z[j] if warm[j] else np.nan,
-                           f"{x[j]:.0f} failed logins in {step.size_s[j] / 60:.0f} min vs {basis}")
+        x = rows.columns[AUTH]
+        learned = self.learn(state, rows, x)
+        with np.errstate(invalid="ignore"):
+            warm_all = np.isfinite(learned.mean[0]) & (learned.n[0] >= learned.min_n)
+            mean_all = np.where(warm_all, learned.mean[0], 0.0)
+            # z needs the spread: looked up only where the rest of the rule holds
+            maybe = np.flatnonzero((warm_all & (x >= cfg.min_failures) & (x >= cfg.min_ratio * mean_all))
+                                   | (x >= cfg.absolute_failures))
+        st = learned.stats(maybe)
+        x_m, warm, mean = x[maybe], warm_all[maybe], mean_all[maybe]
+        sd = np.fmax(np.fmax(st.sd[0], np.sqrt(np.maximum(mean, 0.0))), 1.0)
+        z = (x_m - mean) / sd
+        burst = warm & (x_m >= cfg.min_failures) & (x_m >= cfg.min_ratio * mean) & (z >= cfg.z_threshold)
+        hot = np.flatnonzero(burst | (x_m >= cfg.absolute_failures))
+        for j in hot[incident_starts(state, rows, maybe[hot], cfg.clear_s)].tolist():
+            i = maybe[j]
+            basis = (f"baseline {mean[j]:.1f}±{sd[j]:.1f} for {self.tod.label(int(rows.window_start[i]))}"
+                     if warm[j] else "no baseline yet")
+            alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
+                       x_m[j], mean[j] if warm[j] else np.nan, z[j] if warm[j] else np.nan,
+                       f"{x_m[j]:.0f} failed logins in {learned.size_s[i] / 60:.0f} min vs {basis}")
         return alerts.table()
 
 
@@ -180,14 +185,12 @@ class Latency(BaselineDetector):
         rows = select_rows(windows, SOURCE, state, (LATENCY, DOWN, EVENTS))
         x_all = np.where(rows.columns[DOWN] > 0, np.nan, rows.columns[LATENCY])
         alerts = Alerts(self.name, SOURCE, self.severity)
-        for step in baseline_steps(self.baseline, rows, state, x_all, cfg.warmup_s):
-            idx, x, st = step.idx, step.x, step.stats
-            hot, z = above_baseline(step, cfg.z_threshold, cfg.min_ratio, cfg.min_increase_ms, min_sd=1.0)
-            start = incident_starts(state, step.codes, rows.window_start[idx], hot, cfg.clear_s, cfg.min_hot_windows)
-            for j in np.flatnonzero(start):
-                i = idx[j]
-                alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
-                           x[j], st.mean[j], z[j],
-                           f"p95 latency {x[j]:.0f} ms vs baseline {st.mean[j]:.0f}±{st.sd[j]:.0f} ms for "
-                           f"{self.tod.label(int(rows.window_start[i]))}")
+        hot, st, z = above_baseline(self.learn(state, rows, x_all), x_all, cfg.z_threshold, cfg.min_ratio,
+                                    cfg.min_increase_ms, min_sd=1.0)
+        for j in np.flatnonzero(incident_starts(state, rows, hot, cfg.clear_s, cfg.min_hot_windows)).tolist():
+            i = hot[j]
+            alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
+                       x_all[i], st.mean[j], z[j],
+                       f"p95 latency {x_all[i]:.0f} ms vs baseline {st.mean[j]:.0f}±{st.sd[j]:.0f} ms for "
+                       f"{self.tod.label(int(rows.window_start[i]))}")
         return alerts.table()

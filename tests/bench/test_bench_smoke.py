@@ -37,7 +37,17 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict:
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "cityflow, 2 workers" in proc.stdout  # the printed table
-    return json.loads(out.read_text())
+    assert "cityflow workers with CITYFLOW_DETECTORS=all" in proc.stdout
+    return {**json.loads(out.read_text()), "workdir": str(tmp / "work")}
+
+
+def test_cityflow_cases_run_with_every_detector(results: dict) -> None:
+    """Issue 13's bench target is measured with the detectors on: the workers ran them (each
+    lake holds the detectors' landed state), whatever CITYFLOW_DETECTORS the shell exports."""
+    assert results["config"]["detectors"] == "all"
+    for workers in (1, 2):
+        lake = Path(results["workdir"]) / f"lake-cityflow-{workers}w"
+        assert list((lake / "_state" / "detectors").rglob("*.arrow")), lake
 
 
 @pytest.mark.timeout(300)
