@@ -25,18 +25,20 @@ from contracts.registry import CONTRACTS
 from contracts.windows import window_geometry
 from streams.alerts import PartitionAlerts
 from streams.batch import RecordBatch, process_records
+from streams.detectors import DropoutConfig
 from streams.incidents import SUPPORTED_KINDS, IncidentPlan
 from streams.simulator import generate
 from streams.windows import WindowEngine
-from tests.support.lake_checks import SPEC, Records
+from tests.support.lake_checks import NOW, SPEC, Records
 from tests.support.simulated_city import CITY_RATE, T0_UTC
 
 SPARSE = Records(n=600, seed=8, span=timedelta(days=2))  # the lake tests' partition: 600 records in 2 days
 
 
 def alerts_in_batches(keys: list[bytes], values: list[bytes], source: str, cuts: list[int], spec=None,
-                      now=None, limits=None) -> pa.Table:
-    """The alerts of one partition's records delivered in batches cut at `cuts`."""
+                      now=None, limits=None, windows_out: list | None = None) -> pa.Table:
+    """The alerts of one partition's records delivered in batches cut at `cuts` (the window
+    rows and the final closed_until appended to `windows_out`, if given)."""
     contract = CONTRACTS[source]
     spec = spec or window_geometry(source)
     engine = WindowEngine(spec, source, 0)
@@ -47,15 +49,17 @@ def alerts_in_batches(keys: list[bytes], values: list[bytes], source: str, cuts:
                                 now=now, limits=limits)
         out = engine.process(batch.events)
         found.append(alerts.detect(out.windows, batch.raw, engine.watermark))
+        if windows_out is not None and out.windows.num_rows:
+            windows_out.append(out.windows)
+    if windows_out is not None:
+        windows_out.append(alerts.closed_until(engine.watermark))
     table = pa.concat_tables(found).drop_columns(["detected_at"])
     return table.sort_by([("anomaly_id", "ascending")])
 
 
-def sparse_alerts(cuts: list[int]) -> pa.Table:
+def sparse_alerts(cuts: list[int], windows_out: list | None = None) -> pa.Table:
     limits = DecodeLimits(max_future=timedelta(minutes=5), max_age=timedelta(days=7))
-    from tests.support.lake_checks import NOW
-
-    return alerts_in_batches(SPARSE.keys, SPARSE.values, "traffic", cuts, SPEC, NOW, limits)
+    return alerts_in_batches(SPARSE.keys, SPARSE.values, "traffic", cuts, SPEC, NOW, limits, windows_out)
 
 
 def random_cuts(n: int):
@@ -74,6 +78,30 @@ def test_dropouts_on_sparse_reordered_readings_do_not_depend_on_batch_cuts(spars
     actual = sparse_alerts(cuts)
     assert actual.column("anomaly_id").to_pylist() == sparse_reference.column("anomaly_id").to_pylist()
     assert actual.equals(sparse_reference)
+
+
+def test_dropouts_are_the_silences_of_the_landed_windows():
+    """Oracle: the dropouts equal the silences read off the windows the run emitted (every
+    version), plain Python over the closed ones (start <= the final closed_until): an entity's
+    window ending at e, its next starting at or after e + 10 min (or none), and a window of the
+    partition starting in between, after e + 10 min."""
+    out: list = []
+    alerts = sparse_alerts(list(range(100, SPARSE.n, 100)), out)
+    closed_until = out.pop()
+    windows = pa.concat_tables(out).to_pandas().sort_values("version").drop_duplicates(["entity", "window_start"],
+                                                                                          keep="last")
+    windows = windows[windows["window_start"] <= closed_until].sort_values(["entity", "window_start"])
+    starts = sorted(windows["window_start"])
+    silence = DropoutConfig().silence_s * 1000
+    expected = set()
+    for entity, own in windows.groupby("entity"):
+        ends, nexts = own["window_end"].tolist(), [*own["window_start"].tolist()[1:], float("inf")]
+        for end, nxt, district in zip(ends, nexts, own["district"].tolist(), strict=True):
+            if nxt >= end + silence and any(end + silence <= s < nxt for s in starts):
+                expected.add((entity, end, district))
+    dropouts = alerts.filter(pc.equal(alerts.column("kind"), "traffic.dropout"))
+    actual = set(zip(*(dropouts.column(c).to_pylist() for c in ("entity", "window_start", "district")), strict=True))
+    assert len(expected) >= 100 and actual == expected and dropouts.num_rows == len(expected)
 
 
 # ------------------------------------------------------------------------------------------
