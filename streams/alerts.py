@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import cast
 
 import numpy as np
 import orjson
@@ -27,6 +28,7 @@ from contracts.settings import SettingsError
 from contracts.tables import ANOMALIES
 from contracts.windows import WindowGeometry
 from streams.detectors import DEFAULT_CONFIGS, Detector, DetectorState, default_detectors
+from streams.detectors.silence import WaitsForClosedWindows
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,8 @@ class PartitionAlerts:
                 continue  # nothing this detector could score
             self.changed = True
             if waits:
-                alerts = detector.detect(windows, self.states[name], None, closed_until_ms=closed)
+                waiting = cast(WaitsForClosedWindows, detector)
+                alerts = waiting.detect(windows, self.states[name], None, closed_until_ms=closed)
             else:
                 alerts = detector.detect(windows, self.states[name], raw if uses_raw else None)
             if alerts.num_rows:

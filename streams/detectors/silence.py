@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -49,6 +50,14 @@ _DISTRICTS = pa.array(DISTRICTS, pa.string())
 
 # raise(entity, district or None, silence start ms, partition)
 Raise = Callable[[str, "str | None", float, int], None]
+
+
+class WaitsForClosedWindows(Protocol):
+    """A detector (attribute `waits_for_closed_windows = True`) told, per batch, the newest
+    window start that can no longer change (streams.alerts.PartitionAlerts passes it)."""
+
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None,
+               closed_until_ms: float | None = None) -> pa.Table: ...
 
 
 def silence_alerts(windows: pa.Table, source: str, state: DetectorState, silence_s: float, raise_: Raise,
