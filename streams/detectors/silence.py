@@ -11,8 +11,9 @@ against the `windows` table alone.
 Why windows wait. A window can still appear or change until the watermark passes its end by
 the grace period (an event arriving late, within grace, re-emits it or creates it). Deciding a
 silence before then made the answer depend on where batches were cut: on sparse, reordered
-readings one cut saw the late window that fills a gap before deciding, another after (602 vs
-651 dropouts on the same 600 records). So the worker passes `closed_until_ms` (watermark -
+readings one cut saw the late window that fills a gap before deciding, another after, and
+silences were re-raised (602, 651 or 586 dropout rows for the same 580 silences of 600
+records, depending on the batch size). So the worker passes `closed_until_ms` (watermark -
 size - grace: windows starting at or before it can no longer change, streams/windows.py) and
 a window reaches the silence logic only once it is closed; until then it waits in the state
 (`pend_*`, at most PENDING per entity). Closed windows reach it in window-start order, batch
