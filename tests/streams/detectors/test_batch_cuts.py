@@ -104,6 +104,40 @@ def test_dropouts_are_the_silences_of_the_landed_windows():
     assert len(expected) >= 100 and actual == expected and dropouts.num_rows == len(expected)
 
 
+def test_a_late_window_that_splits_a_silence_counts_in_every_batch_cut():
+    """Detectors A and B report each minute; B says nothing for 14 min but one reading from
+    inside that span arrives 9 min late (within grace: the engine emits its window late). The
+    silence is 4 + 9 min, no dropout. Deciding on the partition's progress per batch raised
+    one whenever a cut fell between the minute that made B 10 min overdue and the late reading."""
+    from contracts.windows import WindowGeometry
+
+    spec = WindowGeometry(60, allowed_lateness_s=0, grace_s=600)
+    t0 = 1_772_406_000_000
+    rows = []
+    for m in range(40):
+        rows.append((t0 + m * 60_000 + 10_000, "tdet-000a"))
+        if not 10 <= m < 24:
+            rows.append((t0 + m * 60_000 + 20_000, "tdet-000b"))
+        if m == 23:
+            rows.append((t0 + 14 * 60_000 + 30_000, "tdet-000b"))  # the late one: minute 14, 9 min late
+    frame = pa.table({"ts": [t for t, _ in rows], "entity": [e for _, e in rows], "district": ["Mitte"] * len(rows),
+                      "offset": list(range(len(rows))), "vehicle_count": [5] * len(rows),
+                      "avg_speed_kmh": [50.0] * len(rows), "occupancy_pct": [10.0] * len(rows)})
+
+    def dropouts(cuts: list[int]) -> list[tuple[str, int]]:
+        engine = WindowEngine(spec, "traffic", 0)
+        alerts = PartitionAlerts("traffic", 0, {"traffic.dropout": DropoutConfig().build()}, spec)
+        found = []
+        for a, b in itertools.pairwise([0, *cuts, frame.num_rows]):
+            out = engine.process(frame.slice(a, b - a))
+            found += alerts.detect(out.windows, pa.table({}), engine.watermark).to_pylist()
+        return sorted((r["entity"], r["window_start"]) for r in found)
+
+    results = {cut: dropouts([cut]) for cut in range(1, frame.num_rows)}
+    assert set(map(tuple, results.values())) == {()}, {c: r for c, r in results.items() if r}
+    assert dropouts([]) == [] and dropouts(list(range(1, frame.num_rows))) == []
+
+
 # ------------------------------------------------------------------------------------------
 # every kind: a simulated city with one incident of each (the worker's window sizes)
 
