@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from contracts.districts import DISTRICTS
-from streams.detectors.base import DetectorState
+from streams.detectors.base import Alerts, DetectorState, utc_minute
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,20 @@ def silence_alerts(windows: pa.Table, source: str, state: DetectorState, silence
     closed |= _overflow(rows[0], closed)
     _keep_pending(state, rows, ~closed)
     _sweep(state, tuple(a[closed] for a in rows), silence_s * 1000.0, raise_)
+
+
+def add_silences(alerts: Alerts, windows: pa.Table, source: str, state: DetectorState, silence_s: float,
+                 closed_until_ms: float | None, what: str) -> None:
+    """`silence_alerts` raising each silence into `alerts`: window_start = the silence's start,
+    window_end = when it was due, score = the silence in minutes, no value; evidence
+    '<what> since <time> for >= <n> min while partition <p> went on'."""
+
+    def raise_(entity: str, district: str | None, start: float, partition: int) -> None:
+        alerts.add(entity, district, int(start), int(start + silence_s * 1000), np.nan, np.nan, silence_s / 60.0,
+                   f"{what} since {utc_minute(start)} for >= {silence_s / 60:.0f} min while partition "
+                   f"{partition} went on")
+
+    silence_alerts(windows, source, state, silence_s, raise_, closed_until_ms)
 
 
 def _batch_windows(windows: pa.Table, source: str, state: DetectorState) -> tuple[np.ndarray, ...]:

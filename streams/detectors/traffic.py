@@ -31,7 +31,7 @@ from streams.detectors.baseline import (
     stats_of_signals,
     update_signals,
 )
-from streams.detectors.silence import SILENCE_EXTRAS, SILENCE_WIDTHS, silence_alerts
+from streams.detectors.silence import SILENCE_EXTRAS, SILENCE_WIDTHS, add_silences
 
 SOURCE = "traffic"
 SPEED, OCCUPANCY, TRAVEL_TIME, COUNT = "avg_speed_kmh", "avg_occupancy_pct", "travel_time_s", "vehicle_count"
@@ -317,13 +317,5 @@ class Dropout:
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None,
                closed_until_ms: float | None = None) -> pa.Table:
         alerts = Alerts(self.name, SOURCE, self.severity)
-        silence = self.config.silence_s
-
-        def raise_(entity: str, district: str | None, last_end: float, partition: int) -> None:
-            alerts.add(entity, district, int(last_end), int(last_end + silence * 1000), np.nan, np.nan,
-                       silence / 60.0,
-                       f"no window since {_hhmm(last_end)} for >= {silence / 60:.0f} min while partition "
-                       f"{partition} went on")
-
-        silence_alerts(windows, SOURCE, state, silence, raise_, closed_until_ms)
+        add_silences(alerts, windows, SOURCE, state, self.config.silence_s, closed_until_ms, "no window")
         return alerts.table()

@@ -26,7 +26,7 @@ from streams.detectors.baseline import (
     baseline_steps,
     check_baseline_settings,
 )
-from streams.detectors.silence import SILENCE_EXTRAS, SILENCE_WIDTHS, silence_alerts
+from streams.detectors.silence import SILENCE_EXTRAS, SILENCE_WIDTHS, add_silences
 
 SOURCE = "wifi"
 AUTH, LATENCY, DOWN, EVENTS = "auth_failures", "p95_latency_ms", "down_count", "n_events"
@@ -138,15 +138,7 @@ class ApDown(RunDetector):
         (on closed windows, see `silence`)."""
         runs = super().detect(windows, state, raw)
         silences = Alerts(self.name, SOURCE, self.severity)
-        silence_s = self.config.silence_s
-
-        def silent(entity: str, district: str | None, last_end: float, partition: int) -> None:
-            silences.add(entity, district, int(last_end), int(last_end + silence_s * 1000), np.nan, np.nan,
-                         silence_s / 60.0,
-                         f"silent since {utc_minute(last_end)} for >= {silence_s / 60:.0f} min while "
-                         f"partition {partition} went on")
-
-        silence_alerts(windows, SOURCE, state, silence_s, silent, closed_until_ms)
+        add_silences(silences, windows, SOURCE, state, self.config.silence_s, closed_until_ms, "silent")
         if not silences.rows:
             return runs
         return pa.concat_tables([runs, silences.table()]).sort_by([("window_start", "ascending"),
