@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import orjson
@@ -26,8 +26,10 @@ import pyarrow.compute as pc
 
 from contracts.settings import SettingsError
 from contracts.tables import ANOMALIES
+from contracts.windows import WindowGeometry
 from streams.detectors import Detector, DetectorState, default_detectors
 from streams.detectors.overrides import detector_configs
+from streams.detectors.silence import WaitsForClosedWindows
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +44,14 @@ _COMPRESSED = pa.ipc.IpcWriteOptions(compression="zstd")
 class PartitionAlerts:
     """The detectors of one source on one topic partition, with their per-entity state."""
 
-    def __init__(self, source: str, partition: int, detectors: Mapping[str, Detector] | None = None):
+    def __init__(self, source: str, partition: int, detectors: Mapping[str, Detector] | None = None,
+                 geometry: WindowGeometry | None = None):
+        """`geometry`: the partition's window geometry; with it, kinds that wait for closed
+        windows (silences) are told which windows can no longer change (without it they take
+        every window as final: right for windows computed offline, not for a live engine)."""
         self.source = source
         self.partition = partition
+        self.geometry = geometry
         all_detectors = default_detectors() if detectors is None else dict(detectors)
         self.detectors = {name: d for name, d in all_detectors.items() if d.source == source}
         self.states: dict[str, DetectorState] = {}
@@ -64,17 +71,33 @@ class PartitionAlerts:
         and its accepted raw rows. Returns the alerts in the ANOMALIES columns but for
         `emitted_at`, times as epoch ms (empty table if none)."""
         found = []
+        closed = self.closed_until(watermark_ms)
         for name, detector in self.detectors.items():
             uses_raw = name in RAW_KINDS
-            if not (windows.num_rows or (uses_raw and raw.num_rows)):
+            waits = getattr(detector, "waits_for_closed_windows", False)
+            if not (windows.num_rows or (uses_raw and raw.num_rows) or (waits and closed is not None)):
                 continue  # nothing this detector could score
             self.changed = True
-            alerts = detector.detect(windows, self.states[name], raw if uses_raw else None)
+            if waits:
+                waiting = cast(WaitsForClosedWindows, detector)
+                alerts = waiting.detect(windows, self.states[name], None, closed_until_ms=closed)
+            else:
+                alerts = detector.detect(windows, self.states[name], raw if uses_raw else None)
             if alerts.num_rows:
                 found.append(alerts)
         if not found:
             return empty_alerts()
         return self._landed_columns(pa.concat_tables(found), windows, watermark_ms)
+
+    def closed_until(self, watermark_ms: int | None) -> float | None:
+        """Start of the newest window that can no longer change after a batch that left the
+        watermark at `watermark_ms` (watermark - size - grace, as the window engine drops
+        them); None without a geometry (every window is final)."""
+        if self.geometry is None:
+            return None
+        if watermark_ms is None:
+            return float("-inf")
+        return float(watermark_ms - (self.geometry.size_s + self.geometry.grace_s) * 1000)
 
     def _landed_columns(self, alerts: pa.Table, windows: pa.Table, watermark_ms: int | None) -> pa.Table:
         """Detector rows -> ANOMALIES columns (minus emitted_at): `observed` is `value`;

@@ -128,7 +128,7 @@ class PartitionSink:
         self.flushes = 0
         self._buf = _Buffer()
         self._ckpt = L.checkpoint_path(self.topic, partition)
-        self.alerts = PartitionAlerts(contract.source, partition, detectors)
+        self.alerts = PartitionAlerts(contract.source, partition, detectors, engine.spec)
         self.detector_state: str | None = None  # the landed state file as of `committed`
         self.unsent: list[str] = []  # landed anomalies files not yet confirmed on the topic
         self._unsent_rows: dict[str, pa.Table] = {}  # their rows, for those this process landed

@@ -27,8 +27,13 @@ from streams.detectors.base import (
     runs_of,
     select_rows,
 )
-from streams.detectors.baseline import BandStats, Baseline, Learned, TimeOfDay
-from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
+from streams.detectors.baseline import (
+    BandStats,
+    Baseline,
+    Learned,
+    TimeOfDay,
+)
+from streams.detectors.silence import SILENCE_EXTRAS, SILENCE_WIDTHS, add_silences
 
 SOURCE = "traffic"
 SPEED, OCCUPANCY, TRAVEL_TIME, COUNT = "avg_speed_kmh", "avg_occupancy_pct", "travel_time_s", "vehicle_count"
@@ -290,13 +295,13 @@ class Stuck:
 
 @dataclass(frozen=True)
 class DropoutConfig:
-    """Dropout: a detector with no window for `silence_s` seconds while other detectors on its
-    Kafka partition go on reporting (a window of its partition starts after the silence is
-    due). Requiring the partition to go on separates a dead detector from a stopped feed or a
-    quiet replay, which are not the detector's fault. Default 10 min: detectors report every
-    20-60 s into 1-min windows, so ten missing windows in a row is no jitter. One alert per
-    silence; it is raised once the partition's windows pass the due time, at the same row
-    whether that happens in this batch or a later one."""
+    """Dropout: a detector with no window for `silence_s` seconds while its Kafka partition
+    goes on (a window of the partition starts during the silence, after it is due). Requiring
+    the partition to go on separates a dead detector from a stopped feed or a quiet replay,
+    which are not the detector's fault. Default 10 min: detectors report every 20-60 s into
+    1-min windows, so ten missing windows in a row is no jitter. One alert per silence.
+    Decided on closed windows only (see `silence`), so replay and batching never change it; in
+    the worker that adds window size + grace (11 min with traffic defaults) before it is raised."""
 
     silence_s: float = 600.0
     severity: Severity = Severity.WARNING
@@ -312,28 +317,17 @@ class DropoutConfig:
 class Dropout:
     name = "traffic.dropout"
     source = SOURCE
+    waits_for_closed_windows = True  # the worker passes closed_until_ms (streams.alerts)
 
     def __init__(self, config: DropoutConfig):
         self.config = config
         self.severity = config.severity
 
     def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {"scored_until": 1, **SILENCE_WIDTHS}, {"partition_max": {}})
+        return DetectorState(self.name, SILENCE_WIDTHS, {SILENCE_EXTRAS: {}})
 
-    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
-        rows = select_rows(windows, SOURCE, state, ())
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None,
+               closed_until_ms: float | None = None) -> pa.Table:
         alerts = Alerts(self.name, SOURCE, self.severity)
-        silence = self.config.silence_s
-
-        def raise_(entity: str, district: str | None, last_end: float, partition: int, back_at: float | None) -> None:
-            tail = f", back at {_hhmm(back_at)}" if back_at is not None else ""
-            observed = (back_at - last_end) / 60000.0 if back_at is not None else np.nan
-            alerts.add(entity, district, int(last_end), int(last_end + silence * 1000), observed, np.nan,
-                       silence / 60.0,
-                       f"no window since {_hhmm(last_end)} for >= {silence / 60:.0f} min while partition "
-                       f"{partition} went on{tail}")
-
-        silence_alerts(rows, state, silence, raise_)
+        add_silences(alerts, windows, SOURCE, state, self.config.silence_s, closed_until_ms, "no window")
         return alerts.table()
-
-

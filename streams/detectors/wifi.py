@@ -25,7 +25,7 @@ from streams.detectors.baseline import (
     above_baseline,
     check_baseline_settings,
 )
-from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
+from streams.detectors.silence import SILENCE_EXTRAS, SILENCE_WIDTHS, add_silences
 
 SOURCE = "wifi"
 AUTH, LATENCY, DOWN, EVENTS = "auth_failures", "p95_latency_ms", "down_count", "n_events"
@@ -122,13 +122,14 @@ class ApDownConfig:
 
 class ApDown(RunDetector):
     name, source, columns = "wifi.ap_down", SOURCE, (DOWN, EVENTS)
+    waits_for_closed_windows = True  # for its silences; the worker passes closed_until_ms (streams.alerts)
 
     @property
     def min_duration_s(self) -> float:
         return float(self.config.min_down_s)
 
     def new_state(self) -> DetectorState:
-        return DetectorState(self.name, {**RUN_WIDTHS, **SILENCE_WIDTHS}, {"partition_max": {}})
+        return DetectorState(self.name, {**RUN_WIDTHS, **SILENCE_WIDTHS}, {SILENCE_EXTRAS: {}})
 
     def condition(self, col: dict[str, np.ndarray]) -> np.ndarray:
         return _all_down(col)
@@ -136,17 +137,17 @@ class ApDown(RunDetector):
     def describe(self, rows: Rows, i: int, run_start: float, minutes: float) -> tuple[float, float, str]:
         return minutes, np.nan, f"every report 'down' for {minutes:.0f} min since {utc_minute(run_start)}"
 
-    def before_runs(self, rows: Rows, state: DetectorState, alerts: Alerts) -> None:
-        silence_s = self.config.silence_s
-
-        def silent(entity: str, district: str | None, last_end: float, partition: int, back_at: float | None) -> None:
-            tail = f", back at {utc_minute(back_at)}" if back_at is not None else ""
-            alerts.add(entity, district, int(last_end), int(last_end + silence_s * 1000), np.nan, np.nan,
-                       silence_s / 60.0,
-                       f"silent since {utc_minute(last_end)} for >= {silence_s / 60:.0f} min while "
-                       f"partition {partition} went on{tail}")
-
-        silence_alerts(rows, state, silence_s, silent)
+    def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None,
+               closed_until_ms: float | None = None) -> pa.Table:
+        """'Down' runs as every RunDetector (on windows as they become final), then silences
+        (on closed windows, see `silence`)."""
+        runs = super().detect(windows, state, raw)
+        silences = Alerts(self.name, SOURCE, self.severity)
+        add_silences(silences, windows, SOURCE, state, self.config.silence_s, closed_until_ms, "silent")
+        if not silences.rows:
+            return runs
+        return pa.concat_tables([runs, silences.table()]).sort_by([("window_start", "ascending"),
+                                                                    ("entity", "ascending")])
 
 
 @dataclass(frozen=True)
