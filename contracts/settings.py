@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     # worker ~40 % of its throughput (traffic: a window row per event, scored step by step);
     # see README Performance and docs/architecture.md, Anomalies.
     detectors: str = "none"
+    # The time zone of the detectors' time-of-day baselines (rush hours, night dimming and
+    # weekends are local): an IANA name. The deployment's, Duisburg by default; `cityflow eval`
+    # sets the zone of the labelled series it replays (NAB realTraffic: America/Chicago).
+    detector_tz: str = "Europe/Berlin"
     max_event_age_days: float = Field(7.0, gt=0)
     max_event_future_s: float = Field(300.0, ge=0)
 
@@ -100,6 +104,17 @@ class Settings(BaseSettings):
         if not re.fullmatch(r"all|none|[a-z_]+\.[a-z_]+(,[a-z_]+\.[a-z_]+)*", v.replace(" ", "")):
             raise ValueError("expected 'all', 'none' or detector kinds like 'logistics.cold_chain,wifi.ap_down'")
         return v.replace(" ", "")
+
+    @field_validator("detector_tz")
+    @classmethod
+    def _time_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone name such as 'Europe/Berlin'") from None
+        return v
 
     @field_validator("window_traffic", "window_lighting", "window_wifi", "window_logistics")
     @classmethod
