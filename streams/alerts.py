@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 import orjson
@@ -25,7 +26,13 @@ import pyarrow.compute as pc
 
 from contracts.settings import SettingsError
 from contracts.tables import ANOMALIES
-from streams.detectors import DEFAULT_CONFIGS, Detector, DetectorState, default_detectors
+from streams.detectors import (
+    DEFAULT_CONFIGS,
+    Detector,
+    DetectorConfig,
+    DetectorState,
+    default_detectors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -149,22 +156,28 @@ class PartitionAlerts:
             self.states[name] = DetectorState.from_table(restored)
 
 
-def selected_detectors(spec: str = "all") -> dict[str, Detector]:
-    """The detectors CITYFLOW_DETECTORS names: 'all', 'none', or kinds separated by commas.
+def selected_detectors(spec: str = "all", timezone: str | None = None) -> dict[str, Detector]:
+    """The detectors CITYFLOW_DETECTORS names: 'all', 'none', or kinds separated by commas;
+    with `timezone` (CITYFLOW_DETECTOR_TZ), every time-of-day baseline buckets in that zone.
 
         >>> sorted(selected_detectors("logistics.cold_chain,wifi.ap_down"))
         ['logistics.cold_chain', 'wifi.ap_down']
     """
-    if spec == "all":
-        return default_detectors()
     if spec == "none":
         return {}
-    kinds = [k.strip() for k in spec.split(",") if k.strip()]
+    kinds = list(DEFAULT_CONFIGS) if spec == "all" else [k.strip() for k in spec.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in DEFAULT_CONFIGS]
     if unknown:
         raise SettingsError(f"CITYFLOW_DETECTORS: unknown detector kind(s) {', '.join(unknown)}; "
                             f"known: {', '.join(DEFAULT_CONFIGS)}")
-    return {k: DEFAULT_CONFIGS[k].build() for k in kinds}
+    return {k: in_time_zone(DEFAULT_CONFIGS[k], timezone).build() for k in kinds}
+
+
+def in_time_zone(config: DetectorConfig, timezone: str | None) -> DetectorConfig:
+    """`config` with its baselines' time zone set (kinds without a baseline have none)."""
+    if timezone is None or not hasattr(config, "timezone"):
+        return config
+    return replace(config, timezone=timezone)  # type: ignore[type-var]
 
 
 def empty_alerts() -> pa.Table:
@@ -185,4 +198,5 @@ def alert_messages(anomalies: pa.Table) -> list[tuple[bytes, bytes]]:
     return out
 
 
-__all__ = ["RAW_KINDS", "STATE_SCHEMA", "PartitionAlerts", "alert_messages", "empty_alerts", "selected_detectors"]
+__all__ = ["RAW_KINDS", "STATE_SCHEMA", "PartitionAlerts", "alert_messages", "empty_alerts", "in_time_zone",
+           "selected_detectors"]

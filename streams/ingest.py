@@ -72,7 +72,7 @@ def recover_partition(
     """A partition's sink and duplicate index as of its last landed offset, and the offset to
     resume at: window state and duplicate fingerprints are both rebuilt from the raw lake."""
     engine = WindowEngine(window_geometry(contract.source, settings), contract.source, partition)
-    detectors = selected_detectors(settings.detectors) if settings is not None else None
+    detectors = selected_detectors(settings.detectors, settings.detector_tz) if settings is not None else None
     sink = PartitionSink(lake, contract, partition, engine, detectors=detectors)
     next_offset = sink.recover()
     duplicates = rebuild_duplicate_index(lake, contract, partition, sink.committed, engine.max_ts,
