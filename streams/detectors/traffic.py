@@ -34,7 +34,7 @@ from streams.detectors.baseline import (
 from streams.detectors.silence import SILENCE_WIDTHS, silence_alerts
 
 SOURCE = "traffic"
-SPEED, OCCUPANCY, TRAVEL_TIME, COUNT = "avg_speed_kmh", "avg_occupancy_pct", "travel_time_s", "vehicle_count"
+SPEED, OCCUPANCY, TRAVEL_TIME, COUNT = "avg_speed_kmh", "avg_occupancy_pct", "avg_travel_time_s", "vehicle_count"
 
 
 def _hhmm(ts_ms: float) -> str:
