@@ -79,9 +79,12 @@ def jam(frame: pd.DataFrame, entity: str, start: int, end: int, speed_factor: fl
 
 
 def windows_of(frame: pd.DataFrame, size_s: int = 300, partition: int = 0) -> pa.Table:
-    """The readings through the real window engine (in time order): its finalised windows."""
+    """The readings through the real window engine (in time order): its finalised windows.
+    Loops measure no travel time: null unless the frame has it."""
+    if "travel_time_s" not in frame.columns:
+        frame = frame.assign(travel_time_s=np.nan)
     return _engine_windows(frame, "traffic", size_s, ["ts", "entity", "district", "offset", "vehicle_count",
-                                                       "avg_speed_kmh", "occupancy_pct"], partition)
+                                                       "avg_speed_kmh", "occupancy_pct", "travel_time_s"], partition)
 
 
 def run(detector: Detector, windows: pa.Table, cuts: Sequence[int] = (),
