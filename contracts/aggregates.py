@@ -361,6 +361,7 @@ AGGREGATES: dict[str, tuple[Aggregate, ...]] = {
         Aggregate("max_speed_kmh", "max", "avg_speed_kmh", "Max of reported speeds", "km/h"),
         Aggregate("p95_speed_kmh", "p95", "avg_speed_kmh", "95th percentile of reported speeds (linear interpolation)", "km/h"),
         Aggregate("avg_occupancy_pct", "mean", "occupancy_pct", "Mean occupancy", "%"),
+        Aggregate("avg_travel_time_s", "mean", "travel_time_s", "Mean segment travel time", "s"),
     ),
     "lighting": (
         Aggregate("n_events", "count", None, "Reports in the window"),

@@ -191,6 +191,12 @@ class Settings(BaseSettings):
     detectors: str = "all"
     # CITYFLOW_DETECTOR_<KIND> variables by name (see DETECTOR_ENV_PREFIX), parsed JSON objects
     detector_overrides: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # The time zone of the detectors' time-of-day baselines (rush hours, night dimming and
+    # weekends are local): an IANA name. The deployment's, Duisburg by default; `cityflow eval`
+    # sets the zone of the labelled series it replays (NAB realTraffic: America/Chicago). A
+    # kind's own CITYFLOW_DETECTOR_<KIND> {"timezone": ...} wins over it.
+    # (CITYFLOW_DETECTORS_TZ, with the S: CITYFLOW_DETECTOR_<KIND> are the per-kind overrides.)
+    detectors_tz: str = "Europe/Berlin"
     max_event_age_days: float = Field(7.0, gt=0)
     max_event_future_s: float = Field(300.0, ge=0)
 
@@ -285,7 +291,7 @@ class Settings(BaseSettings):
             raise ValueError("expected 'all', 'none' or detector kinds like 'logistics.cold_chain,wifi.ap_down'")
         return v.replace(" ", "")
 
-    @field_validator("report_tz")
+    @field_validator("report_tz", "detectors_tz")
     @classmethod
     def _known_zone(cls, v: str) -> str:
         """An IANA time zone the machine (or the tzdata package) knows."""

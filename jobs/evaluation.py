@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from streams.detectors.nab import _Counts
+from streams.detectors.nab import Counts
 from streams.incidents import IncidentLabel
 
 LEAD_S = 900.0  # the longest default window (lighting, 15 min)
@@ -39,7 +39,7 @@ class AlertRow:
 
 
 @dataclass(frozen=True)
-class KindScore(_Counts):
+class KindScore(Counts):
     """One kind's result: counts, detection delays (minutes) and the extras."""
 
     kind: str

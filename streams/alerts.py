@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, cast
 
 import numpy as np
@@ -27,8 +28,8 @@ import pyarrow.compute as pc
 from contracts.settings import SettingsError
 from contracts.tables import ANOMALIES
 from contracts.windows import WindowGeometry
-from streams.detectors import Detector, DetectorState, default_detectors
-from streams.detectors.overrides import detector_configs
+from streams.detectors import Detector, DetectorConfig, DetectorState, default_detectors
+from streams.detectors.overrides import detector_configs, env_var
 from streams.detectors.silence import WaitsForClosedWindows
 
 log = logging.getLogger(__name__)
@@ -174,12 +175,14 @@ class PartitionAlerts:
             self.states[name] = DetectorState.from_table(restored)
 
 
-def selected_detectors(spec: str = "all",
-                       overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Detector]:
+def selected_detectors(spec: str = "all", overrides: Mapping[str, Mapping[str, Any]] | None = None,
+                       timezone: str | None = None) -> dict[str, Detector]:
     """The detectors CITYFLOW_DETECTORS names: 'all', 'none', or kinds separated by commas,
     each built from its config with the CITYFLOW_DETECTOR_<KIND> `overrides` applied
     (`Settings.detector_overrides`; streams.detectors.overrides). Every override is checked,
     also of kinds not selected: a bad setting is an error whether or not it is in use.
+    With `timezone` (CITYFLOW_DETECTORS_TZ) every time-of-day baseline buckets in that zone, unless
+    the kind's own override sets "timezone".
 
         >>> sorted(selected_detectors("logistics.cold_chain,wifi.ap_down"))
         ['logistics.cold_chain', 'wifi.ap_down']
@@ -195,7 +198,15 @@ def selected_detectors(spec: str = "all",
     if unknown:
         raise SettingsError(f"CITYFLOW_DETECTORS: unknown detector kind(s) {', '.join(unknown)}; "
                             f"known: {', '.join(configs)}")
-    return {k: configs[k].build() for k in kinds}
+    own_zone = {k for k in kinds if "timezone" in (overrides or {}).get(env_var(k), {})}
+    return {k: (configs[k] if k in own_zone else in_time_zone(configs[k], timezone)).build() for k in kinds}
+
+
+def in_time_zone(config: DetectorConfig, timezone: str | None) -> DetectorConfig:
+    """`config` with its baselines' time zone set (kinds without a baseline have none)."""
+    if timezone is None or not hasattr(config, "timezone"):
+        return config
+    return replace(config, timezone=timezone)  # type: ignore[type-var]
 
 
 def empty_alerts() -> pa.Table:
@@ -216,4 +227,5 @@ def alert_messages(anomalies: pa.Table) -> list[tuple[bytes, bytes]]:
     return out
 
 
-__all__ = ["RAW_KINDS", "STATE_SCHEMA", "PartitionAlerts", "alert_messages", "empty_alerts", "selected_detectors"]
+__all__ = ["RAW_KINDS", "STATE_SCHEMA", "PartitionAlerts", "alert_messages", "empty_alerts", "in_time_zone",
+           "selected_detectors"]

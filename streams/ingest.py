@@ -74,7 +74,7 @@ def recover_partition(
     """A partition's sink and duplicate index as of its last landed offset, and the offset to
     resume at: window state and duplicate fingerprints are both rebuilt from the raw lake."""
     engine = WindowEngine(window_geometry(contract.source, settings), contract.source, partition)
-    detectors = (selected_detectors(settings.detectors, settings.detector_overrides)
+    detectors = (selected_detectors(settings.detectors, settings.detector_overrides, settings.detectors_tz)
                  if settings is not None else None)
     sink = PartitionSink(lake, contract, partition, engine, detectors=detectors)
     next_offset = sink.recover()
@@ -226,7 +226,8 @@ class IngestService(mode.Service):
         super().__init__(**kwargs)
         self.lake = Lake(self.settings.lake)
         # unknown kinds or bad CITYFLOW_DETECTOR_<KIND> overrides stop the worker at start
-        detectors = selected_detectors(self.settings.detectors, self.settings.detector_overrides)
+        detectors = selected_detectors(self.settings.detectors, self.settings.detector_overrides,
+                                       self.settings.detectors_tz)
         changed = changed_fields({k: d.config for k, d in detectors.items()})
         log.info("detectors kinds=%s settings=%s", ",".join(detectors) or "none",
                  json.dumps(changed, default=str, sort_keys=True) if changed else "defaults")

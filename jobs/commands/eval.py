@@ -5,13 +5,24 @@ P/R/F1 per file and overall, mean delay). Prints tables and writes JSON; `--chec
 recomputes every score in a report from its counts.
 
 Every run gets a fresh embedded broker and a fresh lake (the worker reads its topics from the
-beginning, so runs must not share topics; CITYFLOW_KAFKA_BOOTSTRAP is therefore not used). NAB replay: each series is shifted so its last
-reading is now and the worker runs with CITYFLOW_MAX_EVENT_AGE_DAYS raised to the series'
-span plus two days (no chunking: the detectors need the weeks of history for their
-time-of-day baselines). A NAB row becomes a traffic v3 record of detector `nab-<file stem>`
-with constants for the fields the series lacks: district Mitte, road "NAB <stem>", lane 1,
-vehicle_count 20, occupancy_pct 10.0 (required by the contract) unless the file is an
-occupancy series; avg_speed_kmh and travel_time_s are null unless they are the series' signal.
+beginning, so runs must not share topics; CITYFLOW_KAFKA_BOOTSTRAP is therefore not used).
+
+Injected incidents: the simulated run starts on a Thursday 00:00 city time (the latest one that
+lets the run end before now; the worker's CITYFLOW_MAX_EVENT_AGE_DAYS is raised to cover it),
+so results do not depend on the weekday eval is run on, and the default warm-up of 96 h (Thu,
+Fri, Sat, Sun) gives every time-of-day bucket of both day types the two days of history the
+baseline detectors need before they give a verdict (`warmup_s` 7200: two days of that hour).
+
+NAB replay: each series is moved forward by whole weeks of local time (`shift_local_weeks`:
+same weekday and wall-clock time, so the same time-of-day buckets) to end within a week before
+now, and the worker runs with CITYFLOW_DETECTORS_TZ = the data's zone (`series_timezone`:
+metadata.json, else America/Chicago), CITYFLOW_MAX_EVENT_AGE_DAYS raised to cover the span (no
+chunking: the baselines need the weeks of history), and traffic windows of the series'
+reporting interval (one worker per interval; `--nab-window-s` forces one size). A NAB row
+becomes a traffic v4 record of detector `nab-<file stem>` with the series' value in its field
+(`avg_speed_kmh`, `occupancy_pct` or `travel_time_s`), null for the other two (v4: a sensor
+without a loop has no occupancy), and constants for the rest: district Mitte, road "NAB <stem>",
+lane 1, vehicle_count 20.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
@@ -33,7 +45,6 @@ import numpy as np
 NAB_ENTITY_PREFIX = "nab-"
 NAB_DISTRICT = "Mitte"
 NAB_VEHICLE_COUNT = 20
-NAB_OCCUPANCY_PCT = 10.0
 NAB_KIND = "traffic.congestion"
 DEFAULT_OUT = "reports/eval/latest.json"
 WORKER_ENV = {"CITYFLOW_FLUSH_SECONDS": "1", "CITYFLOW_DETECTORS": "all",
@@ -44,20 +55,23 @@ WORKER_ENV = {"CITYFLOW_FLUSH_SECONDS": "1", "CITYFLOW_DETECTORS": "all",
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score the anomaly detectors (injected incidents, NAB series) "
                        "through the broker and a worker")
-    p.add_argument("--days", type=float, default=3.0, help="simulated city days per run (3)")
+    p.add_argument("--days", type=float, default=7.0,
+                   help="simulated city days per run, from a Thursday 00:00 (7: incidents Mon-Wed)")
     p.add_argument("--rate", type=float, default=2.0,
                    help="simulated events per city second, sizes the fleets (2)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--kinds", default="all", help="incident kinds: all or KIND,KIND (all)")
-    p.add_argument("--warmup-h", type=float, default=24.0,
-                   help="city hours before the first incident, so baselines are warm (24)")
+    p.add_argument("--warmup-h", type=float, default=96.0,
+                   help="city hours before the first incident: 96 from the Thursday start gives every "
+                   "time-of-day bucket, weekday and weekend, two days of history (96)")
     p.add_argument("--skip-clean", action="store_true", help="no incident-free run")
     p.add_argument("--skip-incidents", action="store_true", help="no injected-incident runs")
     p.add_argument("--data", default=None,
                    help="NAB-style directory (CSV + combined_windows.json); default "
                    "../shared/data/nab beside the repo if present; 'none' to skip")
-    p.add_argument("--nab-window-s", type=int, default=300,
-                   help="traffic window size for the NAB replay: the series report every 5 min (300)")
+    p.add_argument("--nab-window-s", type=int, default=None,
+                   help="traffic window size for the NAB replay (default: each series' reporting "
+                   "interval, one worker per interval)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON report ({DEFAULT_OUT})")
     p.add_argument("--workdir", default=None, help="keep lakes and logs here (default: a temp dir)")
     p.add_argument("--timeout", type=float, default=600, help="seconds to wait for landing (600)")
@@ -219,11 +233,13 @@ def _simulated_run(args: argparse.Namespace, workdir: Path, name: str, kinds: Se
     plan = IncidentPlan(tuple(kinds), 1.0, args.warmup_h * 3600.0) if inject else None
     labels: list = []
     span = _DeviceSpan()
-    with Pipeline(workdir, name, {}) as pipe:
-        say(f"{name}: producing {args.days:g} city days at {args.rate:g} events/s "
-            f"({', '.join(sources)}){' with incidents' if inject else ', no incidents'}...")
+    start = run_start(seconds)
+    age_days = math.ceil((time.time() - start.timestamp()) / 86_400) + 1
+    with Pipeline(workdir, name, {"CITYFLOW_MAX_EVENT_AGE_DAYS": str(age_days)}) as pipe:
+        say(f"{name}: producing {args.days:g} city days from {start:%a %Y-%m-%d %H:%M} UTC at "
+            f"{args.rate:g} events/s ({', '.join(sources)}){' with incidents' if inject else ', no incidents'}...")
         t0 = time.monotonic()
-        events = span.tap(generate(args.seed, args.rate, seconds, 1.0, None, sources, plan, labels))
+        events = span.tap(generate(args.seed, args.rate, seconds, 1.0, start, sources, plan, labels))
         sent = produce(events, pipe.client,
                        progress=lambda c: say(f"{name}: sent {sum(c.values()):,}"), progress_every=100_000)
         say(f"{name}: sent {sum(sent.values()):,} events in {time.monotonic() - t0:.0f} s; "
@@ -231,6 +247,21 @@ def _simulated_run(args: argparse.Namespace, workdir: Path, name: str, kinds: Se
         pipe.land(sent, args.timeout)
         alerts = pipe.anomalies()
     return labels, alerts, sent, device_hours(span.first_last)
+
+
+def run_start(seconds: float, now: datetime | None = None) -> datetime:
+    """The latest Thursday 00:00 city time (Europe/Berlin, the simulator's clock) from which a
+    run of `seconds` ends at least a minute before `now` (see the module doc: fixed weekdays).
+
+        >>> run_start(7 * 86400, datetime(2026, 11, 30, 6, 0, tzinfo=UTC))
+        datetime.datetime(2026, 11, 18, 23, 0, tzinfo=datetime.timezone.utc)
+    """
+    from streams.simulator import TZ
+
+    now = now or datetime.now(UTC)
+    latest = (now - timedelta(seconds=seconds + 60)).astimezone(TZ)
+    day = latest.date() - timedelta(days=(latest.weekday() - 3) % 7)
+    return datetime.combine(day, datetime.min.time(), TZ).astimezone(UTC)
 
 
 def incidents_report(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -261,52 +292,84 @@ def incidents_report(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return out
 
 
-def nab_records(series: Any, shift_ms: int) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """(event ms, key, traffic v3 record) for every reading of a NAB series shifted by
-    `shift_ms` (see the module doc for the constants; speeds are km/h already: load_series
-    converts mph)."""
+def nab_records(series: Any, shifted_ms: np.ndarray) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(event ms, key, traffic v4 record) for every reading of a NAB series at its shifted
+    times (see the module doc for the constants; speeds are km/h already: load_series
+    converts mph). The series' value goes to its field; the other signals are null."""
+    from streams.detectors.nab import SIGNALS
+
     entity = NAB_ENTITY_PREFIX + Path(series.name).stem
-    for ts, value in zip(series.ts_ms, series.values, strict=True):
-        ms = int(ts) + shift_ms
+    field = SIGNALS[series.signal]
+    for ms, value in zip(shifted_ms.tolist(), series.values, strict=True):
         iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
-        speed = round(min(float(value), 250.0), 2) if series.signal == "avg_speed_kmh" else None
-        occupancy = float(value) if series.signal == "avg_occupancy_pct" else NAB_OCCUPANCY_PCT
-        travel = float(value) if series.signal == "travel_time_s" else None
+        values: dict[str, float | None] = {"avg_speed_kmh": None, "occupancy_pct": None, "travel_time_s": None}
+        values[field] = float(value)
+        if values["avg_speed_kmh"] is not None:
+            values["avg_speed_kmh"] = round(min(values["avg_speed_kmh"], 250.0), 2)
+        if values["occupancy_pct"] is not None:
+            values["occupancy_pct"] = min(max(values["occupancy_pct"], 0.0), 100.0)
         yield ms, entity, {
             "detector_id": entity, "ts": iso, "district": NAB_DISTRICT, "road": f"NAB {Path(series.name).stem}",
-            "lane": 1, "vehicle_count": NAB_VEHICLE_COUNT, "avg_speed_kmh": speed,
-            "occupancy_pct": min(max(occupancy, 0.0), 100.0), "travel_time_s": travel,
+            "lane": 1, "vehicle_count": NAB_VEHICLE_COUNT, **values,
         }
 
 
+def nab_weeks(series: Any, now_ms: int) -> int:
+    """Whole weeks that move a series to end within the week before now (an hour's margin
+    for a daylight-saving difference)."""
+    from streams.detectors.nab import WEEK_MS
+
+    return int((now_ms - 3_600_000 - int(series.ts_ms.max())) // WEEK_MS)
+
+
 def nab_report(data_dir: Path, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from streams.detectors.nab import Totals, load_series, score_file
+    from streams.detectors.nab import (
+        Totals,
+        load_series,
+        score_file,
+        series_timezone,
+        shift_local_weeks,
+    )
     from streams.simulator import SimEvent, produce
 
     series = load_series(data_dir)
+    zone = series_timezone(data_dir)
     now_ms = int(time.time() * 1000) - 60_000
-    shifts = {s.name: now_ms - int(s.ts_ms.max()) for s in series}
-    span_days = max((s.ts_ms.max() - s.ts_ms.min()) / 86_400_000 for s in series)
-    merged = sorted((rec for s in series for rec in nab_records(s, shifts[s.name])), key=lambda r: r[0])
-    env = {"CITYFLOW_MAX_EVENT_AGE_DAYS": f"{math.ceil(span_days) + 2}",
-           "CITYFLOW_WINDOW_TRAFFIC": json.dumps({"size_s": args.nab_window_s})}
-    with Pipeline(workdir, "nab", env) as pipe:
-        say(f"nab: replaying {len(merged):,} readings of {len(series)} series from {data_dir} "
-            f"(shifted to end now; max event age {env['CITYFLOW_MAX_EVENT_AGE_DAYS']} days)...")
-        sent = produce((SimEvent("traffic", key, ms, rec) for ms, key, rec in merged), pipe.client)
-        pipe.land(sent, args.timeout)
-        alerts = pipe.anomalies()
+    weeks = {s.name: nab_weeks(s, now_ms) for s in series}
+    shifted = {s.name: shift_local_weeks(s.ts_ms, weeks[s.name], zone) for s in series}
+    oldest = min(int(t.min()) for t in shifted.values())
+    age_days = math.ceil((now_ms - oldest) / 86_400_000) + 2
+    groups: dict[int, list[Any]] = {}
+    for s in series:
+        groups.setdefault(args.nab_window_s or s.window_s, []).append(s)
+    alerts: list[dict[str, Any]] = []
+    sent: dict[str, int] = {}
+    for window_s, members in sorted(groups.items()):
+        env = {"CITYFLOW_MAX_EVENT_AGE_DAYS": str(age_days), "CITYFLOW_DETECTORS_TZ": zone,
+               "CITYFLOW_WINDOW_TRAFFIC": json.dumps({"size_s": window_s})}
+        merged = sorted((rec for s in members for rec in nab_records(s, shifted[s.name])), key=lambda r: r[0])
+        with Pipeline(workdir, f"nab-{window_s}s", env) as pipe:
+            say(f"nab: replaying {len(merged):,} readings of {len(members)} series from {data_dir} in "
+                f"{window_s}-s windows (moved by whole weeks to end before now; zone {zone}; max event "
+                f"age {age_days} days)...")
+            got = produce((SimEvent("traffic", key, ms, rec) for ms, key, rec in merged), pipe.client)
+            pipe.land(got, args.timeout)
+            alerts += pipe.anomalies()
+        for topic, n in got.items():
+            sent[topic] = sent.get(topic, 0) + n
     files = []
     for s in series:
         entity = NAB_ENTITY_PREFIX + Path(s.name).stem
-        mine = np.array([a["window_start"] - shifts[s.name] for a in alerts
-                         if a["entity"] == entity and a["kind"] == NAB_KIND], dtype=np.int64)
+        starts = np.array([a["window_start"] for a in alerts if a["entity"] == entity and a["kind"] == NAB_KIND],
+                          dtype=np.int64)
+        mine = shift_local_weeks(starts, -weeks[s.name], zone) if len(starts) else starts
         files.append((score_file(s, mine), sum(a["entity"] == entity and a["kind"] != NAB_KIND
                                                  for a in alerts)))
     total = Totals.of([f for f, _ in files])
     return {
-        "data": str(data_dir), "kind": NAB_KIND, "sent": sent,
-        "max_event_age_days": float(env["CITYFLOW_MAX_EVENT_AGE_DAYS"]), "window_s": args.nab_window_s,
+        "data": str(data_dir), "kind": NAB_KIND, "sent": sent, "timezone": zone,
+        "max_event_age_days": float(age_days),
+        "window_s": {s.name: args.nab_window_s or s.window_s for s in series},
         "files": [{"file": f.file, "windows": f.windows, "alerts": f.alerts, "other_kind_alerts": other,
                    "tp": f.tp, "fp": f.fp, "fn": f.fn, "precision": f.precision, "recall": f.recall,
                    "f1": f.f1, "mean_delay_min": _nan_to_none(f.mean_delay_min),

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise SettingsError(f"--sources: unknown {unknown}; known: {list(CONTRACTS)}")
     # unknown kinds or bad overrides: SettingsError naming CITYFLOW_DETECTORS / _DETECTOR_<KIND>
-    selected_detectors(settings.detectors, settings.detector_overrides)
+    selected_detectors(settings.detectors, settings.detector_overrides, settings.detectors_tz)
     check_web_port(settings.web_host, settings.web_port)
     ensure_topics(kafka_client_config(settings, bootstrap), city_topics(settings.partitions))
     try:

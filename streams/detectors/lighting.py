@@ -75,7 +75,11 @@ class EnergySpikeConfig:
     110 W and dim differently. Defaults: z 6, 1.5x (a driver fault or surge draws well over
     the rated power; dimming changes are in the baseline), +5 Wh per window (20 W over 15 min,
     so standby noise of a lamp that is off never counts); memory 7 days; one alert per episode
-    (ends after an hour without a spike)."""
+    (ends after an hour without a spike).
+
+    Windows with a fault report are skipped (neither scored nor learned): a lamp in fault draws
+    ~0 W, and two such windows in a bucket of six days pulled a 7.1 +- 0.03 Wh baseline to
+    5.3 +- 3.0 Wh, which hid a x2.5 surge three days later (z 21 without them, under 6 with)."""
 
     z_threshold: float = 6.0
     min_ratio: float = 1.5
@@ -100,9 +104,11 @@ class EnergySpike(BaselineDetector):
 
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
         cfg = self.config
-        rows = select_rows(windows, SOURCE, state, (ENERGY,))
+        rows = select_rows(windows, SOURCE, state, (ENERGY, FAULT))
+        # a window with a fault report is no sample of the lamp's curve (see the config doc)
+        x_all = np.where(rows.columns[FAULT] > 0, np.nan, rows.columns[ENERGY])
         alerts = Alerts(self.name, SOURCE, self.severity)
-        x = rows.columns[ENERGY]
+        x = x_all
         hot, st, z = above_baseline(self.learn(state, rows, x), x, cfg.z_threshold, cfg.min_ratio,
                                     cfg.min_increase_wh, min_sd=0.5)
         for j in np.flatnonzero(incident_starts(state, rows, hot, cfg.clear_s)).tolist():

@@ -7,11 +7,13 @@ Series to windows: each reading becomes one window row starting at its timestamp
 the series' median spacing (its reporting interval: 5 min for speed and occupancy, 10 min for
 travel time; the spacing is irregular and gappy, which the detectors tolerate). The
 file name says the signal: `speed*` -> avg_speed_kmh (mph converted to km/h), `occupancy*` ->
-avg_occupancy_pct, `TravelTime*` -> travel_time_s, which the congestion detector reads as the
+avg_occupancy_pct, `TravelTime*` -> avg_travel_time_s, which the congestion detector reads as the
 inverse of speed (a rise is congestion). vehicle_count is unknown (null), never 0. Each file is
-its own entity on its own partition. Timestamps are local time of the Twin Cities, so they are
-localised to America/Chicago and the detectors run with that time zone: the time of day is the
-deployment's, like Europe/Berlin for Duisburg.
+its own entity on its own partition. Timestamps are local time: the directory's
+`metadata.json` may name their zone (`{"timezone": "America/Chicago"}`); without it they are
+taken as NAB realTraffic's, the Twin Cities' America/Chicago. They are localised to that zone
+and the detectors run in it (through the worker: CITYFLOW_DETECTORS_TZ), so the time of day is
+the series' own, as Europe/Berlin is Duisburg's.
 
 Scoring (the issue's rule): a labelled window is found when at least one alert of the detector
 falls inside it (by the alert's window_start); every alert outside all windows is a false
@@ -33,8 +35,13 @@ import pyarrow as pa
 from streams.detectors.base import Detector
 from streams.detectors.traffic import CongestionConfig
 
-NAB_TIMEZONE = "America/Chicago"
+NAB_TIMEZONE = "America/Chicago"  # NAB realTraffic (Minnesota DOT); a directory may say otherwise
+METADATA_FILE = "metadata.json"
+WEEK_MS = 7 * 86_400_000
 MPH_TO_KMH = 1.609344
+# window column of each signal -> the traffic contract field a replay sends it in
+SIGNALS = {"avg_speed_kmh": "avg_speed_kmh", "avg_occupancy_pct": "occupancy_pct",
+           "avg_travel_time_s": "travel_time_s"}
 BATCH_ROWS = 288  # one day of 5-min readings per detect() call; results do not depend on it
 
 
@@ -45,6 +52,7 @@ class Series:
     ts_ms: np.ndarray
     values: np.ndarray
     windows: tuple[tuple[int, int], ...]
+    timezone: str = NAB_TIMEZONE
 
     @property
     def window_s(self) -> int:
@@ -61,29 +69,62 @@ def signal_of(file_name: str) -> tuple[str, float]:
     if lower.startswith("occupancy"):
         return "avg_occupancy_pct", 1.0
     if lower.startswith("traveltime"):
-        return "travel_time_s", 1.0
+        return "avg_travel_time_s", 1.0
     raise ValueError(f"{file_name}: cannot tell the signal; name it speed*, occupancy* or TravelTime*")
 
 
-def _epoch_ms(stamps: pd.Series | Sequence[str]) -> np.ndarray:
-    local = pd.DatetimeIndex(pd.to_datetime(stamps)).tz_localize(NAB_TIMEZONE, ambiguous="NaT",
+def _epoch_ms(stamps: pd.Series | Sequence[str], timezone: str) -> np.ndarray:
+    local = pd.DatetimeIndex(pd.to_datetime(stamps)).tz_localize(timezone, ambiguous="NaT",
                                                                   nonexistent="shift_forward")
     return (local.as_unit("ms").asi8).astype(np.int64)
 
 
+def series_timezone(data_dir: str | Path) -> str:
+    """The zone of a directory's local timestamps: `metadata.json`'s "timezone", else NAB's."""
+    path = Path(data_dir) / METADATA_FILE
+    if not path.exists():
+        return NAB_TIMEZONE
+    zone = json.loads(path.read_text()).get("timezone", NAB_TIMEZONE)
+    try:
+        pd.Timestamp(0, tz=zone)
+    except Exception as exc:  # pytz/zoneinfo raise different types for an unknown name
+        raise ValueError(f"{path}: unknown time zone {zone!r}") from exc
+    return zone
+
+
 def load_series(data_dir: str | Path) -> list[Series]:
-    """Every file named in `combined_windows.json` (sorted by name) with its windows."""
+    """Every file named in `combined_windows.json` (sorted by name) with its windows, its
+    timestamps localised to the directory's zone (`series_timezone`)."""
     data_dir = Path(data_dir)
+    zone = series_timezone(data_dir)
     labels = json.loads((data_dir / "combined_windows.json").read_text())
     out = []
     for name in sorted(labels):
         frame = pd.read_csv(data_dir / name).dropna()
         signal, factor = signal_of(Path(name).name)
-        ts = _epoch_ms(frame["timestamp"])
+        ts = _epoch_ms(frame["timestamp"], zone)
         ok = ts > np.iinfo(np.int64).min
-        windows = tuple((int(a), int(b)) for a, b in (_epoch_ms(list(w)) for w in labels[name]))
-        out.append(Series(name, signal, ts[ok], frame["value"].to_numpy(float)[ok] * factor, windows))
+        windows = tuple((int(a), int(b)) for a, b in (_epoch_ms(list(w), zone) for w in labels[name]))
+        out.append(Series(name, signal, ts[ok], frame["value"].to_numpy(float)[ok] * factor, windows, zone))
     return out
+
+
+def shift_local_weeks(ts_ms: np.ndarray, weeks: int, timezone: str) -> np.ndarray:
+    """Epoch-ms times moved by whole weeks of *local* time in `timezone`: the same weekday and
+    wall-clock time, so a replay shifted to the present keeps every reading in its time-of-day
+    bucket across daylight-saving changes (a fixed shift in ms moves them by the DST
+    difference). A wall-clock time that the new date repeats (autumn) takes the fixed shift.
+
+        >>> ts = np.array([1441112400000])  # Tue 2015-09-01 08:00 in Chicago (CDT)
+        >>> shift_local_weeks(ts, 10, "America/Chicago") - ts == 10 * WEEK_MS + 3_600_000  # CST
+        array([ True])
+    """
+    ts_ms = np.asarray(ts_ms, dtype=np.int64)
+    local = pd.DatetimeIndex(pd.to_datetime(ts_ms, unit="ms", utc=True)).tz_convert(timezone).tz_localize(None)
+    moved = (local + pd.Timedelta(weeks=weeks)).tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+    out = moved.as_unit("ms").asi8.astype(np.int64)
+    fixed = ts_ms + weeks * WEEK_MS
+    return np.where(moved.isna(), fixed, out)
 
 
 def window_rows(series: Series, partition: int = 0) -> pa.Table:
@@ -98,7 +139,7 @@ def window_rows(series: Series, partition: int = 0) -> pa.Table:
         "entity": pa.array([Path(series.name).stem] * n),
         "vehicle_count": pa.nulls(n, pa.int64()),
     }
-    for signal in ("avg_speed_kmh", "avg_occupancy_pct", "travel_time_s"):
+    for signal in SIGNALS:
         values = series.values[order] if signal == series.signal else np.full(n, np.nan)
         cols[signal] = pa.array(values, pa.float64(), from_pandas=True)
     cols.update({
@@ -122,7 +163,7 @@ def alert_times(detector: Detector, series: Series, batch_rows: int = BATCH_ROWS
     return np.concatenate(found) if found else np.empty(0, np.int64)
 
 
-class _Counts:
+class Counts:
     """Precision, recall, F1 and mean delay from true/false positives, false negatives and
     the delays of the windows found (shared by one file's score and the totals)."""
 
@@ -149,7 +190,7 @@ class _Counts:
 
 
 @dataclass(frozen=True)
-class FileScore(_Counts):
+class FileScore(Counts):
     file: str
     windows: int
     tp: int
@@ -182,7 +223,7 @@ def score_file(series: Series, alerts_ms: np.ndarray) -> FileScore:
 
 
 @dataclass(frozen=True)
-class Totals(_Counts):
+class Totals(Counts):
     tp: int
     fp: int
     fn: int
@@ -199,8 +240,8 @@ def evaluate(series: Sequence[Series], detector: Detector) -> list[FileScore]:
     return [score_file(s, alert_times(detector, s)) for s in series]
 
 
-def congestion_detector(config: CongestionConfig) -> Detector:
-    return replace(config, timezone=NAB_TIMEZONE).build()
+def congestion_detector(config: CongestionConfig, timezone: str = NAB_TIMEZONE) -> Detector:
+    return replace(config, timezone=timezone).build()
 
 
 # The candidates leave-one-file-out chooses from: the settings that decide sensitivity (the
@@ -249,11 +290,12 @@ def report(data_dir: str | Path, config: CongestionConfig | None = None, lofo: b
     """The evaluation as JSON-able data: per-file scores, overall, and leave-one-file-out."""
     config = config or CongestionConfig()
     series = load_series(data_dir)
-    scores = evaluate(series, congestion_detector(config))
+    zone = series_timezone(data_dir)
+    scores = evaluate(series, congestion_detector(config, zone))
     out: dict = {"config": asdict(config), "files": [_score_dict(s) for s in scores],
                  "overall": _totals_dict(Totals.of(scores))}
     if lofo:
-        folds = leave_one_file_out(series, candidate_configs(config))
+        folds = leave_one_file_out(series, candidate_configs(config), lambda c: congestion_detector(c, zone))
         out["lofo"] = {
             "folds": [{"held_out": f.held_out, "z_threshold": f.chosen.z_threshold,
                        "min_hot_windows": f.chosen.min_hot_windows, "train_f1": f.train_f1,
@@ -278,8 +320,9 @@ if __name__ == "__main__":  # python -m streams.detectors.nab DIR
 
     data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data/nab"
     s = load_series(data)
-    print(format_scores(evaluate(s, congestion_detector(CongestionConfig()))))
-    folds = leave_one_file_out(s, candidate_configs())
+    zone = series_timezone(data)
+    print(format_scores(evaluate(s, congestion_detector(CongestionConfig(), zone))))
+    folds = leave_one_file_out(s, candidate_configs(), lambda c: congestion_detector(c, zone))
     for f in folds:
         print(f"LOFO {f.held_out}: z={f.chosen.z_threshold} min_hot={f.chosen.min_hot_windows} "
               f"train F1 {f.train_f1:.2f}")

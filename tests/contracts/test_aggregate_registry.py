@@ -56,6 +56,7 @@ def test_a_p50_declared_once_flows_through_engine_schema_merge_and_docs(p50: Agg
         "ts": T0 + np.arange(n, dtype=np.int64) * 1000, "detector_id": "d1", "entity": "d1",
         "district": "Mitte", "offset": np.arange(n), "road": "A59", "lane": 1,
         "vehicle_count": np.ones(n, dtype=np.int64), "avg_speed_kmh": speeds, "occupancy_pct": 5.0,
+        "travel_time_s": np.nan,
     })
     engine = WindowEngine(WindowGeometry(60), "traffic")
     engine.process(events)

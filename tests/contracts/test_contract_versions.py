@@ -28,6 +28,7 @@ from contracts.versions import (
 from jobs.cli import main as cli
 
 TRAFFIC = CONTRACTS["traffic"]
+NEXT = TRAFFIC.version + 1  # the version a change to the declaration would need
 
 
 @pytest.mark.parametrize("source", sorted(CONTRACTS))
@@ -36,12 +37,12 @@ def test_every_declaration_is_published_and_compatible_with_all_its_versions(sou
 
 
 def test_traffic_v2_added_one_nullable_field_to_the_published_v1() -> None:
-    v1, v2, v3 = published_contracts("traffic")
-    assert (v1.version, v2.version, v3.version) == (1, 2, 3)
+    v1, v2, *_ = published_contracts("traffic")
+    assert (v1.version, v2.version) == (1, 2)
     assert set(v2.field_names) - set(v1.field_names) == {"road_temp_c"}
     assert v2.field("road_temp_c").nullable and v2.field("road_temp_c").since_version == 2
-    # the fields a v1 producer sends; v3 relaxed one of them (avg_speed_kmh, nullable since v3)
-    relaxed = {"avg_speed_kmh"}
+    # the fields a v1 producer sends; later versions relaxed some of them (nullable since v3, v4)
+    relaxed = {"avg_speed_kmh", "occupancy_pct"}
     assert [f for f in snapshot(at_version(TRAFFIC, 1))["fields"] if f["name"] not in relaxed] == \
         [f for f in snapshot(v1)["fields"] if f["name"] not in relaxed]
     assert at_version(TRAFFIC, 1).field_names == v1.field_names
@@ -56,7 +57,7 @@ def _with_field(contract, name, **changes):
 @pytest.mark.parametrize(
     "make, expect",
     [
-        (lambda c: replace(c, version=4, fields=tuple(f for f in c.fields if f.name != "road")),
+        (lambda c: replace(c, version=NEXT, fields=tuple(f for f in c.fields if f.name != "road")),
          "field 'road' was removed"),
         (lambda c: _with_field(c, "lane", type="float"), "field 'lane' changed type int -> float"),
         (lambda c: _with_field(c, "avg_speed_kmh", unit="m/s"), "changed unit 'km/h' -> 'm/s'"),
@@ -65,10 +66,10 @@ def _with_field(contract, name, **changes):
          "field 'fault_code' became non-nullable"),
         (lambda c: _with_field(c, "vehicle_count", max=100), "range narrowed"),
         (lambda c: _with_field(c, "district", enum=("Mitte",)), "enum lost values"),
-        (lambda c: replace(c, version=4, key="road"), "key changed"),
-        (lambda c: replace(c, version=4, fields=c.fields + (
-            Field("axle_count", "int", "Axles", nullable=True, since_version=3),)),
-         "new field 'axle_count' needs since_version > 3"),
+        (lambda c: replace(c, version=NEXT, key="road"), "key changed"),
+        (lambda c: replace(c, version=NEXT, fields=c.fields + (
+            Field("axle_count", "int", "Axles", nullable=True, since_version=NEXT - 1),)),
+         f"new field 'axle_count' needs since_version > {NEXT - 1}"),
     ],
     ids=["removed", "retyped", "unit", "made-non-nullable", "narrowed-range", "narrowed-enum", "key", "since"],
 )
@@ -83,24 +84,24 @@ def test_incompatible_changes_are_refused_with_a_clear_message(make, expect: str
 
 def test_a_new_non_nullable_field_is_refused_at_declaration() -> None:
     with pytest.raises(ValueError, match="must be nullable"):
-        replace(TRAFFIC, version=4, fields=TRAFFIC.fields + (Field("axles", "int", "Axles", since_version=4),))
+        replace(TRAFFIC, version=NEXT, fields=TRAFFIC.fields + (Field("axles", "int", "Axles", since_version=NEXT),))
     # and by the compatibility check when it claims to be a v1 field
-    v4 = replace(TRAFFIC, version=4, fields=TRAFFIC.fields + (Field("axles", "int", "Axles"),))
-    assert any("new field 'axles' is not nullable" in p for p in compatibility_problems(TRAFFIC, v4))
+    new = replace(TRAFFIC, version=NEXT, fields=TRAFFIC.fields + (Field("axles", "int", "Axles"),))
+    assert any("new field 'axles' is not nullable" in p for p in compatibility_problems(TRAFFIC, new))
 
 
 def test_compatible_changes_pass(tmp_path: Path) -> None:
-    v4 = replace(TRAFFIC, version=4, fields=tuple(
+    new = replace(TRAFFIC, version=NEXT, fields=tuple(
         replace(f, max=300.0) if f.name == "avg_speed_kmh" else f for f in TRAFFIC.fields
-    ) + (Field("axle_count", "int", "Axles counted", nullable=True, min=0, max=5000, since_version=4),))
-    assert compatibility_problems(TRAFFIC, v4) == []
+    ) + (Field("axle_count", "int", "Axles counted", nullable=True, min=0, max=5000, since_version=NEXT),))
+    assert compatibility_problems(TRAFFIC, new) == []
     # publishing: into a scratch copy of the published directory
     for p in Path("contracts/published").glob("traffic.*.json"):
         (tmp_path / p.name).write_text(p.read_text())
-    assert check_against_published(v4, tmp_path) == []
-    path = publish(v4, tmp_path)
-    assert path is not None and json.loads(path.read_text())["version"] == 4
-    assert publish(v4, tmp_path) is None  # idempotent
+    assert check_against_published(new, tmp_path) == []
+    path = publish(new, tmp_path)
+    assert path is not None and json.loads(path.read_text())["version"] == NEXT
+    assert publish(new, tmp_path) is None  # idempotent
 
 
 def test_changing_a_published_version_in_place_is_refused(tmp_path: Path) -> None:
@@ -109,14 +110,15 @@ def test_changing_a_published_version_in_place_is_refused(tmp_path: Path) -> Non
     edited = replace(TRAFFIC, fields=tuple(replace(f, max=300.0) if f.name == "avg_speed_kmh" else f
                                            for f in TRAFFIC.fields))
     [problem] = check_against_published(edited, tmp_path)
-    assert "differs from its published snapshot traffic.v3.json" in problem and "bump `version` to 4" in problem
+    assert f"differs from its published snapshot traffic.v{TRAFFIC.version}.json" in problem
+    assert f"bump `version` to {NEXT}" in problem
     with pytest.raises(IncompatibleContractChange):
         publish(edited, tmp_path)
 
 
 def test_contracts_check_command_passes_on_the_repository(capsys) -> None:
     assert cli(["contracts", "check"]) == 0
-    assert "traffic v3: ok" in capsys.readouterr().out
+    assert f"traffic v{TRAFFIC.version}: ok" in capsys.readouterr().out
 
 
 def test_v1_files_and_v2_files_form_one_table(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from contracts.decode import _decode_checked, decode_batch
@@ -23,6 +24,7 @@ from contracts.versions import compatibility_problems, published_contracts
 from tests.contracts.test_contract_validation import LIMITS, NOW
 
 TRAFFIC = CONTRACTS["traffic"]
+T0_MS = int(NOW.timestamp() * 1000) - 3_600_000  # a whole minute, an hour before NOW
 
 
 def _reading(**changes: Any) -> bytes:
@@ -110,8 +112,8 @@ def test_the_duplicate_check_treats_such_copies_as_one_record() -> None:
 
 # -- the contract: v3 and the evolution rules ----------------------------------------------------
 def test_traffic_v3_relaxes_speed_and_adds_travel_time() -> None:
-    v2, v3 = published_contracts("traffic")[1:]
-    assert v3.version == TRAFFIC.version == 3
+    v2, v3 = published_contracts("traffic")[1:3]
+    assert v3.version == 3
     assert set(v3.field_names) - set(v2.field_names) == {"travel_time_s"}
     t = v3.field("travel_time_s")
     assert (t.type, t.unit, t.nullable, t.since_version) == ("float", "s", True, 3)
@@ -122,11 +124,11 @@ def test_traffic_v3_relaxes_speed_and_adds_travel_time() -> None:
 
 
 def test_required_to_nullable_is_a_relaxation_but_dropping_the_null_rule_is_refused() -> None:
-    v4 = replace(TRAFFIC, version=4, fields=tuple(
+    dropped = replace(TRAFFIC, version=TRAFFIC.version + 1, fields=tuple(
         replace(f, null_when_zero=None) if f.name == "avg_speed_kmh" else f for f in TRAFFIC.fields))
-    assert any("lost its rule null_when_zero='vehicle_count'" in p for p in compatibility_problems(TRAFFIC, v4))
-    relaxed = replace(TRAFFIC, version=4, fields=tuple(
-        replace(f, nullable=True) if f.name == "occupancy_pct" else f for f in TRAFFIC.fields))
+    assert any("lost its rule null_when_zero='vehicle_count'" in p for p in compatibility_problems(TRAFFIC, dropped))
+    relaxed = replace(TRAFFIC, version=TRAFFIC.version + 1, fields=tuple(
+        replace(f, nullable=True) if f.name == "road" else f for f in TRAFFIC.fields))
     assert compatibility_problems(TRAFFIC, relaxed) == []
 
 
@@ -149,3 +151,44 @@ def test_v1_producers_are_still_accepted_unchanged_by_the_decoder() -> None:
     row = batch.good.to_pylist()[0]
     assert row["road_temp_c"] is None and row["travel_time_s"] is None
     assert pa.types.is_float64(batch.good.schema.field("travel_time_s").type)
+
+
+# -- v4: occupancy is nullable (sensors without a loop) ------------------------------------------
+def test_traffic_v4_makes_occupancy_nullable_and_nothing_else() -> None:
+    v3, v4 = published_contracts("traffic")[2:4]
+    assert v4.version == 4 and v4.field_names == v3.field_names
+    assert not v3.field("occupancy_pct").nullable and v4.field("occupancy_pct").nullable
+    changed = [f.name for f in v4.fields if f != v3.field(f.name) and f.description == v3.field(f.name).description]
+    assert changed == ["occupancy_pct"] or changed == []  # only occupancy's schema changed
+    assert compatibility_problems(v3, v4) == []
+
+
+def test_a_sensor_without_occupancy_lands_null_and_its_windows_carry_travel_time() -> None:
+    """A segment travel-time sensor and a radar speed sensor send a null occupancy: both
+    decoders accept them (v3 rejected them), the window mean occupancy is null rather than an
+    invented figure, and travel time gets a window mean. (The key must still be there, as for
+    every field a v1 producer sent.)"""
+    from contracts.windows import WindowGeometry
+    from streams.windows import WindowEngine
+
+    values = [_reading(occupancy_pct=None, avg_speed_kmh=None, travel_time_s=200.0),
+              _reading(occupancy_pct=None, travel_time_s=300.0)]
+    fast = decode_all_valid(TRAFFIC, values, NOW, LIMITS)
+    good, _, rejects = _decode_checked(TRAFFIC, values, NOW, LIMITS)
+    assert rejects == [] and fast.equals(good)
+    assert good.column("occupancy_pct").to_pylist() == [None, None]
+    v3 = published_contracts("traffic")[2]
+    _, _, old_rejects = _decode_checked(v3, values, NOW, LIMITS)
+    assert [r.field for r in old_rejects] == ["occupancy_pct", "occupancy_pct"]  # what v4 relaxed
+    events = good.append_column("entity", good.column("detector_id")).append_column(
+        "offset", pa.array([0, 1], pa.int64()))
+    events = events.set_column(events.schema.get_field_index("ts"), "ts",
+                               pa.array([T0_MS + 1_000, T0_MS + 2_000], pa.int64()))
+    engine = WindowEngine(WindowGeometry(60), "traffic")
+    outs = [engine.process(events), engine.process(events.set_column(
+        events.schema.get_field_index("ts"), "ts", pa.array([T0_MS + 600_000] * 2, pa.int64())))]
+    windows = pa.concat_tables([o.windows for o in outs if o.windows.num_rows])
+    first = windows.filter(pc.equal(windows.column("window_start"), T0_MS))
+    assert first.num_rows == 1
+    assert first.column("avg_occupancy_pct").to_pylist() == [None]
+    assert first.column("avg_travel_time_s").to_pylist() == [250.0]

@@ -46,6 +46,7 @@ INVALID: dict[str, tuple[str, str]] = {
     "log_level": ("LOUD", "'DEBUG', 'INFO', 'WARNING' or 'ERROR'"),
     "log_format": ("xml", "'text' or 'json'"),
     "report_tz": ("Mars/Olympus", "IANA"),
+    "detectors_tz": ("Berlin", "IANA"),
 }
 # Settings for which any value is valid, and why.
 ANY_VALUE = {

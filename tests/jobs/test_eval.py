@@ -1,7 +1,8 @@
 """`cityflow eval` on a small slice through the real broker and workers: half a simulated day
 with two incident kinds (and its incident-free twin) and a trimmed NAB series; the JSON report
-must agree with scores recomputed from its own counts, and the incident run must find at least
-one labelled incident (a smoke check, not a target score)."""
+must agree with scores recomputed from its own counts, the incident run must find at least
+one labelled incident (a smoke check, not a target score), and the NAB series must score
+through the worker exactly what the offline scorer (streams/detectors/nab.py) scores."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from jobs.commands.eval import check_report, prf
+from streams.detectors.nab import congestion_detector, evaluate, load_series
+from streams.detectors.traffic import CongestionConfig
 from tests.jobs.test_demo import ENV, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -49,6 +52,13 @@ def test_eval_on_a_small_slice_checks_its_own_arithmetic(tmp_path):
     (nab_row,) = report["nab"]["files"]
     assert nab_row["file"] == NAB_FILE and nab_row["windows"] == 2
     assert report["nab"]["sent"]["traffic"] == 1600
+    assert report["nab"]["timezone"] == "America/Chicago"
+    # worker == offline: same contract (speed only, occupancy null), same zone, same buckets
+    # (whole-week local shift), same window size; the offline scorer finds both windows here
+    offline = evaluate(load_series(tmp_path / "nab"), congestion_detector(CongestionConfig()))[0]
+    assert offline.tp == 2
+    assert (nab_row["tp"], nab_row["fp"], nab_row["fn"]) == (offline.tp, offline.fp, offline.fn)
+    assert nab_row["delays_min"] == pytest.approx(list(offline.delays_min), abs=5.0)  # aligned windows
     assert "logistics.cold_chain" in proc.stdout and NAB_FILE in proc.stdout  # the tables
     assert report["detector_configs"]["wifi.latency"]["severity"] == "critical"
     assert report["detector_configs"]["logistics.cold_chain"]["severity"] == "critical"  # its default

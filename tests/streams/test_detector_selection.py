@@ -32,3 +32,21 @@ def test_the_partition_sink_runs_the_selected_detectors_of_its_source(tmp_path) 
     assert list(sink.alerts.detectors) == ["logistics.cold_chain"]
     sink, _, _ = recover_partition(Lake(str(tmp_path)), CONTRACTS["traffic"], 1, load_settings(detectors="none"))
     assert not sink.alerts
+
+
+def test_the_detector_time_zone_reaches_every_baseline_of_the_partition_sinks(tmp_path) -> None:
+    """CITYFLOW_DETECTORS_TZ (default Europe/Berlin) sets the zone every time-of-day baseline
+    buckets in, so a replay of another city's series (NAB: America/Chicago) sees its own rush
+    hours; an unknown zone stops at start naming the variable."""
+    assert load_settings().detectors_tz == "Europe/Berlin"
+    with pytest.raises(SettingsError, match="CITYFLOW_DETECTORS_TZ"):
+        load_settings(detectors_tz="Mars/Olympus")
+    settings = load_settings(detectors="all", detectors_tz="America/Chicago", lake=str(tmp_path))
+    sink, _, _ = recover_partition(Lake(str(tmp_path)), CONTRACTS["traffic"], 0, settings)
+    congestion = sink.alerts.detectors["traffic.congestion"]
+    assert congestion.tod.timezone == "America/Chicago"
+    # 2015-09-01 13:00 UTC is 08:00 in Chicago (a weekday's morning peak), 15:00 in Berlin
+    assert congestion.tod.label(1441112400000) == "Tue 08:00"
+    zones = {name: d.tod.timezone for name, d in selected_detectors("all", timezone="Asia/Tokyo").items() if hasattr(d, "tod")}
+    assert set(zones) >= {"traffic.congestion", "wifi.latency", "wifi.auth_burst", "lighting.energy_spike"}
+    assert set(zones.values()) == {"Asia/Tokyo"}

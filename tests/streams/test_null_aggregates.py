@@ -66,14 +66,15 @@ def test_every_float_aggregate_and_partial_is_null_without_valid_input() -> None
         "offset": np.arange(n, dtype=np.int64), "road": ["A59"] * n, "lane": [1] * n,
         "vehicle_count": np.ones(n, dtype=np.int64),
         "avg_speed_kmh": pa.nulls(n, pa.float64()), "occupancy_pct": pa.nulls(n, pa.float64()),
+        "travel_time_s": pa.nulls(n, pa.float64()),
     })
     engine = WindowEngine(WindowGeometry(60), "traffic")
     out = engine.process(events)
     assert out.windows.num_rows and out.district_windows.num_rows
-    for name in ("avg_speed_kmh", "max_speed_kmh", "p95_speed_kmh", "avg_occupancy_pct"):
+    for name in ("avg_speed_kmh", "max_speed_kmh", "p95_speed_kmh", "avg_occupancy_pct", "avg_travel_time_s"):
         col = out.windows.column(name)
         assert col.null_count == len(col), name
-    for name in ("avg_speed_kmh_sum", "max_speed_kmh", "avg_occupancy_pct_sum"):
+    for name in ("avg_speed_kmh_sum", "max_speed_kmh", "avg_occupancy_pct_sum", "avg_travel_time_s_sum"):
         col = out.district_windows.column(name)
         assert col.null_count == len(col), name
     for table in (out.windows, out.district_windows):

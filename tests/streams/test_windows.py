@@ -32,6 +32,8 @@ def make_events(ts: list[int], entities: list[str], rng: np.random.Generator) ->
         "vehicle_count": rng.integers(0, 30, n),
         "avg_speed_kmh": np.round(rng.random(n) * 120, 3),
         "occupancy_pct": np.round(rng.random(n) * 60, 3),
+        # a segment sensor's travel time, null for most readings (loops measure none)
+        "travel_time_s": np.where(rng.random(n) < 0.7, np.nan, np.round(rng.random(n) * 600, 1)),
     })
 
 

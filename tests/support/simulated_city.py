@@ -79,9 +79,12 @@ def jam(frame: pd.DataFrame, entity: str, start: int, end: int, speed_factor: fl
 
 
 def windows_of(frame: pd.DataFrame, size_s: int = 300, partition: int = 0) -> pa.Table:
-    """The readings through the real window engine (in time order): its finalised windows."""
+    """The readings through the real window engine (in time order): its finalised windows.
+    Loops measure no travel time: null unless the frame has it."""
+    if "travel_time_s" not in frame.columns:
+        frame = frame.assign(travel_time_s=np.nan)
     return _engine_windows(frame, "traffic", size_s, ["ts", "entity", "district", "offset", "vehicle_count",
-                                                       "avg_speed_kmh", "occupancy_pct"], partition)
+                                                       "avg_speed_kmh", "occupancy_pct", "travel_time_s"], partition)
 
 
 def run(detector: Detector, windows: pa.Table, cuts: Sequence[int] = (),
@@ -163,7 +166,7 @@ def lighting_windows(frame: pd.DataFrame, size_s: int = 900) -> pa.Table:
 # through the real window engine at the worker's window sizes and every default detector
 
 CITY_COLUMNS = {
-    "traffic": ["vehicle_count", "avg_speed_kmh", "occupancy_pct"],
+    "traffic": ["vehicle_count", "avg_speed_kmh", "occupancy_pct", "travel_time_s"],
     "lighting": ["status", "dim_level_pct", "power_w", "ambient_lux"],
     "wifi": ["connected_clients", "bytes_in", "bytes_out", "auth_failures", "latency_ms", "status"],
     "logistics": ["status", "speed_kmh", "cargo_temp_c", "eta_minutes"],
@@ -177,12 +180,15 @@ T0_UTC = datetime.fromtimestamp(T0 / 1000, UTC)
 def city_frames(events: Sequence[Any]) -> dict[str, pd.DataFrame]:
     """Simulator events (SimEvent) as one frame per source: ts in epoch ms, entity, district."""
     out: dict[str, pd.DataFrame] = {}
-    for source in CITY_COLUMNS:
+    for source, columns in CITY_COLUMNS.items():
         rows = [{**e.record, "ts": e.ts_ms, "entity": e.key} for e in events if e.source == source]
         if rows:
             frame = pd.DataFrame(rows)
             if "district" not in frame:
                 frame["district"] = None
+            for column in columns:  # optional fields the simulator leaves out (travel time)
+                if column not in frame:
+                    frame[column] = np.nan
             out[source] = frame
     return out
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from streams.detectors.base import Alerts, DetectorState, Rows, RunDetector, select_rows
 from streams.detectors.baseline import BandStats, Baseline, _nan_to_zero, _nanmedian_rows
-from streams.detectors.lighting import ENERGY, EnergySpike
+from streams.detectors.lighting import ENERGY, FAULT, EnergySpike
 from streams.detectors.traffic import (
     COUNT,
     N_EVENTS,
@@ -219,8 +219,9 @@ class ReferenceCongestion(Congestion):
             big[k_speed] = xs[k_speed] <= (1 - cfg.min_speed_drop) * st.mean[k_speed]
             big[k_time] = diff[k_time] >= time_rise
             big[k_occ] = xs[k_occ] >= st.mean[k_occ] + cfg.min_occupancy_rise_pct
-            passes = (z >= cfg.z_threshold) & big
-            hot = valid.any(axis=0) & (passes | ~valid).all(axis=0) & ~no_vehicles[idx]
+            passes = (z >= cfg.z_threshold) & big & valid
+            # a present signal needs a warm baseline (the one rule change since, from i13-quality)
+            hot = valid.any(axis=0) & (passes | ~np.isfinite(xs)).all(axis=0) & ~no_vehicles[idx]
             alerting = np.flatnonzero(incident_starts(state, c, ws, hot, cfg.clear_s, cfg.min_hot_windows))
             if len(alerting):
                 score = np.where(valid, z, np.inf).min(axis=0)
@@ -272,9 +273,10 @@ class ReferenceStuck(Stuck):
 class ReferenceEnergySpike(EnergySpike):
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
         cfg = self.config
-        rows = select_rows(windows, self.source, state, (ENERGY,))
+        rows = select_rows(windows, self.source, state, (ENERGY, FAULT))
+        x_all = np.where(rows.columns[FAULT] > 0, np.nan, rows.columns[ENERGY])  # i13-quality: faults skipped
         alerts = Alerts(self.name, self.source, self.severity)
-        for step in baseline_steps(self.baseline, rows, state, rows.columns[ENERGY], cfg.warmup_s):
+        for step in baseline_steps(self.baseline, rows, state, x_all, cfg.warmup_s):
             idx, x, st = step.idx, step.x, step.stats
             hot, z = above_baseline(step, cfg.z_threshold, cfg.min_ratio, cfg.min_increase_wh, min_sd=0.5)
             for j in np.flatnonzero(incident_starts(state, step.codes, rows.window_start[idx], hot, cfg.clear_s)):

@@ -139,7 +139,7 @@ def test_views_read_the_stream_sink_output_and_match_a_raw_recompute(
                count(*) AS n_events, sum(vehicle_count) AS vehicle_count,
                avg(avg_speed_kmh) AS avg_speed_kmh, max(avg_speed_kmh) AS max_speed_kmh,
                quantile_cont(avg_speed_kmh, 0.95) AS p95_speed_kmh,
-               avg(occupancy_pct) AS avg_occupancy_pct
+               avg(occupancy_pct) AS avg_occupancy_pct, avg(travel_time_s) AS avg_travel_time_s
         FROM raw_traffic GROUP BY ALL""",
     ).set_index(["entity", "window_start"])
     got = got.set_index(["entity", "window_start"])

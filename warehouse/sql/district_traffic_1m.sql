@@ -5,7 +5,8 @@
 -- columns: source, district, window_start, window_end, window_size_s, hop_s, n_partitions,
 --          version, is_correction, emitted_at, n_entities, n_events, vehicle_count,
 --          avg_speed_kmh, avg_speed_kmh_sum, avg_speed_kmh_n, max_speed_kmh, avg_occupancy_pct,
---          avg_occupancy_pct_sum, avg_occupancy_pct_n, date, hour
+--          avg_occupancy_pct_sum, avg_occupancy_pct_n, avg_travel_time_s, avg_travel_time_s_sum,
+--          avg_travel_time_s_n, date, hour
 -- note:    counts and sums are summed over partitions, max/min are max/min, a mean is
 --          sum(<name>_sum) / sum(<name>_n) (both kept for further roll-ups); version is the
 --          highest partial version, is_correction true if any partial is a correction.

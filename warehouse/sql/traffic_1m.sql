@@ -4,7 +4,7 @@
 -- keys:    (source, entity, window_start, window_size_s)
 -- columns: source, entity, district, window_start, window_end, window_size_s, hop_s, version,
 --          is_correction, kafka_partition, emitted_at, n_events, vehicle_count, avg_speed_kmh,
---          max_speed_kmh, p95_speed_kmh, avg_occupancy_pct, date, hour
+--          max_speed_kmh, p95_speed_kmh, avg_occupancy_pct, avg_travel_time_s, date, hour
 -- note:    district = the entity's district in its last report of the window.
 --          Replays rewrite the same key with identical content in another file: one row is
 --          kept. date/hour = UTC partition of window_start; they are part of the dedupe

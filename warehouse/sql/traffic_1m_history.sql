@@ -4,7 +4,7 @@
 -- keys:    (source, entity, window_start, window_size_s, version)
 -- columns: source, entity, district, window_start, window_end, window_size_s, hop_s, version,
 --          is_correction, kafka_partition, emitted_at, n_events, vehicle_count, avg_speed_kmh,
---          max_speed_kmh, p95_speed_kmh, avg_occupancy_pct, date, hour
+--          max_speed_kmh, p95_speed_kmh, avg_occupancy_pct, avg_travel_time_s, date, hour
 -- note:    the same key written by a replay into several files appears once.
 -- from:    lake windows/source=traffic, via macros/window_history.sql
 {window_history:traffic}

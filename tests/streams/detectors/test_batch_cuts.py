@@ -122,7 +122,8 @@ def test_a_late_window_that_splits_a_silence_counts_in_every_batch_cut():
             rows.append((t0 + 14 * 60_000 + 30_000, "tdet-000b"))  # the late one: minute 14, 9 min late
     frame = pa.table({"ts": [t for t, _ in rows], "entity": [e for _, e in rows], "district": ["Mitte"] * len(rows),
                       "offset": list(range(len(rows))), "vehicle_count": [5] * len(rows),
-                      "avg_speed_kmh": [50.0] * len(rows), "occupancy_pct": [10.0] * len(rows)})
+                      "avg_speed_kmh": [50.0] * len(rows), "occupancy_pct": [10.0] * len(rows),
+                      "travel_time_s": pa.array([None] * len(rows), pa.float64())})
 
     def dropouts(cuts: list[int]) -> list[tuple[str, int]]:
         engine = WindowEngine(spec, "traffic", 0)

@@ -77,3 +77,21 @@ def test_alerts_and_state_do_not_depend_on_batching(nine_days, config):
     first = detector.detect(windows.slice(0, cut), state)
     second = detector.detect(windows.slice(cut), DetectorState.from_table(state.to_table()))
     assert pa.concat_tables([first, second]).equals(one)
+
+
+def test_a_fault_in_the_same_hour_does_not_hide_a_later_spike(nine_days):
+    """A lamp in fault draws ~0 W where its curve says 14-110 W: that window is no sample of
+    its energy curve. Learned, two faults in the lamp's 22:00 bucket widened the band so
+    much that the simulator's spike (power x2.5) three days later scored z < 6 and was
+    missed (cityflow eval's energy_spike recall); skipped, the spike fires."""
+    frame = nine_days.copy()
+    lamp = frame["lamp_id"] == LAMP
+    for day in (1, 3):  # Tue, Thu: the same weekday 22:00 bucket as the spike
+        sel = lamp & (frame["ts"] >= local_ms(day, 22.0)) & (frame["ts"] < local_ms(day, 22.75))
+        frame.loc[sel, ["status", "dim_level_pct", "power_w"]] = ["fault", 0.0, 0.5]
+    start = local_ms(8, 22.0)
+    sel = lamp & (frame["ts"] >= start) & (frame["ts"] < start + 45 * MIN)
+    assert (frame.loc[sel, "status"].isin(["on", "dimmed"])).all()
+    frame.loc[sel, "power_w"] = frame.loc[sel, "power_w"] * 2.5
+    alerts = run(EnergySpikeConfig().build(), lighting_windows(frame)).to_pylist()
+    assert [(a["entity"], a["window_start"]) for a in alerts] == [(LAMP, start)]

@@ -42,7 +42,7 @@ def test_window_level_scoring_rule():
 def test_series_become_window_rows_of_the_right_field():
     assert signal_of("speed_6005.csv")[0] == "avg_speed_kmh"
     assert signal_of("occupancy_t4013.csv")[0] == "avg_occupancy_pct"
-    assert signal_of("TravelTime_451.csv")[0] == "travel_time_s"
+    assert signal_of("TravelTime_451.csv")[0] == "avg_travel_time_s"
     with pytest.raises(ValueError, match="cannot tell the signal"):
         signal_of("flow_1.csv")
     series = Series("speed_1.csv", "avg_speed_kmh", np.array([600_000, 0, 300_000]), np.array([3.0, 1.0, 2.0]), ())
@@ -50,7 +50,7 @@ def test_series_become_window_rows_of_the_right_field():
     assert [r["window_start"] for r in rows] == [0, 300_000, 600_000]
     assert [r["avg_speed_kmh"] for r in rows] == [1.0, 2.0, 3.0]
     assert rows[0]["window_end"] == 300_000 and rows[0]["vehicle_count"] is None
-    assert rows[0]["avg_occupancy_pct"] is None and rows[0]["travel_time_s"] is None
+    assert rows[0]["avg_occupancy_pct"] is None and rows[0]["avg_travel_time_s"] is None
 
 
 def test_any_directory_in_the_nab_layout_is_scored(tmp_path):

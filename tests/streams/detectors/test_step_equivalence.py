@@ -30,6 +30,7 @@ from streams.detectors import (
 )
 from streams.detectors.base import RunDetector
 from streams.detectors.nab import NAB_TIMEZONE, load_series, window_rows
+from streams.detectors.traffic import TRAVEL_TIME
 from streams.incidents import SUPPORTED_KINDS, IncidentPlan
 from streams.simulator import generate
 from tests.support import step_reference as ref
@@ -186,7 +187,8 @@ def traffic_with_travel_time() -> pa.Table:
     speed = windows.column("avg_speed_kmh").to_numpy(zero_copy_only=False).astype(float)
     travel = 500.0 / np.where(speed > 0, speed, np.nan) * 3.6 * rng.lognormal(0.0, 0.1, len(speed))
     travel[rng.random(len(speed)) < 0.05] = np.nan
-    return windows.append_column("travel_time_s", pa.array(travel, pa.float64(), from_pandas=True))
+    return windows.set_column(windows.schema.get_field_index(TRAVEL_TIME), TRAVEL_TIME,
+                              pa.array(travel, pa.float64(), from_pandas=True))
 
 
 @pytest.mark.parametrize("batching", BATCHINGS)

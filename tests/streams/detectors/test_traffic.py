@@ -114,6 +114,43 @@ def test_congestion_silent_on_sensor_noise_without_enough_history():
     assert run(CongestionConfig().build(), _speed_only(rows)).num_rows == 0
 
 
+def _loop_nights(days: int, rng: np.random.Generator, speed_every: int) -> list[tuple[int, int, float, float]]:
+    """Night windows (5 min) of a loop: (window_start, count, speed or NaN, occupancy); only
+    every `speed_every`-th window has vehicles, so speed (none without vehicles) learns
+    `speed_every` times slower than occupancy (learned from every window)."""
+    out = []
+    for d in range(days):
+        for k in range(12):
+            busy = k % speed_every == 0
+            out.append((local_ms(d, 2.0) + k * 5 * MIN, 2 if busy else 0,
+                        float(rng.normal(60, 3)) if busy else np.nan, abs(float(rng.normal(1.0, 0.5)))))
+    return out
+
+
+def _loop_windows(values: list[tuple[int, int, float, float]]) -> pa.Table:
+    table = _speed_only([(v[0], v[1], v[2]) for v in values])
+    return table.set_column(table.schema.get_field_index("avg_occupancy_pct"), "avg_occupancy_pct",
+                            pa.array([v[3] for v in values], pa.float64()))
+
+
+def test_congestion_needs_every_present_signal_warm_not_only_one():
+    """At night a loop's speed bucket learns only from minutes with vehicles, its occupancy
+    bucket from every minute, so occupancy is warm days before speed. A window with both must
+    not be judged on occupancy alone while speed's baseline is cold (cityflow eval raised
+    'occupancy 6 % vs baseline 1+-1 % for Mon 01:00' that way); once speed is warm, a jam
+    with both signals still fires."""
+    rng = np.random.default_rng(3)
+    history = _loop_nights(3, rng, speed_every=4)  # occupancy: 36 samples a bucket, speed: 9
+    config = CongestionConfig(warmup_s=3 * 3600.0)  # warm after 36 five-minute windows
+    blip = [(local_ms(3, 2.0), 2, 58.0, 8.0)]  # normal speed, occupancy up 7 points
+    assert run(config.build(), _loop_windows(history + blip)).num_rows == 0
+    # control: with speed warm too (vehicles every window), a real jam fires
+    history = _loop_nights(3, rng, speed_every=1)
+    jam_ = [(local_ms(3, 2.0), 2, 15.0, 40.0)]
+    alerts = run(config.build(), _loop_windows(history + jam_))
+    assert alerts.column("window_start").to_pylist() == [local_ms(3, 2.0)]
+
+
 def test_stuck_detector_fires_once_per_frozen_run(ten_days):
     frame = ten_days.copy()
     start, end = local_ms(6, 14.0), local_ms(6, 14.0) + 40 * MIN
