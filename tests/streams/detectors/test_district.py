@@ -23,7 +23,14 @@ from streams.detectors.district import (
     fault_onsets,
     slow_vehicles,
 )
-from tests.support.simulated_city import MIN, lamp_readings, lighting_windows, local_ms, logistics_windows, truck_fixes
+from tests.support.simulated_city import (
+    MIN,
+    lamp_readings,
+    lighting_windows,
+    local_ms,
+    logistics_windows,
+    truck_fixes,
+)
 
 WINDOW = 15 * MIN
 
