@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     # worker ~40 % of its throughput (traffic: a window row per event, scored step by step);
     # see README Performance and docs/architecture.md, Anomalies.
     detectors: str = "none"
+    # How often the worker that owns partition 0 of a district kind's topic runs the district
+    # stage (lighting.fault_cluster, cross.congestion_corroborated: streams/district_stage.py).
+    district_stage_interval_s: float = Field(10.0, gt=0)
     max_event_age_days: float = Field(7.0, gt=0)
     max_event_future_s: float = Field(300.0, ge=0)
 

@@ -14,3 +14,5 @@ BUFFERED = Gauge("cityflow_buffered_records", "Records consumed but not yet land
 FENCED = Counter("cityflow_flush_fenced_total", "Flushes dropped because another worker landed those offsets first", ["source"], registry=REGISTRY)
 ANOMALIES = Counter("cityflow_anomalies_total", "Anomalies landed (and then sent to city.anomalies.v1)", ["source", "kind"], registry=REGISTRY)
 ANOMALIES_SENT = Counter("cityflow_anomalies_sent_total", "Alerts produced to city.anomalies.v1 (at-least-once: re-sends count again)", ["source"], registry=REGISTRY)
+DISTRICT_DONE = Gauge("cityflow_district_stage_done_seconds", "Event time up to which a district kind has been evaluated over every partition's landed windows", ["kind"], registry=REGISTRY)
+DISTRICT_ERRORS = Counter("cityflow_district_stage_errors_total", "District stage runs that failed (retried on the next tick)", ["kind"], registry=REGISTRY)
