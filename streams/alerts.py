@@ -25,7 +25,13 @@ import pyarrow.compute as pc
 
 from contracts.settings import SettingsError
 from contracts.tables import ANOMALIES
-from streams.detectors import DEFAULT_CONFIGS, Detector, DetectorState, default_detectors
+from streams.detectors import (
+    DEFAULT_CONFIGS,
+    DISTRICT_CONFIGS,
+    Detector,
+    DetectorState,
+    default_detectors,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +50,9 @@ class PartitionAlerts:
         self.source = source
         self.partition = partition
         all_detectors = default_detectors() if detectors is None else dict(detectors)
-        self.detectors = {name: d for name, d in all_detectors.items() if d.source == source}
+        # district kinds need every partition's rows: the district stage runs them, not a sink
+        self.detectors = {name: d for name, d in all_detectors.items()
+                          if d.source == source and name not in DISTRICT_CONFIGS}
         self.states: dict[str, DetectorState] = {}
         self.changed = False  # state moved since it was last landed or loaded (the sink clears it)
         self.reset()
@@ -159,12 +167,32 @@ def selected_detectors(spec: str = "all") -> dict[str, Detector]:
         return default_detectors()
     if spec == "none":
         return {}
+    kinds = _kinds(spec)
+    return {k: DEFAULT_CONFIGS[k].build() for k in kinds if k in DEFAULT_CONFIGS}
+
+
+def selected_district_kinds(spec: str = "all") -> tuple[str, ...]:
+    """The district kinds (run by the district stage, not per partition) CITYFLOW_DETECTORS
+    names: all of them for 'all', none for 'none'.
+
+        >>> selected_district_kinds("lighting.fault_cluster,wifi.ap_down")
+        ('lighting.fault_cluster',)
+    """
+    if spec == "all":
+        return tuple(DISTRICT_CONFIGS)
+    if spec == "none":
+        return ()
+    return tuple(k for k in _kinds(spec) if k in DISTRICT_CONFIGS)
+
+
+def _kinds(spec: str) -> list[str]:
     kinds = [k.strip() for k in spec.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in DEFAULT_CONFIGS]
+    known = [*DEFAULT_CONFIGS, *DISTRICT_CONFIGS]
+    unknown = [k for k in kinds if k not in known]
     if unknown:
         raise SettingsError(f"CITYFLOW_DETECTORS: unknown detector kind(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(DEFAULT_CONFIGS)}")
-    return {k: DEFAULT_CONFIGS[k].build() for k in kinds}
+                            f"known: {', '.join(known)}")
+    return kinds
 
 
 def empty_alerts() -> pa.Table:
@@ -185,4 +213,5 @@ def alert_messages(anomalies: pa.Table) -> list[tuple[bytes, bytes]]:
     return out
 
 
-__all__ = ["RAW_KINDS", "STATE_SCHEMA", "PartitionAlerts", "alert_messages", "empty_alerts", "selected_detectors"]
+__all__ = ["RAW_KINDS", "STATE_SCHEMA", "PartitionAlerts", "alert_messages", "empty_alerts", "selected_detectors",
+           "selected_district_kinds"]

@@ -313,6 +313,65 @@ class DistrictStage:
         self._write_checkpoint(kind, ckpt)
 
 
+class StageTicker:
+    """The worker's side of the stage: which kinds this worker runs (those whose first topic's
+    partition 0 it owns: the group protocol picks one worker per kind, the commit protocol
+    covers the moments two overlap), one run per tick, and failures kept visible: each is
+    logged and counted, a kind held back by a partition that landed nothing is logged when
+    that changes, and after FAILURES_UNHEALTHY failures in a row `problem` says why (the
+    worker's /health reports it)."""
+
+    FAILURES_UNHEALTHY = 3
+
+    def __init__(self, lake: L.Lake, partitions: int, kinds: Sequence[str]):
+        self.stage = DistrictStage(lake, partitions, kinds)
+        self.failures: dict[str, int] = dict.fromkeys(kinds, 0)
+        self.held: dict[str, str] = {}
+        self.last_error: dict[str, str] = {}
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.stage.kinds
+
+    def mine(self, owned_topics_of_partition_0: set[str]) -> list[str]:
+        return [k for k in self.kinds if CONTRACTS[KIND_SOURCES[k][1][0]].topic in owned_topics_of_partition_0]
+
+    @property
+    def problem(self) -> str | None:
+        bad = [f"{k}: {self.last_error.get(k)}" for k, n in self.failures.items() if n >= self.FAILURES_UNHEALTHY]
+        return "district stage failing: " + "; ".join(bad) if bad else None
+
+    def tick(self, kinds: Sequence[str]) -> list[StageRun]:
+        """Run each kind once (blocking: the worker calls it in a thread)."""
+        from streams import metrics
+
+        done = []
+        for kind in kinds:
+            try:
+                step = self.stage.run_kind(kind)
+            except StageHeldBack as exc:
+                if self.held.get(kind) != str(exc):
+                    log.warning("district stage kind=%s held back: %s", kind, exc)
+                self.held[kind] = str(exc)
+                continue
+            except Exception as exc:  # logged, counted, retried next tick; /health after repeats
+                self.failures[kind] += 1
+                self.last_error[kind] = f"{type(exc).__name__}: {exc}"
+                metrics.DISTRICT_ERRORS.labels(kind).inc()
+                log.exception("district stage kind=%s failed (%d in a row), retrying next tick: %s",
+                              kind, self.failures[kind], self.last_error[kind])
+                continue
+            if self.held.pop(kind, None) is not None:
+                log.info("district stage kind=%s no longer held back", kind)
+            self.failures[kind] = 0
+            if step is not None:
+                metrics.DISTRICT_DONE.labels(kind).set(step.end_ms / 1000)
+                if step.alerts is not None and step.alerts.num_rows:
+                    metrics.ANOMALIES.labels(KIND_SOURCES[kind][0], kind).inc(step.alerts.num_rows)
+                done.append(step)
+        return done
+
+
 class DistrictStageFailed(RuntimeError):
     """One or more district kinds failed this run (each with its exception)."""
 
@@ -321,5 +380,5 @@ class DistrictStageFailed(RuntimeError):
         super().__init__("; ".join(f"{k}: {type(e).__name__}: {e}" for k, e in errors))
 
 
-__all__ = ["KIND_SOURCES", "DistrictStage", "DistrictStageFailed", "StageHeldBack", "StageRun",
+__all__ = ["KIND_SOURCES", "DistrictStage", "DistrictStageFailed", "StageHeldBack", "StageRun", "StageTicker",
            "landed_horizon", "latest_windows", "read_table_range"]
