@@ -9,7 +9,9 @@ already holds every partition's windows and alerts, landed exactly once. So the 
 them back, only for windows *every* partition of the source has closed: a partition's landed
 horizon is the max event time of its last landed flush minus the allowed lateness (its
 checkpoint in `_checkpoints/`), never the broker's end offsets (wrong on the embedded broker).
-A partition without a checkpoint holds the stage back, and the stage says so in the log.
+A partition without a checkpoint holds the stage back, and the stage says so in the log,
+unless the broker says it holds no record at all (end offset 0: a small fleet whose ids all
+hash to other partitions); events arriving there later are late for the stage.
 
 Exactly once. Each kind keeps its own log under `_district/<kind>/`, like a partition's sink:
 a run evaluates the windows from its cursor (where the last committed run stopped) up to the
@@ -32,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,10 +76,12 @@ class StageRun:
     alerts: pa.Table | None
 
 
-def landed_horizon(lake: L.Lake, source: str, partitions: int) -> tuple[int, int]:
+def landed_horizon(lake: L.Lake, source: str, partitions: int,
+                   empty: Collection[tuple[str, int]] = ()) -> tuple[int, int]:
     """Event time (ms) up to which every partition of `source`'s topic has closed its windows:
     min over partitions of (max event time landed - allowed lateness), from the checkpoints;
-    and the window size (ms) they land. Raises StageHeldBack naming the partitions that have
+    and the window size (ms) they land. Partitions in `empty` (topic, partition) hold no
+    record at all and are skipped. Raises StageHeldBack naming the other partitions that have
     landed nothing."""
     topic = CONTRACTS[source].topic
     marks, missing, size = [], [], 0
@@ -85,13 +89,23 @@ def landed_horizon(lake: L.Lake, source: str, partitions: int) -> tuple[int, int
         ckpt = lake.read_json(L.checkpoint_path(topic, p)) or {}
         history, spec = ckpt.get("history") or [], ckpt.get("spec") or [0, 0, 0, 0]
         if not history:
-            missing.append(p)
+            if (topic, p) not in empty:
+                missing.append(p)
             continue
         marks.append(int(history[-1][1]) - int(float(spec[2]) * 1000))
         size = int(float(spec[0]) * 1000)
-    if missing:
-        raise StageHeldBack(f"{topic} partition(s) {', '.join(map(str, missing))} have landed nothing yet")
+    if missing or not marks:
+        which = ", ".join(map(str, missing)) or "all"
+        raise StageHeldBack(f"{topic} partition(s) {which} have landed nothing yet")
     return min(marks), size
+
+
+def unlanded_partitions(lake: L.Lake, kinds: Sequence[str], partitions: int) -> list[tuple[str, int]]:
+    """(topic, partition) of the kinds' topics without a landing checkpoint: the ones to ask
+    the broker about (an empty partition, end offset 0, holds no window; see DistrictStage)."""
+    topics = {CONTRACTS[s].topic for k in kinds for s in KIND_SOURCES[k][1]}
+    return [(t, p) for t in sorted(topics) for p in range(partitions)
+            if not (lake.read_json(L.checkpoint_path(t, p)) or {}).get("history")]
 
 
 def read_table_range(lake: L.Lake, table: str, source: str, start_ms: int, end_ms: int,
@@ -142,6 +156,10 @@ class DistrictStage:
         self.detectors = {k: configs[k].build() for k in self.kinds}
         self.writer = writer or uuid.uuid4().hex[:12]
         self._sizes: dict[str, int] = {}  # window size (ms) per source, from the checkpoints
+        # (topic, partition)s the broker says hold no record (end offset 0): they close nothing
+        # and hold nothing back. The embedded broker under-reports end offsets of partitions
+        # with records, but never reports 0 for one (it says last batch's base offset + 1).
+        self.empty: set[tuple[str, int]] = set()
 
     # -- the log of one kind -----------------------------------------------------------------
     def checkpoint(self, kind: str) -> dict[str, Any]:
@@ -157,6 +175,16 @@ class DistrictStage:
                     "unsent": [*ckpt.get("unsent", []), *commit["files"]]}
             self._write_checkpoint(kind, ckpt)
         return ckpt
+
+    def progress(self, kind: str) -> tuple[int | None, int, int]:
+        """Read-only: (cursor of the last commit, first window start not yet due, files still
+        unsent). The kind is caught up when the cursor reached the second and the third is 0.
+        Raises StageHeldBack like a run."""
+        ckpt = self.lake.read_json(f"{L.district_stage_dir(kind)}/checkpoint.json") or {"chain": -1, "end_ms": None}
+        unsent, chain, end = len(ckpt.get("unsent", [])), int(ckpt["chain"]), ckpt["end_ms"]
+        while (commit := self.lake.read_json(self._commit_path(kind, chain + 1))) is not None:
+            chain, end, unsent = chain + 1, commit["end_ms"], unsent + len(commit["files"])
+        return end, self.due_until(kind, self.horizon(kind)), unsent
 
     def _commit_path(self, kind: str, chain: int) -> str:
         return f"{L.district_stage_dir(kind)}/commits/{chain:020d}.json"
@@ -195,7 +223,7 @@ class DistrictStage:
         (and the window sizes landed, remembered for this run)."""
         marks = []
         for source in KIND_SOURCES[kind][1]:
-            mark, self._sizes[source] = landed_horizon(self.lake, source, self.partitions)
+            mark, self._sizes[source] = landed_horizon(self.lake, source, self.partitions, self.empty)
             marks.append(mark)
         return min(marks)
 
@@ -341,10 +369,12 @@ class StageTicker:
         bad = [f"{k}: {self.last_error.get(k)}" for k, n in self.failures.items() if n >= self.FAILURES_UNHEALTHY]
         return "district stage failing: " + "; ".join(bad) if bad else None
 
-    def tick(self, kinds: Sequence[str]) -> list[StageRun]:
-        """Run each kind once (blocking: the worker calls it in a thread)."""
+    def tick(self, kinds: Sequence[str], empty: Collection[tuple[str, int]] = ()) -> list[StageRun]:
+        """Run each kind once (blocking: the worker calls it in a thread); `empty`: the
+        (topic, partition)s known to hold no record."""
         from streams import metrics
 
+        self.stage.empty = set(empty)
         done = []
         for kind in kinds:
             try:
@@ -381,4 +411,4 @@ class DistrictStageFailed(RuntimeError):
 
 
 __all__ = ["KIND_SOURCES", "DistrictStage", "DistrictStageFailed", "StageHeldBack", "StageRun", "StageTicker",
-           "landed_horizon", "latest_windows", "read_table_range"]
+           "landed_horizon", "latest_windows", "read_table_range", "unlanded_partitions"]

@@ -53,7 +53,7 @@ from streams import metrics
 from streams.alerts import alert_messages, selected_detectors, selected_district_kinds
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.broker import aiokafka_client_config
-from streams.district_stage import StageTicker
+from streams.district_stage import StageTicker, unlanded_partitions
 from streams.fetch import install as install_raw_fetch
 from streams.fetch import raise_gc_threshold, raw_value
 from streams.sink import FlushFenced, PartitionSink
@@ -329,9 +329,22 @@ class IngestService(mode.Service):
             kinds = ticker.mine({tp.topic for tp in self.sinks if tp.partition == 0})
             if not kinds:
                 continue
-            await asyncio.to_thread(ticker.tick, kinds)
+            await asyncio.to_thread(ticker.tick, kinds, await self._empty_partitions(kinds))
             for kind in kinds:
                 await self._send_district_alerts(ticker, kind)
+
+    async def _empty_partitions(self, kinds: list[str]) -> set[tuple[str, int]]:
+        """Of the kinds' partitions with nothing landed, those holding no record (end offset 0;
+        see StageTicker). A failed query counts none as empty: the stage waits, and says so."""
+        unlanded = await asyncio.to_thread(unlanded_partitions, self.lake, kinds, self.settings.partitions)
+        if not unlanded or self.consumer is None:
+            return set()
+        try:
+            ends = await self.consumer.end_offsets([TopicPartition(t, p) for t, p in unlanded])
+        except Exception as exc:  # noqa: BLE001 - the stage then waits for them (logged as held back)
+            log.warning("district stage: end offsets of %d unlanded partition(s) unknown: %s", len(unlanded), exc)
+            return set()
+        return {(tp.topic, tp.partition) for tp, end in ends.items() if end == 0}
 
     async def _send_district_alerts(self, ticker: StageTicker, kind: str) -> None:
         if self.producer is None:
