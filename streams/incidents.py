@@ -123,7 +123,11 @@ PATTERNS: dict[str, Pattern] = {
     FAULT_CLUSTER: Pattern("lighting", 45, (19.0, 23.0)),
     CORROBORATED: Pattern("traffic", 45, (10.0, 15.0), also=("logistics",)),
 }
-SUPPORTED_KINDS: tuple[str, ...] = tuple(k for k in (*DEFAULT_CONFIGS, *DISTRICT_CONFIGS) if k in PATTERNS)
+# Kinds about one device, and kinds about a district (several devices, maybe several sources:
+# they need a fleet with several devices per district, e.g. 4+ lamps of one district).
+DEVICE_KINDS: tuple[str, ...] = tuple(k for k in DEFAULT_CONFIGS if k in PATTERNS)
+DISTRICT_KINDS: tuple[str, ...] = tuple(k for k in DISTRICT_CONFIGS if k in PATTERNS)
+SUPPORTED_KINDS: tuple[str, ...] = DEVICE_KINDS + DISTRICT_KINDS
 
 
 @dataclass(frozen=True)

@@ -66,11 +66,15 @@ def district_city(start: datetime, kinds: Sequence[str] = (FAULT_CLUSTER, CORROB
     return events, sorted(labels, key=lambda lb: (lb.start_ms, lb.kind, lb.entity))
 
 
+def lamp_events(start: datetime, hours: float = 12.0, seed: int = 5) -> list[SimEvent]:
+    """Only the 28 lamps for `hours` from `start`, no incident."""
+    return _source("lighting", 28, start, hours / 24, seed)
+
+
 def lamp_city(start: datetime, hours: float = 12.0, seed: int = 5) -> tuple[list[SimEvent], list[IncidentLabel]]:
-    """Only the 28 lamps for `hours` from `start` (local evening hours included when `start`
-    is a local noon), with one fault cluster: the quick case."""
-    lamps = _source("lighting", 28, start, hours / 24, seed)
-    return inject(lamps, [FAULT_CLUSTER], seed, rate_per_day=24 / hours, warmup_s=3600)
+    """`lamp_events` with one fault cluster (in the local evening when `start` is a local
+    noon): the quick case."""
+    return inject(lamp_events(start, hours, seed), [FAULT_CLUSTER], seed, rate_per_day=24 / hours, warmup_s=3600)
 
 
 def partition_of(key: str, partitions: int) -> int:
