@@ -34,6 +34,7 @@ sense, on different devices of a source where the fleet allows. Needs the whole 
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -420,6 +421,7 @@ def _place_district(kind: str, pattern: Pattern, rng: random.Random, clock: City
     """Place one district incident: a start at the pattern's hours and a district where enough
     devices fit; rewrite them; return its labels (the district's, then any per-device ones)."""
     window_ms = WINDOW_DEFAULTS["lighting"].size_s * 1000
+    times = _DeviceTimes(out, by_device)
     tries = 0
     for start in _starts(rng, clock, lo, hi - dur - MIN_MS, pattern.hours):
         if kind == FAULT_CLUSTER:  # one minute into a lighting window: every onset in the same one
@@ -436,26 +438,40 @@ def _place_district(kind: str, pattern: Pattern, rng: random.Random, clock: City
             if not _free(busy, f"district:{district}", start, end):
                 continue
             rewrite = _fault_cluster if kind == FAULT_CLUSTER else _corroborated
-            labels = rewrite(rng, out, by_device, devices, busy, district, start, end)
+            labels = rewrite(rng, out, times, devices, busy, district, start, end)
             if labels is not None:
                 busy.setdefault(f"district:{district}", []).append((start, end))
                 return labels
     return None
 
 
-def _window_records(out: list[SimEvent], idx_all: list[int], start: int, end: int) -> list[int]:
-    return [i for i in idx_all if start <= out[i].ts_ms < end]
+class _DeviceTimes:
+    """Per device, its events' times (ascending, like its indices), for bisecting intervals."""
+
+    def __init__(self, out: list[SimEvent], by_device: dict[tuple[str, str], list[int]]):
+        self.out, self.by_device = out, by_device
+        self.times: dict[tuple[str, str], list[int]] = {}
+
+    def within(self, source: str, key: str, start: int, end: int) -> list[int]:
+        """Indices of the device's events with start <= ts < end."""
+        dev = (source, key)
+        times = self.times.get(dev)
+        if times is None:
+            times = self.times[dev] = [self.out[i].ts_ms for i in self.by_device[dev]]
+        return self.by_device[dev][bisect.bisect_left(times, start):bisect.bisect_left(times, end)]
 
 
-def _fault_cluster(rng: random.Random, out: list[SimEvent], by_device: dict[tuple[str, str], list[int]],
+def _fault_cluster(rng: random.Random, out: list[SimEvent], times: _DeviceTimes,
                    devices: dict[str, list[str]], busy: dict[str, list[tuple[int, int]]], district: str,
                    start: int, end: int) -> list[IncidentLabel] | None:
-    lamps = [k for k in devices["lighting"] if _district_of_record("lighting", out[by_device[("lighting", k)][0]].record)
-             == district]
+    by_device = times.by_device
+    lamps = [k for k in devices["lighting"] if out[by_device[("lighting", k)][0]].record["district"] == district]
     need = max(DISTRICT_CONFIGS[FAULT_CLUSTER].min_lamps + 1, math.ceil(0.6 * len(lamps)))
+    if len(lamps) < need:
+        return None
     ok = []
     for key in lamps:
-        idx = _window_records(out, by_device[("lighting", key)], start - 20 * MIN_MS, end)
+        idx = times.within("lighting", key, start - 20 * MIN_MS, end)
         during = [i for i in idx if out[i].ts_ms >= start]
         if len(during) >= 2 and _free(busy, key, start, end) and all(out[i].record["status"] != "fault" for i in idx):
             ok.append(key)
@@ -464,31 +480,33 @@ def _fault_cluster(rng: random.Random, out: list[SimEvent], by_device: dict[tupl
     rng.shuffle(ok)
     code = rng.choice(("E04-COMM-LOSS", "E02-DRIVER"))
     for key in ok[:need]:
-        for i in _window_records(out, by_device[("lighting", key)], start, end):
+        for i in times.within("lighting", key, start, end):
             _set(out, i, status="fault", dim_level_pct=0.0, power_w=round(rng.uniform(0.0, 2.0), 2), fault_code=code)
         busy.setdefault(key, []).append((start, end))
     return [IncidentLabel(FAULT_CLUSTER, district, start, end, "lighting")]
 
 
-def _corroborated(rng: random.Random, out: list[SimEvent], by_device: dict[tuple[str, str], list[int]],
+def _corroborated(rng: random.Random, out: list[SimEvent], times: _DeviceTimes,
                   devices: dict[str, list[str]], busy: dict[str, list[tuple[int, int]]], district: str,
                   start: int, end: int) -> list[IncidentLabel] | None:
-    detectors = []
-    for key in devices["traffic"]:
-        idx = by_device[("traffic", key)]
-        if out[idx[0]].record["district"] != district or not _free(busy, key, start, end):
-            continue
-        during = _window_records(out, idx, start, end)
-        if len(during) >= 2 and _eligible("traffic.congestion", [out[i].record for i in during]):
-            detectors.append((key, during))
     trucks = []
     for key in devices["logistics"]:
-        first = _window_records(out, by_device[("logistics", key)], start, start + 10 * MIN_MS)
-        if len(first) >= 3 and _free(busy, key, start, end) and all(
-                out[i].record["status"] == "moving" and _district_of_record("logistics", out[i].record) == district
-                for i in first):
+        first = times.within("logistics", key, start, start + 10 * MIN_MS)
+        if len(first) < 3 or not _free(busy, key, start, end):
+            continue
+        if all(out[i].record["status"] == "moving" for i in first) and all(
+                _district_of_record("logistics", out[i].record) == district for i in first):
             trucks.append((key, first))
-    if not detectors or not trucks:
+    if not trucks:
+        return None
+    detectors = []
+    for key in devices["traffic"]:
+        if out[times.by_device[("traffic", key)][0]].record["district"] != district or not _free(busy, key, start, end):
+            continue
+        during = times.within("traffic", key, start, end)
+        if len(during) >= 2 and _eligible("traffic.congestion", [out[i].record for i in during]):
+            detectors.append((key, during))
+    if not detectors:
         return None
     rng.shuffle(detectors)
     labels = [IncidentLabel(CORROBORATED, district, start, end, "traffic")]
