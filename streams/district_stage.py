@@ -309,8 +309,9 @@ class DistrictStage:
                      kind, chain, self.writer)
             return None
         self._publish(commit)
+        files = [p for p, _ in planned]
         self._write_checkpoint(kind, {"chain": chain, "end_ms": until, "state": state,
-                                      "unsent": [*ckpt.get("unsent", []), *commit["files"]]})
+                                      "unsent": [*ckpt.get("unsent", []), *files]})
         if chain % 100 == 0:
             self._gc_commits(kind, chain)
         if table is not None:
@@ -405,8 +406,8 @@ class StageTicker:
 class DistrictStageFailed(RuntimeError):
     """One or more district kinds failed this run (each with its exception)."""
 
-    def __init__(self, errors: list[tuple[str, BaseException]]):
-        self.errors = errors
+    def __init__(self, errors: Sequence[tuple[str, BaseException]]):
+        self.errors = list(errors)
         super().__init__("; ".join(f"{k}: {type(e).__name__}: {e}" for k, e in errors))
 
 

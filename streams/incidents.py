@@ -46,7 +46,7 @@ import numpy as np
 
 from contracts.districts import DISTRICTS, LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, district_of
 from contracts.windows import WINDOW_DEFAULTS
-from streams.detectors import DEFAULT_CONFIGS, DISTRICT_CONFIGS
+from streams.detectors import DEFAULT_CONFIGS, DISTRICT_CONFIGS, FaultClusterConfig
 from streams.simulator import CityClock, SimEvent
 
 MIN_MS = 60_000
@@ -466,7 +466,7 @@ def _fault_cluster(rng: random.Random, out: list[SimEvent], times: _DeviceTimes,
                    start: int, end: int) -> list[IncidentLabel] | None:
     by_device = times.by_device
     lamps = [k for k in devices["lighting"] if out[by_device[("lighting", k)][0]].record["district"] == district]
-    need = max(DISTRICT_CONFIGS[FAULT_CLUSTER].min_lamps + 1, math.ceil(0.6 * len(lamps)))
+    need = max(FaultClusterConfig().min_lamps + 1, math.ceil(0.6 * len(lamps)))
     if len(lamps) < need:
         return None
     ok = []
