@@ -15,7 +15,7 @@ hash to other partitions); events arriving there later are late for the stage.
 
 Exactly once. Each kind keeps its own log under `_district/<kind>/`, like a partition's sink:
 a run evaluates the windows from its cursor (where the last committed run stopped) up to the
-horizon, stages the alert files, then creates `commits/<chain>.json` only if absent (put-if-
+horizon (at most a day per run), stages the alert files, then creates `commits/<chain>.json` only if absent (put-if-
 absent: of two workers, or a worker and a re-run, exactly one commits each step), publishes
 the files and rewrites `checkpoint.json` (cursor, per-district state, alerts not yet sent).
 The alert files are named by the kind and the event-time range they cover, ids are
@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ KIND_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     FAULT_CLUSTER: ("lighting", ("lighting",)),
     CONGESTION_CORROBORATED: ("cross", ("traffic", "logistics")),
 }
-FIRST_RUN_LOOKBACK_MS = 86_400_000  # a lake's first run scores at most the last day
+MAX_STEP_MS = 86_400_000  # a run evaluates at most a day of windows: a backlog catches up a day per tick
 COMMIT_KEEP = 1000  # commits kept per kind (older ones are garbage once the checkpoint moved)
 NO_PARTITION = -1  # kafka_partition of a district alert: it has no single partition
 
@@ -241,14 +242,28 @@ class DistrictStage:
         ckpt = self.checkpoint(kind)
         until = self.due_until(kind, self.horizon(kind))
         start = ckpt["end_ms"]
-        if start is None:
-            step = self._size_ms("lighting") if kind == FAULT_CLUSTER else 60_000
-            start = ((until - FIRST_RUN_LOOKBACK_MS) // step) * step
+        if start is None:  # a lake's first run starts at its first hour of the kind's input
+            start = self._earliest_ms(kind)
+            if start is None:
+                return None
+        until = min(until, int(start) + MAX_STEP_MS)
         if until <= start:
             return None
         state = dict(ckpt["state"])
         rows = self._detect(kind, int(start), int(until), state)
         return self._land(kind, ckpt, int(start), int(until), rows, state)
+
+    def _earliest_ms(self, kind: str) -> int | None:
+        """Start of the first hour holding the kind's input (lighting windows; traffic alerts)."""
+        table, source = (L.WINDOWS, "lighting") if kind == FAULT_CLUSTER else (L.ANOMALIES, "traffic")
+        dates = sorted(self.lake.list_dirs(f"{table}/source={source}"))
+        for date_dir in dates:
+            hours = sorted(self.lake.list_dirs(date_dir))
+            if hours:
+                date = date_dir.rsplit("date=", 1)[-1]
+                hour = int(hours[0].rsplit("hour=", 1)[-1])
+                return int(datetime.strptime(f"{date} {hour}", "%Y-%m-%d %H").replace(tzinfo=UTC).timestamp() * 1000)
+        return None
 
     def _detect(self, kind: str, start: int, until: int, state: dict[str, Any]) -> pa.Table:
         detector = self.detectors[kind]
