@@ -68,13 +68,14 @@ class StageHeldBack(RuntimeError):
 
 @dataclass(frozen=True)
 class StageRun:
-    """What one run of one kind did: the event-time range it evaluated and the alerts landed
-    (ANOMALIES columns; empty if none, None if nothing was due or another writer committed)."""
+    """What one committed run of one kind did: the event-time range it evaluated and the alerts
+    it landed (ANOMALIES columns; an empty table if none). A run with nothing due, or whose
+    step another writer committed first, returns no StageRun at all."""
 
     kind: str
     start_ms: int
     end_ms: int
-    alerts: pa.Table | None
+    alerts: pa.Table
 
 
 def landed_horizon(lake: L.Lake, source: str, partitions: int,
@@ -412,7 +413,7 @@ class StageTicker:
             self.failures[kind] = 0
             if step is not None:
                 metrics.DISTRICT_DONE.labels(kind).set(step.end_ms / 1000)
-                if step.alerts is not None and step.alerts.num_rows:
+                if step.alerts.num_rows:
                     metrics.ANOMALIES.labels(KIND_SOURCES[kind][0], kind).inc(step.alerts.num_rows)
                 done.append(step)
         return done
