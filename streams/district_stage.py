@@ -186,7 +186,10 @@ class DistrictStage:
         unsent, chain, end = len(ckpt.get("unsent", [])), int(ckpt["chain"]), ckpt["end_ms"]
         while (commit := self.lake.read_json(self._commit_path(kind, chain + 1))) is not None:
             chain, end, unsent = chain + 1, commit["end_ms"], unsent + len(commit["files"])
-        return end, self.due_until(kind, self.horizon(kind)), unsent
+        due = self.due_until(kind, self.horizon(kind))
+        if end is None and self._earliest_ms(kind) is None:
+            return due, due, unsent  # no input at all (e.g. no traffic alert to corroborate): nothing to do
+        return end, due, unsent
 
     def _commit_path(self, kind: str, chain: int) -> str:
         return f"{L.district_stage_dir(kind)}/commits/{chain:020d}.json"
