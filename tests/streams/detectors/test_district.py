@@ -210,3 +210,27 @@ def test_the_simulators_trucks_never_look_slowed_by_a_jam():
     starts = np.arange(windows["window_start"].min(), windows["window_start"].max(), 15 * MIN)
     everywhere = congestion(*[(f"tdet-{i}", d, int(t)) for i, t in enumerate(starts) for d in sorted(set(windows["district"]))])
     assert detect(everywhere, windows) == []
+
+
+def _lamp_windows(n_windows: int, lamps: dict[str, str], faults: dict[tuple[str, int], bool]) -> pd.DataFrame:
+    """Hand-made 15-min lamp windows: `lamps` id -> district, `faults` (id, window) -> in fault."""
+    rows = []
+    for w in range(n_windows):
+        for lamp, district in lamps.items():
+            rows.append({"entity": lamp, "district": district, "window_start": T + w * WINDOW,
+                         "window_end": T + (w + 1) * WINDOW, "fault_count": 3 if faults.get((lamp, w)) else 0})
+    return pd.DataFrame(rows)
+
+
+def test_a_small_city_pools_its_usual_rate_so_two_chance_onsets_do_not_hide_a_cluster():
+    """Four lamps of Walsum fail together while, by chance, 2 of the other 30 lamps fail too
+    (a rate of 0.067 in that window against the usual ~0.02): the pooled rate still finds
+    the cluster; the window's own rest-of-city rate alone (no prior) would not."""
+    lamps = {f"lamp-w{i}": "Walsum" for i in range(4)} | {f"lamp-m{i}": "Mitte" for i in range(30)}
+    faults = {(f"lamp-m{(w * 7) % 30}", w): True for w in range(0, 40, 2)}  # one onset per 30 min elsewhere
+    faults |= {(f"lamp-w{i}", 41): True for i in range(4)} | {("lamp-m3", 41): True, ("lamp-m4", 41): True}
+    windows = _lamp_windows(44, lamps, faults)
+    pooled = FaultClusterConfig().build().detect(windows, 0, {})
+    assert pooled.column("entity").to_pylist() == ["Walsum"]
+    assert pooled.column("window_start").to_pylist() == [T + 41 * WINDOW]
+    assert FaultClusterConfig(prior_lamp_windows=0).build().detect(windows, 0, {}).num_rows == 0
