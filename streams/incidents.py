@@ -19,7 +19,7 @@ docstrings), with margin, and only touches the chosen device in the labelled int
   (so its GPS is still), where one exists;
 - logistics.impossible_jump: one fix moved to the far corner of the city; the label runs from
   the fix before to the fix after (the jump out and back);
-- lighting.fault_cluster: most lamps of one district (at least 80 %, at least 4) go into fault
+- lighting.fault_cluster: most lamps of one district (at least 80 %, at least 5) go into fault
   in the same minute, one minute into a 15-min window, for 45 min, evening; the label's entity
   is the district;
 - cross.congestion_corroborated: up to two detectors of one district jammed as for
@@ -466,7 +466,7 @@ def _fault_cluster(rng: random.Random, out: list[SimEvent], times: _DeviceTimes,
                    start: int, end: int) -> list[IncidentLabel] | None:
     by_device = times.by_device
     lamps = [k for k in devices["lighting"] if out[by_device[("lighting", k)][0]].record["district"] == district]
-    need = max(FaultClusterConfig().min_lamps + 1, math.ceil(0.8 * len(lamps)))
+    need = max(FaultClusterConfig().min_lamps + 2, math.ceil(0.8 * len(lamps)))
     if len(lamps) < need:
         return None
     ok = []
