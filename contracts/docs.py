@@ -102,7 +102,11 @@ def contract_section(contract: Contract) -> list[str]:
         c = windows.column(a.name)
         lines.append(f"| `{a.name}` | {c.type_name} | {fn} | {f'`{a.field}`' if a.field else ''} | "
                      f"{_cell(a.unit or '')} | {_nullable(c)} | {_cell(a.description)} |")
-    if contract.district_field:
+    positioned = not contract.district_field and {"lat", "lon"} <= set(contract.field_names)
+    if positioned:
+        lines += ["", ("Records carry no district: windows and district partials take the district of the fix "
+                       "position (nearest district centre, `contracts.districts.district_of`).")]
+    if contract.district_field or positioned:
         lines += [
             "",
             (f"District partials (`district_windows/source={contract.source}`; one row per partition, district, "

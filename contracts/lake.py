@@ -147,6 +147,18 @@ def commit_path(topic: str, partition: int, first: int) -> str:
     return f"{commit_dir(topic, partition)}/{int(first):020d}.json"
 
 
+DISTRICT_STAGE = "_district"
+
+
+def district_stage_dir(kind: str) -> str:
+    """The district stage's own log for one district kind (streams/district_stage.py):
+    `checkpoint.json`, `commits/<chain>.json` and `staging/`. Apart from `_checkpoints/` and
+    `_commits/`, which hold only topic partitions (accounting and compaction read them)."""
+    if not _TOPIC_RE.match(kind):
+        raise LakePathError(f"unsafe detector kind {kind!r}")
+    return f"{DISTRICT_STAGE}/{kind}"
+
+
 def detector_state_dir(topic: str, partition: int) -> str:
     """Where a partition's detector state is landed: one file per flush that changed it."""
     return f"{STATE}/detectors/{_topic_partition(topic, partition)}"

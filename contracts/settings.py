@@ -197,6 +197,9 @@ class Settings(BaseSettings):
     # kind's own CITYFLOW_DETECTOR_<KIND> {"timezone": ...} wins over it.
     # (CITYFLOW_DETECTORS_TZ, with the S: CITYFLOW_DETECTOR_<KIND> are the per-kind overrides.)
     detectors_tz: str = "Europe/Berlin"
+    # How often the worker that owns partition 0 of a district kind's topic runs the district
+    # stage (lighting.fault_cluster, cross.congestion_corroborated: streams/district_stage.py).
+    district_stage_interval_s: float = Field(10.0, gt=0)
     max_event_age_days: float = Field(7.0, gt=0)
     max_event_future_s: float = Field(300.0, ge=0)
 

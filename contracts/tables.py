@@ -203,7 +203,8 @@ ANOMALIES = LakeTable(
         Column("kind", pa.string(), "Detector kind '<source>.<rule>', e.g. traffic.congestion, "
                "lighting.on_in_daylight, logistics.cold_chain", nullable=False),
         Column("severity", pa.string(), "One of " + ", ".join(SEVERITIES), nullable=False),
-        Column("entity", pa.string(), "Entity the anomaly is about (null for district-wide kinds)"),
+        Column("entity", pa.string(), "Entity the anomaly is about; for district kinds (lighting.fault_cluster, "
+               "cross.congestion_corroborated) the district"),
         Column("district", pa.string(), "District (null when the entity has none)"),
         Column("window_start", TS, "Start of the evidence: the window, run of windows or silence that raised it "
                "(for raw-row kinds the previous fix)", nullable=False),
@@ -211,13 +212,15 @@ ANOMALIES = LakeTable(
                nullable=False),
         Column("detected_at", TS, "Partition watermark (event time) after the batch that raised it, at least "
                "window_end; it depends on how records were batched, so a replay after a crash may give a later "
-               "value than the first run would have", nullable=False),
+               "value than the first run would have. District kinds: the event time up to which every partition "
+               "had landed when the district stage ran", nullable=False),
         Column("value", pa.float64(), "Observed value the rule fired on (per kind: speed, temperature, lux, "
                "minutes; null if the rule has none)"),
         Column("expected", pa.float64(), "Baseline or threshold the value was compared with (null if none)"),
         Column("score", pa.float64(), "Strength of the deviation (rule-specific, e.g. robust z-score, minutes)"),
         Column("evidence", pa.string(), "Human-readable: what was expected and what was seen"),
-        Column("kafka_partition", pa.int32(), "Partition whose windows (or raw rows) raised it", nullable=False),
+        Column("kafka_partition", pa.int32(), "Partition whose windows (or raw rows) raised it; -1 for district kinds "
+               "(the district stage reads every partition)", nullable=False),
         Column("version", pa.int32(), "Version of the window the evidence ends with (0 for silences and raw-row "
                "kinds)", nullable=False),
         Column("emitted_at", TS, "When the worker landed the row (wall clock, UTC)", nullable=False),

@@ -166,3 +166,26 @@ def wait_until_landed(
                 raise WorkerError(f"{w.name} died while landing:\n{w.log_tail()}")
         time.sleep(0.5)
     raise TimeoutError(f"landed {landed} of expected {dict(expected)} after {timeout}s")
+
+
+def wait_for_district_stage(lake_root: str, kinds: Iterable[str], partitions: int, timeout: float = 120,
+                            workers: Iterable[WorkerProcess] = ()) -> None:
+    """Poll until the workers' district stage (streams/district_stage.py) has evaluated, landed
+    and sent every window of `kinds` that every partition has closed. Call it once everything
+    was landed: partitions that landed nothing are taken to be empty (as the worker found)."""
+    from streams.district_stage import DistrictStage, StageHeldBack, unlanded_partitions
+
+    stage = DistrictStage(Lake(lake_root), partitions, tuple(kinds))
+
+    def caught_up() -> bool:
+        stage.empty = set(unlanded_partitions(stage.lake, stage.kinds, partitions))
+        for kind in stage.kinds:
+            try:
+                end, due, unsent = stage.progress(kind)
+            except StageHeldBack:
+                return False
+            if end is None or end < due or unsent:
+                return False
+        return True
+
+    wait_for(caught_up, timeout, f"the district stage ({', '.join(stage.kinds)}) to catch up", workers, interval=0.5)

@@ -28,7 +28,14 @@ import pyarrow.compute as pc
 from contracts.settings import SettingsError
 from contracts.tables import ANOMALIES
 from contracts.windows import WindowGeometry
-from streams.detectors import Detector, DetectorConfig, DetectorState, default_detectors
+from streams.detectors import (
+    DEFAULT_CONFIGS,
+    DISTRICT_CONFIGS,
+    Detector,
+    DetectorConfig,
+    DetectorState,
+    default_detectors,
+)
 from streams.detectors.overrides import detector_configs, env_var
 from streams.detectors.silence import WaitsForClosedWindows
 
@@ -54,7 +61,9 @@ class PartitionAlerts:
         self.partition = partition
         self.geometry = geometry
         all_detectors = default_detectors() if detectors is None else dict(detectors)
-        self.detectors = {name: d for name, d in all_detectors.items() if d.source == source}
+        # district kinds need every partition's rows: the district stage runs them, not a sink
+        self.detectors = {name: d for name, d in all_detectors.items()
+                          if d.source == source and name not in DISTRICT_CONFIGS}
         self.states: dict[str, DetectorState] = {}
         self.changed = False  # state moved since it was last landed or loaded (the sink clears it)
         self.reset()
@@ -189,15 +198,11 @@ def selected_detectors(spec: str = "all", overrides: Mapping[str, Mapping[str, A
     """
     configs = detector_configs(overrides)
     if spec == "all":
-        kinds = list(configs)
+        kinds = [k for k in configs if k not in DISTRICT_CONFIGS]
     elif spec == "none":
         kinds = []
-    else:
-        kinds = [k.strip() for k in spec.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in configs]
-    if unknown:
-        raise SettingsError(f"CITYFLOW_DETECTORS: unknown detector kind(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(configs)}")
+    else:  # the district kinds run in the district stage (selected_district_kinds), not per partition
+        kinds = [k for k in _kinds(spec) if k not in DISTRICT_CONFIGS]
     own_zone = {k for k in kinds if "timezone" in (overrides or {}).get(env_var(k), {})}
     return {k: (configs[k] if k in own_zone else in_time_zone(configs[k], timezone)).build() for k in kinds}
 
@@ -207,6 +212,31 @@ def in_time_zone(config: DetectorConfig, timezone: str | None) -> DetectorConfig
     if timezone is None or not hasattr(config, "timezone"):
         return config
     return replace(config, timezone=timezone)  # type: ignore[type-var]
+
+
+
+def selected_district_kinds(spec: str = "all") -> tuple[str, ...]:
+    """The district kinds (run by the district stage, not per partition) CITYFLOW_DETECTORS
+    names: all of them for 'all', none for 'none'.
+
+        >>> selected_district_kinds("lighting.fault_cluster,wifi.ap_down")
+        ('lighting.fault_cluster',)
+    """
+    if spec == "all":
+        return tuple(DISTRICT_CONFIGS)
+    if spec == "none":
+        return ()
+    return tuple(k for k in _kinds(spec) if k in DISTRICT_CONFIGS)
+
+
+def _kinds(spec: str) -> list[str]:
+    kinds = [k.strip() for k in spec.split(",") if k.strip()]
+    known = [*DEFAULT_CONFIGS, *DISTRICT_CONFIGS]
+    unknown = [k for k in kinds if k not in known]
+    if unknown:
+        raise SettingsError(f"CITYFLOW_DETECTORS: unknown detector kind(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(known)}")
+    return kinds
 
 
 def empty_alerts() -> pa.Table:
@@ -228,4 +258,4 @@ def alert_messages(anomalies: pa.Table) -> list[tuple[bytes, bytes]]:
 
 
 __all__ = ["RAW_KINDS", "STATE_SCHEMA", "PartitionAlerts", "alert_messages", "empty_alerts", "in_time_zone",
-           "selected_detectors"]
+           "selected_detectors", "selected_district_kinds"]

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from contracts.decode import DecodeLimits, Reject, decode_batch
+from contracts.districts import district_of
 from contracts.duplicates import DuplicateIndex
 from contracts.quarantine import QUARANTINE_SCHEMA
 from contracts.rules import DEFAULT_LIMITS, null_meaningless
@@ -104,7 +105,20 @@ def events_frame(contract: Contract, raw: pa.Table) -> pa.Table:
     cols = {"ts": raw.column("ts").cast(pa.int64())}
     cols.update((name, raw.column(name)) for name in contract.field_names if name != "ts")
     cols["entity"] = raw.column(contract.key)
-    cols["district"] = (raw.column(contract.district_field) if contract.district_field
-                        else pa.nulls(raw.num_rows, pa.string()))
+    cols["district"] = record_districts(contract, raw)
     cols["offset"] = raw.column("kafka_offset")
     return pa.table(cols)
+
+
+def record_districts(contract: Contract, raw: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """Each record's district: the contract's district field, or for records with a position
+    but no district (logistics fixes) the district the position lies in
+    (contracts.districts.district_of), so their windows and district partials have one and the
+    district stage can place vehicles; null for neither."""
+    if contract.district_field:
+        return raw.column(contract.district_field)
+    if {"lat", "lon"} <= set(contract.field_names) and raw.num_rows:
+        lat = raw.column("lat").to_numpy(zero_copy_only=False).astype(np.float64)
+        lon = raw.column("lon").to_numpy(zero_copy_only=False).astype(np.float64)
+        return pa.array(district_of(lat, lon), pa.string())
+    return pa.nulls(raw.num_rows, pa.string())

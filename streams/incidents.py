@@ -18,7 +18,14 @@ docstrings), with margin, and only touches the chosen device in the labelled int
 - logistics.stalled: status 'moving' at 0-1 km/h for 50 min, at a time the truck is parked
   (so its GPS is still), where one exists;
 - logistics.impossible_jump: one fix moved to the far corner of the city; the label runs from
-  the fix before to the fix after (the jump out and back).
+  the fix before to the fix after (the jump out and back);
+- lighting.fault_cluster: most lamps of one district (at least 80 %, at least 5) go into fault
+  in the same minute, one minute into a 15-min window, for 45 min, evening; the label's entity
+  is the district;
+- cross.congestion_corroborated: up to two detectors of one district jammed as for
+  traffic.congestion (each also labelled traffic.congestion) and the logistics vehicles driving
+  through that district in the first 10 min crawling at 3-9 km/h (positions untouched), for
+  45 min, daytime; the label's entity is the district.
 
 Incidents are placed one per kind per `1 / rate_per_day` days of the run (after `warmup_s`,
 so detectors with a time-of-day baseline have one), at local hours where the pattern makes
@@ -27,6 +34,7 @@ sense, on different devices of a source where the fleet allows. Needs the whole 
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -34,15 +42,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.districts import LAT_MAX, LAT_MIN, LON_MAX, LON_MIN
-from streams.detectors import DEFAULT_CONFIGS
+import numpy as np
+
+from contracts.districts import DISTRICTS, LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, district_of
+from contracts.windows import WINDOW_DEFAULTS
+from streams.detectors import DEFAULT_CONFIGS, DISTRICT_CONFIGS, FaultClusterConfig
 from streams.simulator import CityClock, SimEvent
 
 MIN_MS = 60_000
 DAY_MS = 86_400_000
 
 # Kinds the issue names that have no detector yet: injecting them would label what nothing finds.
-NOT_YET_DETECTED = ("lighting.fault_cluster", "cross.congestion_corroborated")
+NOT_YET_DETECTED: tuple[str, ...] = ()
+FAULT_CLUSTER, CORROBORATED = "lighting.fault_cluster", "cross.congestion_corroborated"
 
 
 class UnsupportedIncident(ValueError):
@@ -90,6 +102,11 @@ class Pattern:
     source: str
     duration_min: float
     hours: tuple[float, float]
+    also: tuple[str, ...] = ()  # further sources the pattern touches (cross-source kinds)
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.source, *self.also)
 
 
 PATTERNS: dict[str, Pattern] = {
@@ -104,8 +121,14 @@ PATTERNS: dict[str, Pattern] = {
     "logistics.cold_chain": Pattern("logistics", 40, (0.0, 24.0)),
     "logistics.stalled": Pattern("logistics", 50, (0.0, 24.0)),
     "logistics.impossible_jump": Pattern("logistics", 1, (0.0, 24.0)),
+    FAULT_CLUSTER: Pattern("lighting", 45, (19.0, 23.0)),
+    CORROBORATED: Pattern("traffic", 45, (10.0, 15.0), also=("logistics",)),
 }
-SUPPORTED_KINDS: tuple[str, ...] = tuple(k for k in DEFAULT_CONFIGS if k in PATTERNS)
+# Kinds about one device, and kinds about a district (several devices, maybe several sources:
+# they need a fleet with several devices per district, e.g. 4+ lamps of one district).
+DEVICE_KINDS: tuple[str, ...] = tuple(k for k in DEFAULT_CONFIGS if k in PATTERNS)
+DISTRICT_KINDS: tuple[str, ...] = tuple(k for k in DISTRICT_CONFIGS if k in PATTERNS)
+SUPPORTED_KINDS: tuple[str, ...] = DEVICE_KINDS + DISTRICT_KINDS
 
 
 @dataclass(frozen=True)
@@ -286,8 +309,9 @@ def inject(events: Iterable[SimEvent], kinds: Sequence[str], seed: int, rate_per
     dropped: set[int] = set()
     for kind in kinds:
         pattern = PATTERNS[kind]
-        if pattern.source not in devices:
-            raise IncidentPlacementError(f"{kind} needs {pattern.source} readings; add it to --sources")
+        for src in pattern.sources:
+            if src not in devices:
+                raise IncidentPlacementError(f"{kind} needs {src} readings; add it to --sources")
         dur = int(pattern.duration_min * MIN_MS)
         if last_ms - begin < dur + 2 * MIN_MS:
             need = (dur + 2 * MIN_MS + int(warmup_s * 1000)) / MIN_MS
@@ -297,13 +321,18 @@ def inject(events: Iterable[SimEvent], kinds: Sequence[str], seed: int, rate_per
         slot = (last_ms - begin) // n
         rng = random.Random(f"cityflow:{seed}:incidents:{kind}")
         for k in range(n):
-            label = _place(kind, pattern, rng, clock, out, by_device, devices[pattern.source], busy,
-                           begin + k * slot, begin + (k + 1) * slot, dur, dropped)
-            if label is None:
+            lo, hi = begin + k * slot, begin + (k + 1) * slot
+            if kind in DISTRICT_CONFIGS:
+                placed = _place_district(kind, pattern, rng, clock, out, by_device, devices, busy, lo, hi, dur)
+            else:
+                one = _place(kind, pattern, rng, clock, out, by_device, devices[pattern.source], busy, lo, hi,
+                             dur, dropped)
+                placed = [one] if one is not None else None
+            if placed is None:
                 raise IncidentPlacementError(
                     f"no device of {pattern.source} fits {kind} in day slot {k + 1} of {n}; "
                     "run more devices or fewer incidents")
-            labels.append(label)
+            labels.extend(placed)
     if dropped:
         out = [e for i, e in enumerate(out) if i not in dropped]
     labels.sort(key=lambda lb: (lb.start_ms, lb.kind, lb.entity))
@@ -375,6 +404,121 @@ def _jump(out: list[SimEvent], idx_all: list[int], start: int, key: str) -> Inci
     _set(out, i, lat=round(lat, 6), lon=round(lon, 6))
     return IncidentLabel("logistics.impossible_jump", key, out[idx_all[pos - 1]].ts_ms,
                          out[idx_all[pos + 1]].ts_ms + 1, "logistics")
+
+
+def _district_of_record(source: str, record: dict[str, Any]) -> str | None:
+    if "district" in record:
+        return record["district"]
+    if source == "logistics":
+        return str(district_of(np.array([record["lat"]]), np.array([record["lon"]]))[0])
+    return None
+
+
+def _place_district(kind: str, pattern: Pattern, rng: random.Random, clock: CityClock, out: list[SimEvent],
+                    by_device: dict[tuple[str, str], list[int]], devices: dict[str, list[str]],
+                    busy: dict[str, list[tuple[int, int]]], lo: int, hi: int,
+                    dur: int) -> list[IncidentLabel] | None:
+    """Place one district incident: a start at the pattern's hours and a district where enough
+    devices fit; rewrite them; return its labels (the district's, then any per-device ones)."""
+    window_ms = WINDOW_DEFAULTS["lighting"].size_s * 1000
+    times = _DeviceTimes(out, by_device)
+    tries = 0
+    for start in _starts(rng, clock, lo, hi - dur - MIN_MS, pattern.hours):
+        if kind == FAULT_CLUSTER:  # one minute into a lighting window: every onset in the same one
+            start = start - start % window_ms + MIN_MS
+            if start < lo:
+                continue
+        end = start + dur
+        order = list(DISTRICTS)
+        rng.shuffle(order)
+        for district in order:
+            tries += 1
+            if tries > 3000:
+                return None
+            if not _free(busy, f"district:{district}", start, end):
+                continue
+            rewrite = _fault_cluster if kind == FAULT_CLUSTER else _corroborated
+            labels = rewrite(rng, out, times, devices, busy, district, start, end)
+            if labels is not None:
+                busy.setdefault(f"district:{district}", []).append((start, end))
+                return labels
+    return None
+
+
+class _DeviceTimes:
+    """Per device, its events' times (ascending, like its indices), for bisecting intervals."""
+
+    def __init__(self, out: list[SimEvent], by_device: dict[tuple[str, str], list[int]]):
+        self.out, self.by_device = out, by_device
+        self.times: dict[tuple[str, str], list[int]] = {}
+
+    def within(self, source: str, key: str, start: int, end: int) -> list[int]:
+        """Indices of the device's events with start <= ts < end."""
+        dev = (source, key)
+        times = self.times.get(dev)
+        if times is None:
+            times = self.times[dev] = [self.out[i].ts_ms for i in self.by_device[dev]]
+        return self.by_device[dev][bisect.bisect_left(times, start):bisect.bisect_left(times, end)]
+
+
+def _fault_cluster(rng: random.Random, out: list[SimEvent], times: _DeviceTimes,
+                   devices: dict[str, list[str]], busy: dict[str, list[tuple[int, int]]], district: str,
+                   start: int, end: int) -> list[IncidentLabel] | None:
+    by_device = times.by_device
+    lamps = [k for k in devices["lighting"] if out[by_device[("lighting", k)][0]].record["district"] == district]
+    need = max(FaultClusterConfig().min_lamps + 2, math.ceil(0.8 * len(lamps)))
+    if len(lamps) < need:
+        return None
+    ok = []
+    for key in lamps:
+        idx = times.within("lighting", key, start - 20 * MIN_MS, end)
+        during = [i for i in idx if out[i].ts_ms >= start]
+        if len(during) >= 2 and _free(busy, key, start, end) and all(out[i].record["status"] != "fault" for i in idx):
+            ok.append(key)
+    if len(ok) < need:
+        return None
+    rng.shuffle(ok)
+    code = rng.choice(("E04-COMM-LOSS", "E02-DRIVER"))
+    for key in ok[:need]:
+        for i in times.within("lighting", key, start, end):
+            _set(out, i, status="fault", dim_level_pct=0.0, power_w=round(rng.uniform(0.0, 2.0), 2), fault_code=code)
+        busy.setdefault(key, []).append((start, end))
+    return [IncidentLabel(FAULT_CLUSTER, district, start, end, "lighting")]
+
+
+def _corroborated(rng: random.Random, out: list[SimEvent], times: _DeviceTimes,
+                  devices: dict[str, list[str]], busy: dict[str, list[tuple[int, int]]], district: str,
+                  start: int, end: int) -> list[IncidentLabel] | None:
+    trucks = []
+    for key in devices["logistics"]:
+        first = times.within("logistics", key, start, start + 10 * MIN_MS)
+        if len(first) < 3 or not _free(busy, key, start, end):
+            continue
+        if all(out[i].record["status"] == "moving" for i in first) and all(
+                _district_of_record("logistics", out[i].record) == district for i in first):
+            trucks.append((key, first))
+    if not trucks:
+        return None
+    detectors = []
+    for key in devices["traffic"]:
+        if out[times.by_device[("traffic", key)][0]].record["district"] != district or not _free(busy, key, start, end):
+            continue
+        during = times.within("traffic", key, start, end)
+        if len(during) >= 2 and _eligible("traffic.congestion", [out[i].record for i in during]):
+            detectors.append((key, during))
+    if not detectors:
+        return None
+    rng.shuffle(detectors)
+    labels = [IncidentLabel(CORROBORATED, district, start, end, "traffic")]
+    for key, during in detectors[:2]:
+        _congestion(rng, during, out)
+        busy.setdefault(key, []).append((start, end))
+        labels.append(IncidentLabel("traffic.congestion", key, start, end, "traffic"))
+    for key, first in trucks:
+        for i in first:
+            _set(out, i, speed_kmh=round(rng.uniform(3.0, 9.0), 1))
+        busy.setdefault(key, []).append((start, end))
+    return labels
 
 
 def labels_lines(labels: Sequence[IncidentLabel]) -> str:

@@ -51,10 +51,11 @@ from contracts.schema import Contract
 from contracts.settings import Settings
 from contracts.windows import window_geometry
 from streams import metrics
-from streams.alerts import alert_messages, selected_detectors
+from streams.alerts import alert_messages, selected_detectors, selected_district_kinds
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.broker import aiokafka_client_config
-from streams.detectors.overrides import changed_fields
+from streams.detectors.overrides import changed_fields, detector_configs
+from streams.district_stage import StageTicker, unlanded_partitions
 from streams.fetch import install as install_raw_fetch
 from streams.fetch import raise_gc_threshold, raw_value
 from streams.sink import FlushFenced, PartitionSink
@@ -246,6 +247,10 @@ class IngestService(mode.Service):
         self._backlog = BacklogTracker(self.settings.idle_flush_rows)
         self.failure: RecoveryFailed | None = None  # set once recovery gave up; the worker stops
         self.recovery_errors: dict[TopicPartition, str] = {}  # partitions failing recovery now
+        kinds = selected_district_kinds(self.settings.detectors)
+        configs = detector_configs(self.settings.detector_overrides)  # CITYFLOW_DETECTOR_<KIND> for these too
+        self.district = (StageTicker(self.lake, self.settings.partitions, kinds, {k: configs[k] for k in kinds})
+                         if kinds else None)
 
     @property
     def health_problem(self) -> str | None:
@@ -255,6 +260,8 @@ class IngestService(mode.Service):
         if self.recovery_errors:
             return "recovery failing, retrying: " + "; ".join(
                 f"{tp.topic}:{tp.partition} {err}" for tp, err in sorted(self.recovery_errors.items()))
+        if self.district is not None and self.district.problem:
+            return self.district.problem
         return None
 
     def _owner_stopping(self) -> bool:
@@ -319,6 +326,52 @@ class IngestService(mode.Service):
             due = flush_due(self.sinks, s.flush_rows, s.flush_seconds, drained)
             if due:
                 await self.flush(due)
+
+    @mode.Service.task
+    async def _district_stage(self) -> None:
+        """The district kinds (streams/district_stage.py), every district_stage_interval_s, for
+        the kinds whose first topic's partition 0 this worker owns; then their alerts go to the
+        anomalies topic (landed first, like a partition's)."""
+        ticker = self.district
+        if ticker is None:
+            return
+        while not self.should_stop:
+            await self.sleep(self.settings.district_stage_interval_s)
+            kinds = ticker.mine({tp.topic for tp in self.sinks if tp.partition == 0})
+            if not kinds:
+                continue
+            await asyncio.to_thread(ticker.tick, kinds, await self._empty_partitions(kinds))
+            for kind in kinds:
+                await self._send_district_alerts(ticker, kind)
+
+    async def _empty_partitions(self, kinds: list[str]) -> set[tuple[str, int]]:
+        """Of the kinds' partitions with nothing landed, those holding no record (end offset 0;
+        see StageTicker). A failed query counts none as empty: the stage waits, and says so."""
+        unlanded = await asyncio.to_thread(unlanded_partitions, self.lake, kinds, self.settings.partitions)
+        if not unlanded or self.consumer is None:
+            return set()
+        try:
+            ends = await self.consumer.end_offsets([TopicPartition(t, p) for t, p in unlanded])
+        except Exception as exc:  # noqa: BLE001 - the stage then waits for them (logged as held back)
+            log.warning("district stage: end offsets of %d unlanded partition(s) unknown: %s", len(unlanded), exc)
+            return set()
+        return {(tp.topic, tp.partition) for tp, end in ends.items() if end == 0}
+
+    async def _send_district_alerts(self, ticker: StageTicker, kind: str) -> None:
+        if self.producer is None:
+            return
+        try:
+            paths, alerts = await asyncio.to_thread(ticker.stage.unsent, kind)
+            if not paths:
+                return
+            futures = [await self.producer.send(ANOMALY_TOPIC, value=value, key=key)
+                       for key, value in alert_messages(alerts)]
+            await asyncio.gather(*futures)
+            await asyncio.to_thread(ticker.stage.sent, kind, paths)
+        except Exception as exc:  # noqa: BLE001 - landed alerts stay unsent in the stage's checkpoint: retried
+            log.warning("sending district alerts kind=%s failed, retrying next tick: %s", kind, exc)
+            return
+        metrics.ANOMALIES_SENT.labels(kind.split(".", 1)[0]).inc(alerts.num_rows)
 
     def _process(self, tp: TopicPartition, sink: PartitionSink, records) -> None:
         # Skip anything at or below the landed offset (re-delivery after a seek race).

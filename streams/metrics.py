@@ -23,3 +23,5 @@ LAG = Gauge("cityflow_partition_lag_records", "End offset (the consumer's last h
 LAST_LANDED_EVENT = Gauge("cityflow_last_landed_event_timestamp_seconds",
                           "Newest event time landed in the lake, per source (freshness: time() minus this)", ["source"],
                           registry=REGISTRY)
+DISTRICT_DONE = Gauge("cityflow_district_stage_done_seconds", "Event time up to which a district kind has been evaluated over every partition's landed windows", ["kind"], registry=REGISTRY)
+DISTRICT_ERRORS = Counter("cityflow_district_stage_errors_total", "District stage runs that failed (retried on the next tick)", ["kind"], registry=REGISTRY)

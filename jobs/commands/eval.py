@@ -47,7 +47,7 @@ NAB_DISTRICT = "Mitte"
 NAB_VEHICLE_COUNT = 20
 NAB_KIND = "traffic.congestion"
 DEFAULT_OUT = "reports/eval/latest.json"
-WORKER_ENV = {"CITYFLOW_FLUSH_SECONDS": "1", "CITYFLOW_DETECTORS": "all",
+WORKER_ENV = {"CITYFLOW_FLUSH_SECONDS": "1", "CITYFLOW_DETECTORS": "all", "CITYFLOW_DISTRICT_STAGE_INTERVAL_S": "1",
               "CITYFLOW_SESSION_TIMEOUT_S": "6", "CITYFLOW_REBALANCE_TIMEOUT_S": "4",
               "CITYFLOW_HEARTBEAT_INTERVAL_S": "0.5"}
 
@@ -169,7 +169,8 @@ class Pipeline:
         return self
 
     def land(self, sent: dict[str, int], timeout: float) -> None:
-        from jobs.runner import WorkerProcess, wait_until_landed
+        from jobs.runner import WorkerProcess, wait_for_district_stage, wait_until_landed
+        from streams.district_stage import KIND_SOURCES
 
         self.worker = WorkerProcess(self.broker.bootstrap, self.lake, self.dir / "worker.log",
                                     env={**WORKER_ENV, "CITYFLOW_GROUP_ID": f"eval-{self.name}", **self.env},
@@ -183,6 +184,10 @@ class Pipeline:
                 say(f"{self.name}: landed {sum(landed.get(s, 0) for s in sent):,} / {total:,}")
 
         wait_until_landed(self.lake, sent, timeout=timeout, workers=[self.worker], progress=progress)
+        kinds = [k for k, (_, sources) in KIND_SOURCES.items() if all(s in sent for s in sources)]
+        if kinds:
+            say(f"{self.name}: all {total:,} events landed; waiting for the district stage ({', '.join(kinds)})")
+            wait_for_district_stage(self.lake, kinds, self.settings.partitions, timeout, [self.worker])
         say(f"{self.name}: all {total:,} events landed; stopping the worker (final flush)")
         code = self.worker.stop()
         if code != 0:
@@ -269,7 +274,7 @@ def incidents_report(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     from streams.incidents import PATTERNS, parse_kinds
 
     kinds = parse_kinds(args.kinds)
-    sources = sorted({PATTERNS[k].source for k in kinds})
+    sources = sorted({s for k in kinds for s in PATTERNS[k].sources})
     labels, alerts, sent, hours = _simulated_run(args, workdir, "incidents", kinds, sources, True)
     scores = score_incidents(labels, alert_rows(alerts), kinds=kinds)
     out: dict[str, Any] = {

@@ -7,7 +7,9 @@
 
 See `base` for the framework (which rows are scored, incidents, state), each kind's config
 docstring for its rule and defaults, and `nab` for the offline NAB realTraffic scoring.
-Not done yet: lighting.fault_cluster and cross.congestion_corroborated.
+The district kinds (`lighting.fault_cluster`, `cross.congestion_corroborated`, in `district`,
+configs in DISTRICT_CONFIGS) need every partition's rows, so they do not run per partition but
+in the district stage (`streams.district_stage`) over what the partitions have landed.
 """
 
 from streams.detectors.base import (
@@ -18,6 +20,7 @@ from streams.detectors.base import (
     Severity,
     anomaly_id,
 )
+from streams.detectors.district import CorroborationConfig, FaultClusterConfig
 from streams.detectors.lighting import EnergySpikeConfig, OnInDaylightConfig
 from streams.detectors.logistics import ColdChainConfig, ImpossibleJumpConfig, StalledConfig
 from streams.detectors.traffic import CongestionConfig, DropoutConfig, StuckConfig
@@ -39,6 +42,13 @@ DEFAULT_CONFIGS: dict[str, DetectorConfig] = {
 }
 
 
+# The district kinds, run by the district stage (not per partition), by kind name.
+DISTRICT_CONFIGS: dict[str, FaultClusterConfig | CorroborationConfig] = {
+    "lighting.fault_cluster": FaultClusterConfig(),
+    "cross.congestion_corroborated": CorroborationConfig(),
+}
+
+
 def default_detectors() -> dict[str, Detector]:
     """A fresh detector of every kind with default settings."""
     return {name: config.build() for name, config in DEFAULT_CONFIGS.items()}
@@ -47,15 +57,18 @@ def default_detectors() -> dict[str, Detector]:
 __all__ = [
     "ANOMALY_SCHEMA",
     "DEFAULT_CONFIGS",
+    "DISTRICT_CONFIGS",
     "ApDownConfig",
     "AuthBurstConfig",
     "ColdChainConfig",
     "CongestionConfig",
+    "CorroborationConfig",
     "Detector",
     "DetectorConfig",
     "DetectorState",
     "DropoutConfig",
     "EnergySpikeConfig",
+    "FaultClusterConfig",
     "ImpossibleJumpConfig",
     "LatencyConfig",
     "OnInDaylightConfig",

@@ -1,10 +1,7 @@
 """Lighting detectors: a lamp burning in daylight, and its energy off its own curve.
 
-Not done yet: `lighting.fault_cluster` (several lamps of one district failing together). The
-simulator's lamps are in fault about 6 % of the time each, so "N lamps in fault" fires daily;
-the rule needs fault *onsets* per district per window against a binomial baseline, and lamps
-of one district are spread over partitions, so the exact city-wide count is a warehouse query
-(or a merge of per-partition partials), not a per-partition detector.
+`lighting.fault_cluster` (several lamps of one district failing together) needs every lamp of
+a district, spread over partitions: it is in `district.py` and runs in the district stage.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from jobs.evaluation import (
     score_incidents,
 )
 from streams.detectors.nab import f1
-from streams.incidents import PATTERNS, SUPPORTED_KINDS, IncidentLabel, IncidentPlan
+from streams.incidents import DEVICE_KINDS, PATTERNS, IncidentLabel, IncidentPlan
 from streams.simulator import generate
 from tests.support.simulated_city import CITY_RATE, T0_UTC, city_alerts, city_device_hours
 
@@ -72,7 +72,7 @@ DAYS, WARMUP_DAYS, SEED = 5, 2, 11
 @pytest.fixture(scope="module")
 def offline() -> tuple[list[IncidentLabel], list[AlertRow], list[AlertRow], float]:
     labels: list[IncidentLabel] = []
-    plan = IncidentPlan(SUPPORTED_KINDS, 1.0, WARMUP_DAYS * 86_400.0)
+    plan = IncidentPlan(DEVICE_KINDS, 1.0, WARMUP_DAYS * 86_400.0)
     events = list(generate(SEED, CITY_RATE, DAYS * 86_400, 1.0, T0_UTC, incidents=plan, labels_out=labels))
     found = alert_rows(city_alerts(events).to_pylist())
     clean = list(generate(SEED, CITY_RATE, DAYS * 86_400, 1.0, T0_UTC))
@@ -97,8 +97,8 @@ def _consistent(s: KindScore, labels: list[IncidentLabel], alerts: list[AlertRow
 
 def test_offline_evaluation_of_injected_incidents_is_self_consistent(offline):
     labels, found, clean_alerts, device_hours = offline
-    assert len(labels) == len(SUPPORTED_KINDS) * (DAYS - WARMUP_DAYS)
-    scores = score_incidents(labels, found, SUPPORTED_KINDS)
+    assert len(labels) == len(DEVICE_KINDS) * (DAYS - WARMUP_DAYS)
+    scores = score_incidents(labels, found, DEVICE_KINDS)
     for s in scores:
         _consistent(s, labels, found)
     print("\n" + format_table(scores))
@@ -106,7 +106,7 @@ def test_offline_evaluation_of_injected_incidents_is_self_consistent(offline):
     assert total_tp > len(labels) / 2  # the detectors find incidents (not a target: a sanity floor)
 
     # the incident-free run of the same length: every alert is false
-    clean = score_incidents([], clean_alerts, SUPPORTED_KINDS)
+    clean = score_incidents([], clean_alerts, DEVICE_KINDS)
     assert sum(s.fp for s in clean) == len(clean_alerts)
     rate = false_alerts_per_1000_device_hours(len(clean_alerts), device_hours)
     assert rate == pytest.approx(len(clean_alerts) / device_hours * 1000)

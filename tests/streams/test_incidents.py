@@ -15,7 +15,8 @@ from contracts.decode import decode_batch
 from contracts.registry import CONTRACTS
 from jobs.commands import simulate as simulate_command
 from streams.incidents import (
-    NOT_YET_DETECTED,
+    DEVICE_KINDS,
+    DISTRICT_KINDS,
     SUPPORTED_KINDS,
     IncidentLabel,
     IncidentPlacementError,
@@ -39,7 +40,7 @@ def clean() -> list[SimEvent]:
 
 @pytest.fixture(scope="module")
 def injected(clean: list[SimEvent]) -> tuple[list[SimEvent], list[IncidentLabel]]:
-    return inject(clean, SUPPORTED_KINDS, seed=21, warmup_s=WARMUP_S)
+    return inject(clean, DEVICE_KINDS, seed=21, warmup_s=WARMUP_S)
 
 
 def _by_id(events: list[SimEvent]) -> dict[tuple[str, int], SimEvent]:
@@ -47,21 +48,21 @@ def _by_id(events: list[SimEvent]) -> dict[tuple[str, int], SimEvent]:
 
 
 def test_injection_is_deterministic_per_seed(clean, injected):
-    again = inject(clean, SUPPORTED_KINDS, seed=21, warmup_s=WARMUP_S)
+    again = inject(clean, DEVICE_KINDS, seed=21, warmup_s=WARMUP_S)
     assert again == injected
-    _, other_labels = inject(clean, SUPPORTED_KINDS, seed=22, warmup_s=WARMUP_S)
+    _, other_labels = inject(clean, DEVICE_KINDS, seed=22, warmup_s=WARMUP_S)
     assert other_labels != injected[1]
     # the generator's plan reaches the same result
     labels: list[IncidentLabel] = []
     events = list(generate(21, CITY_RATE, DAYS * 86_400, 1.0, T0_UTC,
-                           incidents=IncidentPlan(SUPPORTED_KINDS, 1.0, WARMUP_S), labels_out=labels))
+                           incidents=IncidentPlan(DEVICE_KINDS, 1.0, WARMUP_S), labels_out=labels))
     assert (events, labels) == injected
 
 
 def test_one_incident_per_kind_per_day_after_warmup(clean, injected):
     _, labels = injected
     start = clean[0].ts_ms + WARMUP_S * 1000
-    for kind in SUPPORTED_KINDS:
+    for kind in DEVICE_KINDS:
         mine = [lb for lb in labels if lb.kind == kind]
         assert len(mine) == DAYS - 1, kind
         assert all(lb.start_ms >= start and lb.end_ms > lb.start_ms for lb in mine)
@@ -138,13 +139,11 @@ def test_each_pattern_holds_inside_its_label(injected):
 
 
 def test_kinds_are_parsed_and_unsupported_ones_refused():
-    assert parse_kinds("all") == list(SUPPORTED_KINDS)
+    assert parse_kinds("all") == list(SUPPORTED_KINDS) == [*DEVICE_KINDS, *DISTRICT_KINDS]
+    assert set(DISTRICT_KINDS) == {"lighting.fault_cluster", "cross.congestion_corroborated"}
     assert parse_kinds(" wifi.latency ,traffic.stuck") == ["traffic.stuck", "wifi.latency"]
-    for kind in (*NOT_YET_DETECTED, "traffic.nope"):
-        with pytest.raises(UnsupportedIncident, match="supported kinds: all, traffic.congestion"):
-            parse_kinds(kind)
-    with pytest.raises(UnsupportedIncident, match="no detector yet"):
-        parse_kinds("lighting.fault_cluster")
+    with pytest.raises(UnsupportedIncident, match="supported kinds: all, traffic.congestion"):
+        parse_kinds("traffic.nope")
 
 
 def test_a_run_too_short_for_the_incident_is_refused():
@@ -172,19 +171,36 @@ def _args(*argv: str) -> argparse.Namespace:
 @pytest.mark.parametrize("suffix", [".jsonl", ".json"])
 def test_simulate_dry_run_writes_the_labels(tmp_path, capsys, suffix):
     path = tmp_path / f"labels{suffix}"
-    args = _args("--dry-run", "--incidents", "all", "--labels", str(path), "--seconds", "86400",
+    args = _args("--dry-run", "--incidents", ",".join(DEVICE_KINDS), "--labels", str(path), "--seconds", "86400",
                  "--rate", "0.5", "--seed", "4")
     assert simulate_command.run_simulate(args) == 0
     labels = read_labels(path.read_text())
-    assert sorted(lb.kind for lb in labels) == sorted(SUPPORTED_KINDS)
+    assert sorted(lb.kind for lb in labels) == sorted(DEVICE_KINDS)
     first = json.loads(path.read_text())[0] if suffix == ".json" else json.loads(path.read_text().splitlines()[0])
     assert {"kind", "entity", "start", "end", "source"} <= set(first)
-    assert f"injected {len(SUPPORTED_KINDS)} incidents" in capsys.readouterr().out
+    assert f"injected {len(DEVICE_KINDS)} incidents" in capsys.readouterr().out
 
 
 def test_simulate_refuses_unsupported_kinds_and_labels_without_incidents(capsys):
-    assert simulate_command.run_simulate(_args("--dry-run", "--incidents", "cross.congestion_corroborated")) == 2
+    assert simulate_command.run_simulate(_args("--dry-run", "--incidents", "cross.nope")) == 2
     err = capsys.readouterr().err
-    assert "no detector yet" in err and "traffic.congestion" in err
+    assert "cross.nope" in err and "cross.congestion_corroborated" in err
     assert simulate_command.run_simulate(_args("--dry-run", "--labels", "x.jsonl")) == 2
     assert "--labels needs --incidents" in capsys.readouterr().err
+
+
+def test_a_fault_cluster_changes_only_lamps_of_its_district_inside_its_interval():
+    from tests.support.district_city import lamp_city, lamp_events, monday_start
+
+    noon = monday_start() + timedelta(hours=12)
+    plain = lamp_events(noon, seed=8)
+    events, (label,) = lamp_city(noon, seed=8)
+    assert label.kind == "lighting.fault_cluster" and label.source == "lighting"
+    changed = [(a, b) for a, b in zip(plain, events, strict=True) if a != b]
+    assert len({b.key for _, b in changed}) >= 4
+    for a, b in changed:
+        assert a.record["district"] == label.entity and label.start_ms <= b.ts_ms < label.end_ms
+        assert b.record["status"] == "fault" and a.record["status"] != "fault"
+    now = datetime.fromtimestamp(events[-1].ts_ms / 1000, UTC)
+    values = [orjson.dumps(b.record) for _, b in changed]
+    assert decode_batch(CONTRACTS["lighting"], values, now=now).rejects == []
