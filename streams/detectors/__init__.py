@@ -49,12 +49,17 @@ DISTRICT_CONFIGS: dict[str, FaultClusterConfig | CorroborationConfig] = {
 }
 
 
+# Every kind, per-partition and district: what settings (CITYFLOW_DETECTOR_<KIND>) and the docs cover.
+ALL_CONFIGS: dict[str, DetectorConfig] = {**DEFAULT_CONFIGS, **DISTRICT_CONFIGS}
+
+
 def default_detectors() -> dict[str, Detector]:
     """A fresh detector of every kind with default settings."""
     return {name: config.build() for name, config in DEFAULT_CONFIGS.items()}
 
 
 __all__ = [
+    "ALL_CONFIGS",
     "ANOMALY_SCHEMA",
     "DEFAULT_CONFIGS",
     "DISTRICT_CONFIGS",

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.settings import DETECTOR_ENV_PREFIX, SettingsError
-from streams.detectors import DEFAULT_CONFIGS, DISTRICT_CONFIGS, DetectorConfig
+from streams.detectors import ALL_CONFIGS, DetectorConfig
 
 
 def env_var(kind: str) -> str:
@@ -87,7 +87,7 @@ def detector_configs(overrides: Mapping[str, Mapping[str, Any]] | None = None,
     """Every kind's config, `DEFAULT_CONFIGS` with the `CITYFLOW_DETECTOR_<KIND>` overrides
     (`Settings.detector_overrides`: variable name -> JSON object) applied. A variable naming
     no kind is an error too (a typo must not be ignored silently)."""
-    defaults = {**DEFAULT_CONFIGS, **DISTRICT_CONFIGS} if defaults is None else defaults
+    defaults = ALL_CONFIGS if defaults is None else defaults
     by_var = {env_var(kind): kind for kind in defaults}
     configs = dict(defaults)
     for variable, values in (overrides or {}).items():
@@ -108,7 +108,7 @@ def config_json(config: DetectorConfig) -> dict[str, Any]:
 def changed_fields(configs: Mapping[str, DetectorConfig],
                    defaults: Mapping[str, DetectorConfig] | None = None) -> dict[str, dict[str, Any]]:
     """The fields that differ from the defaults, by kind (for logs and reports)."""
-    defaults = {**DEFAULT_CONFIGS, **DISTRICT_CONFIGS} if defaults is None else defaults
+    defaults = ALL_CONFIGS if defaults is None else defaults
     out: dict[str, dict[str, Any]] = {}
     for kind, config in configs.items():
         diff = {name: getattr(config, name) for name in config_fields(config)

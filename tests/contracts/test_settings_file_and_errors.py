@@ -47,6 +47,7 @@ INVALID: dict[str, tuple[str, str]] = {
     "log_format": ("xml", "'text' or 'json'"),
     "report_tz": ("Mars/Olympus", "IANA"),
     "detectors_tz": ("Berlin", "IANA"),
+    "district_stage_interval_s": ("0", "greater than 0"),
 }
 # Settings for which any value is valid, and why.
 ANY_VALUE = {

@@ -35,7 +35,7 @@ from jobs.evaluation import LEAD_S, alert_rows, score_incidents
 from jobs.runner import WorkerProcess, wait_for, wait_until_landed
 from streams.broker import EmbeddedBroker, city_topics, ensure_topics
 from streams.detectors import DEFAULT_CONFIGS
-from streams.incidents import SUPPORTED_KINDS, IncidentLabel, IncidentPlan
+from streams.incidents import DEVICE_KINDS, IncidentLabel, IncidentPlan
 from streams.simulator import SimEvent, generate, produce
 from tests.support.e2e_checks import FAST_GROUP
 from tests.support.incidents import UNSTABLE, landed_anomalies
@@ -68,7 +68,7 @@ class CityRun:
 
 def city(incidents: bool) -> tuple[list[SimEvent], list[IncidentLabel]]:
     labels: list[IncidentLabel] = []
-    plan = IncidentPlan(SUPPORTED_KINDS, 1.0, WARMUP_DAYS * 86_400.0) if incidents else None
+    plan = IncidentPlan(DEVICE_KINDS, 1.0, WARMUP_DAYS * 86_400.0) if incidents else None
     events = list(generate(SEED, CITY_RATE, DAYS * 86_400, 1.0, T0_UTC, incidents=plan, labels_out=labels))
     return events, labels
 

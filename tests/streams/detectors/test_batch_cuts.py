@@ -26,7 +26,7 @@ from contracts.windows import window_geometry
 from streams.alerts import PartitionAlerts
 from streams.batch import RecordBatch, process_records
 from streams.detectors import DropoutConfig
-from streams.incidents import SUPPORTED_KINDS, IncidentPlan
+from streams.incidents import DEVICE_KINDS, IncidentPlan
 from streams.simulator import generate
 from streams.windows import WindowEngine
 from tests.support.lake_checks import NOW, SPEC, Records
@@ -158,8 +158,8 @@ def hold_back(pairs: list[tuple[bytes, bytes]], seed: int) -> list[tuple[bytes, 
 def city() -> dict[str, list[tuple[bytes, bytes]]]:
     labels: list = []
     events = list(generate(SEED, CITY_RATE, DAYS * 86_400, 1.0, T0_UTC,
-                           incidents=IncidentPlan(SUPPORTED_KINDS, 1.0, WARMUP_DAYS * 86_400.0), labels_out=labels))
-    assert sorted(lb.kind for lb in labels) == sorted(SUPPORTED_KINDS)
+                           incidents=IncidentPlan(DEVICE_KINDS, 1.0, WARMUP_DAYS * 86_400.0), labels_out=labels))
+    assert sorted(lb.kind for lb in labels) == sorted(DEVICE_KINDS)
     out: dict[str, list[tuple[bytes, bytes]]] = {}
     for e in events:
         out.setdefault(e.source, []).append((e.key.encode(), orjson.dumps(e.record)))
@@ -194,7 +194,7 @@ def _check_source(city, source: str, reordered: bool, runs: int) -> None:
     pairs = hold_back(city[source], SEED) if reordered else city[source]
     n = len(pairs)
     reference = city_alerts(pairs, source, list(range(5000, n, 5000)))
-    kinds = {k for k in SUPPORTED_KINDS if k.startswith(source + ".")}
+    kinds = {k for k in DEVICE_KINDS if k.startswith(source + ".")}
     assert kinds <= set(reference.column("kind").to_pylist()), Counter(reference.column("kind").to_pylist())
     rng = random.Random(f"{source}-{reordered}")
     for cuts in ([sorted(rng.sample(range(1, n), 40)), [], sorted(rng.sample(range(1, n), 300))][:runs]):

@@ -15,7 +15,7 @@ import pytest
 from contracts.settings import SettingsError, load_settings
 from jobs.cli import main as cli
 from streams.alerts import selected_detectors
-from streams.detectors import DEFAULT_CONFIGS
+from streams.detectors import ALL_CONFIGS as DEFAULT_CONFIGS  # every kind, district ones too
 from streams.detectors.overrides import config_fields, detector_configs, env_var
 
 FIELDS = [(kind, name, tp) for kind, config in DEFAULT_CONFIGS.items()
@@ -57,7 +57,10 @@ def test_a_valid_override_reaches_the_detector_the_worker_builds(monkeypatch, ki
     assert expected != getattr(DEFAULT_CONFIGS[kind], name)
     monkeypatch.setenv(env_var(kind), json.dumps({name: value}))
     settings = load_settings()
-    detectors = selected_detectors("all", settings.detector_overrides)
+    configs = detector_configs(settings.detector_overrides)  # what the worker and the district stage build
+    detectors = {k: c.build() for k, c in configs.items()}
+    assert {k: d.config for k, d in selected_detectors("all", settings.detector_overrides).items()} == {
+        k: configs[k] for k in selected_detectors("all", settings.detector_overrides)}
     assert getattr(detectors[kind].config, name) == expected
     assert type(getattr(detectors[kind].config, name)) is type(getattr(DEFAULT_CONFIGS[kind], name))
     if name == "severity":

@@ -31,7 +31,7 @@ from streams.detectors import (
 from streams.detectors.base import RunDetector
 from streams.detectors.nab import NAB_TIMEZONE, load_series, window_rows
 from streams.detectors.traffic import TRAVEL_TIME
-from streams.incidents import SUPPORTED_KINDS, IncidentPlan
+from streams.incidents import DEVICE_KINDS, IncidentPlan
 from streams.simulator import generate
 from tests.support import step_reference as ref
 from tests.support.simulated_city import (
@@ -158,7 +158,7 @@ def compare(config, windows: pa.Table, cuts: list[int]) -> int:
 def city() -> dict[str, pa.Table]:
     """Five days of the simulated city with incidents of every kind (one a day each) after a
     two-day warm-up, through the window engine at the worker's window sizes."""
-    plan = IncidentPlan(SUPPORTED_KINDS, 1.0, 2 * 86_400.0)
+    plan = IncidentPlan(DEVICE_KINDS, 1.0, 2 * 86_400.0)
     events = list(generate(13, CITY_RATE, 5 * 86_400, 1.0, T0_UTC, incidents=plan, labels_out=[]))
     return {s: _engine_windows(f, s, WINDOW_DEFAULTS[s].size_s, ["ts", "entity", "district", "offset", *CITY_COLUMNS[s]])
             for s, f in city_frames(events).items()}
