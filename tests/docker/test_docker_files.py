@@ -54,7 +54,7 @@ def test_docker_compose_accepts_the_file(profiles: tuple[str, ...]) -> None:
 def test_every_cityflow_service_runs_a_real_command_with_valid_options() -> None:
     parser = build_parser()
     services = cityflow_services(compose_config())
-    assert {"topics-init", "worker", "simulator"} <= set(services)
+    assert {"topics-init", "worker", "simulator", "scheduler"} <= set(services)
     for name, service in services.items():
         command = service["command"]
         assert isinstance(command, list), f"{name}: use the exec form"
