@@ -33,6 +33,7 @@ test: $(STAMP) test-tools
 	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,spark]'
 	$(BIN)/python -m pytest -m "slow" -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)

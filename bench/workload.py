@@ -162,11 +162,12 @@ class PerEventWindows:
             if a.fn == "count":
                 slot[0] += 1
             elif a.fn == "count_eq":
-                slot[0] += record[a.field] == a.value
+                slot[0] += record.get(a.field) == a.value
             elif a.fn == "p95":
-                slot.append(record[a.field])
+                if record.get(a.field) is not None:  # optional fields (travel_time_s) may be absent
+                    slot.append(record[a.field])
             else:
-                v = record[a.field]
+                v = record.get(a.field)
                 if v is None:
                     continue
                 slot[0] += v
