@@ -53,7 +53,14 @@ class Terminated(BaseException):  # not Exception: no `except Exception` may swa
     """SIGTERM arrived while nothing else handled it (start-up, or a one-shot job)."""
 
 
+_terminated = False
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    # Remembered as well as raised: a signal that lands in an import's weakref callback has its
+    # exception swallowed ("Exception ignored in ..."); the flag still stops the command.
+    global _terminated
+    _terminated = True
     raise Terminated
 
 
@@ -111,6 +118,8 @@ def _main(argv: list[str]) -> int:
         parser.print_help()
         return 2
     try:
+        if _terminated:  # a SIGTERM during start-up whose exception an import swallowed
+            raise Terminated
         check_settings()
         return int(args.func(args) or 0)
     except SettingsError as exc:

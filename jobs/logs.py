@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import socket
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +40,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler on stderr that survives stderr being replaced: tests and embedders swap
+    sys.stderr and close the old one, and a handler holding a closed stream turns every later
+    log line into a "Logging error" traceback; it then moves to the current sys.stderr. (It
+    keeps the stream it was made with otherwise: Faust redirects sys.stderr into logging, and
+    writing there would loop.)"""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self.stream, "closed", False):
+            self.stream = sys.stderr
+        super().emit(record)
+
+
 def logging_dict(log_format: str, level: str) -> dict[str, Any]:
     """A logging.config.dictConfig for `log_format` ('text' or 'json') on stderr: what the CLI
     installs, and what the worker hands to Faust (which otherwise installs its own format)."""
@@ -48,7 +65,7 @@ def logging_dict(log_format: str, level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"cityflow": formatter},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "cityflow", "stream": "ext://sys.stderr"}},
+        "handlers": {"stderr": {"class": "jobs.logs.StderrHandler", "formatter": "cityflow"}},
         "root": {"level": level, "handlers": ["stderr"]},
     }
 

@@ -399,7 +399,8 @@ class IngestService(mode.Service):
     def _landed_gauges(self, tp: TopicPartition, sink: PartitionSink, next_offset: int) -> None:
         """Lag (last high watermark seen minus the next offset to land) and freshness."""
         src = sink.contract.source
-        high = self.consumer.highwater(tp) if self.consumer is not None else None
+        highwater = getattr(self.consumer, "highwater", None)  # the consumer's last fetch told it
+        high = highwater(tp) if highwater is not None else None
         if high is not None:
             metrics.LAG.labels(src, tp.partition).set(max(high - next_offset, 0))
         newest = sink.engine.max_ts / 1000 if sink.engine.watermark is not None else None

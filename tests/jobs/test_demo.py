@@ -101,7 +101,7 @@ def test_the_demo_reports_which_injected_incidents_were_found(demo_run):
     assert demo.returncode == 0, (demo.stdout + demo.stderr)[-3000:]
     out = demo.stdout
     assert "[demo] injecting one labelled incident of each of: " in out
-    section = out.split("Injected incidents (labels: ", 1)[1].split("[demo] done", 1)[0].splitlines()
+    section = out.split("Injected incidents (labels: ", 1)[1].split("\n[demo] ", 1)[0].splitlines()
     rows = [line.split() for line in section[3:] if line and not line.startswith(("-", "kind"))][:-1]
     labels = [json.loads(line) for line in (cwd / ".cityflow" / "demo-incidents.jsonl").read_text().splitlines()]
     assert sorted(lb["kind"] for lb in labels) == sorted(DEMO_KINDS)

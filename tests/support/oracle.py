@@ -24,6 +24,9 @@ def without_meaningless_values(events: pd.DataFrame, source: str) -> pd.DataFram
 def recompute_windows(events: pd.DataFrame, source: str, size_s: int, key: str) -> pd.DataFrame:
     """Per (entity, window_start) aggregates; `events` has ts (epoch ms) and contract fields."""
     df = events.copy()
+    for agg in AGGREGATES[source]:  # an optional field no event carried (travel_time_s) is null throughout
+        if agg.field and agg.field not in df:
+            df[agg.field] = np.nan
     df["window_start"] = (df["ts"] // (size_s * 1000)) * (size_s * 1000)
     out = {}
     g = df.groupby([key, "window_start"])
