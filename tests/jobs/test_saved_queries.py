@@ -3,12 +3,10 @@ csv/json/parquet, and the `data_freshness` view; on real Parquet files and real 
 
 from __future__ import annotations
 
-import argparse
 import io
 import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
@@ -17,7 +15,7 @@ import pytest
 
 from contracts import lake as L
 from jobs.commands import warehouse as cmd
-from tests.support.warehouse_lake import land, raw_table, sql, traffic_row, window_table
+from tests.support.warehouse_lake import land, query_args, raw_table, sql, traffic_row, window_table
 from warehouse.saved import (
     QUERY_DIR,
     SavedQueryError,
@@ -31,17 +29,6 @@ DAY = "2024-03-02"
 ROADS = {"d1": ("A59", "Mitte"), "d2": ("A59", "Mitte"), "d3": ("A40", "Hamborn"),
          "d4": ("Mülheimer Str", "Mitte"), "d5": ("A3", "Süd")}
 
-
-def query_args(**kw: Any) -> argparse.Namespace:
-    args = {"sql": None, "name": None, "param": [], "list": False, "format": None, "out": None}
-    args.update(kw)
-    return argparse.Namespace(**args)
-
-
-@pytest.fixture
-def cli_env(lake: L.Lake, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CITYFLOW_LAKE", lake.root)
-    monkeypatch.setenv("CITYFLOW_WAREHOUSE_DB", str(db_path))
 
 
 def traffic_day(lake: L.Lake, day: str, seed: int) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from jobs.commands import warehouse as cmd
 from tests.support.warehouse_lake import (
     EXPECTED_VIEWS,
     land,
+    query_args,
     raw_table,
     report_lake,
     traffic_row,
@@ -21,20 +22,7 @@ from tests.support.warehouse_lake import (
 from warehouse.db import SQL_DIR
 
 
-# -- CLI commands (called directly) ----------------------------------------------------------
-def query_args(**kw: object) -> argparse.Namespace:
-    """The `cityflow query` arguments, defaults as the parser gives them."""
-    args: dict[str, object] = {"sql": None, "name": None, "param": [], "list": False, "format": None, "out": None}
-    args.update(kw)
-    return argparse.Namespace(**args)
-
-
-@pytest.fixture
-def cli_env(lake: L.Lake, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CITYFLOW_LAKE", lake.root)
-    monkeypatch.setenv("CITYFLOW_WAREHOUSE_DB", str(db_path))
-
-
+# -- CLI commands (called directly; the cli_env fixture is in tests/jobs/conftest.py) ---------
 def test_query_command_bad_sql_exits_1_with_a_one_line_message(
     cli_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,7 @@ written where the sink would put them, and a build-and-query shortcut."""
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -416,3 +417,10 @@ def report_lake(lake: L.Lake) -> None:
         "lateness_s", pa.array([1900.0])
     )
     land(lake, L.LATE_EVENTS, "traffic", late, "ts", first=20)
+
+
+def query_args(**kw: Any) -> argparse.Namespace:
+    """The `cityflow query` arguments, defaults as the parser gives them."""
+    args: dict[str, Any] = {"sql": None, "name": None, "param": [], "list": False, "format": None, "out": None}
+    args.update(kw)
+    return argparse.Namespace(**args)
