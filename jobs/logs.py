@@ -43,7 +43,7 @@ class JsonFormatter(logging.Formatter):
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler on stderr that survives stderr being replaced: tests and embedders swap
     sys.stderr and close the old one, and a handler holding a closed stream turns every later
-    log line into a "Logging error" traceback; it then moves to the current sys.stderr. (It
+    log line into a "Logging error" traceback; it then moves to the process's own stderr. (It
     keeps the stream it was made with otherwise: Faust redirects sys.stderr into logging, and
     writing there would loop.)"""
 
@@ -52,7 +52,7 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(self.stream, "closed", False):
-            self.stream = sys.stderr
+            self.stream = sys.__stderr__  # the process's own stderr, not whatever replaced it
         super().emit(record)
 
 
