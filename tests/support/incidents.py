@@ -15,6 +15,7 @@ import pyarrow as pa
 from contracts import lake as L
 from contracts.decode import DecodeLimits
 from contracts.registry import CONTRACTS
+from contracts.tables import ANOMALIES
 from contracts.windows import window_geometry
 from streams.batch import ProcessedBatch, RecordBatch, process_records
 from streams.simulator import SimEvent, generate
@@ -90,9 +91,8 @@ def landed_anomalies(root: str | L.Lake, with_unstable: bool = False) -> pd.Data
     wall-clock and batching-dependent columns unless `with_unstable`."""
     lake = root if isinstance(root, L.Lake) else L.Lake(str(root))
     files = list(lake.list_files(L.ANOMALIES))
-    if not files:
-        return pd.DataFrame()
-    frame = pa.concat_tables([lake.read_table(f) for f in files], promote_options="permissive").to_pandas()
+    tables = [lake.read_table(f) for f in files] or [ANOMALIES.schema.empty_table()]  # none landed: no rows, same columns
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     frame = frame.drop(columns=[c for c in ("date", "hour") if c in frame.columns])
     if not with_unstable:
         frame = frame.drop(columns=UNSTABLE)
