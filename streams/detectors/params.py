@@ -40,7 +40,7 @@ COMMON_REASONS = {
     "memory_days": "a baseline forgets older windows: a week holds every weekday and weekend hour once, "
                    "and follows slow drift (seasons, roadworks)",
     "warmup_s": "no verdict without a baseline: a bucket scores only after this much of its windows "
-                "(two days of an hour)",
+                "(two days of an hour; a quarter of those windows may be missing)",
     "clear_s": "hot windows this close together are one incident with one alert (stop-and-go is one jam)",
     "max_gap_s": "a run survives a gap this long between windows (a late or missing report), longer ends it",
 }

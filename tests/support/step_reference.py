@@ -167,7 +167,7 @@ def baseline_steps(baseline: Baseline, rows: Rows, state: DetectorState, x_all: 
                    warmup_s: float) -> Iterator[BaselineStep]:
     buckets = baseline.tod.bucket(rows.window_start)
     size_s = (rows.window_end - rows.window_start) / 1000.0
-    min_n = warmup_s / np.maximum(size_s, 1.0)
+    min_n = 0.75 * warmup_s / np.maximum(size_s, 1.0)  # since the warm share (streams/detectors/baseline.py)
     for idx in steps(rows):
         c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
         yield BaselineStep(idx, c, x, stats_one(baseline, state, c, b, min_n[idx]), min_n[idx], size_s[idx])
@@ -198,7 +198,7 @@ class ReferenceCongestion(Congestion):
         alerts = Alerts(self.name, SOURCE, self.severity)
         buckets = self.tod.bucket(rows.window_start)
         size_s = (rows.window_end - rows.window_start) / 1000.0
-        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
+        min_n = 0.75 * cfg.warmup_s / np.maximum(size_s, 1.0)
         baselines = list(self.baselines.values())
         signals = np.stack([rows.columns[s] for s in self.baselines]) if len(rows) else np.empty((3, 0))
         no_vehicles = rows.columns[COUNT] == 0
