@@ -32,6 +32,21 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+# Every lake URI scheme cityflow accepts, with the DuckDB extension that reads it (None: local).
+# Settings validate CITYFLOW_LAKE against it; the warehouse loads the extension it names.
+LAKE_SCHEMES: dict[str, str | None] = {
+    "file": None,
+    "s3": "httpfs", "s3a": "httpfs", "s3n": "httpfs", "gs": "httpfs", "gcs": "httpfs", "r2": "httpfs",
+    "http": "httpfs", "https": "httpfs",
+    "az": "azure", "azure": "azure", "abfs": "azure", "abfss": "azure",
+}
+
+
+def lake_scheme(root: str) -> str:
+    """'file' for a path, else the URI's scheme, lower case."""
+    return root.split("://", 1)[0].lower() if "://" in root else "file"
+
+
 RAW = "raw"
 WINDOWS = "windows"
 DISTRICT_WINDOWS = "district_windows"

@@ -25,6 +25,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from contracts.lake import LAKE_SCHEMES, lake_scheme
 from contracts.windows import WINDOW_DEFAULTS
 
 
@@ -267,10 +268,10 @@ class Settings(BaseSettings):
         v = v.strip()
         if not v:
             raise ValueError("expected a directory or an object-store URI (s3://bucket/lake)")
-        scheme = v.split("://", 1)[0].lower() if "://" in v else "file"
-        known = ("file", "s3", "s3a", "gs", "gcs", "r2", "az", "azure", "abfs", "abfss", "http", "https")
-        if scheme not in known:
-            raise ValueError(f"unknown scheme {scheme!r}; expected a path or one of {', '.join(k + '://' for k in known)}")
+        scheme = lake_scheme(v)
+        if scheme not in LAKE_SCHEMES:
+            raise ValueError(f"unknown scheme {scheme!r}; expected a path or one of "
+                             f"{', '.join(k + '://' for k in LAKE_SCHEMES)}")
         return v
 
     @field_validator("kafka_bootstrap")

@@ -25,9 +25,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import duckdb
 
-_EXTENSIONS = {"s3": "httpfs", "s3a": "httpfs", "s3n": "httpfs", "gs": "httpfs", "gcs": "httpfs", "r2": "httpfs",
-               "http": "httpfs", "https": "httpfs", "az": "azure", "azure": "azure", "abfs": "azure",
-               "abfss": "azure"}
+from contracts.lake import LAKE_SCHEMES, lake_scheme
+
+_EXTENSIONS = {scheme: ext for scheme, ext in LAKE_SCHEMES.items() if ext is not None}
 _FSSPEC_MODULE = {"s3": "s3fs", "s3a": "s3fs", "s3n": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
                   "abfs": "adlfs", "abfss": "adlfs"}
 REMOTE_IO = ("auto", "fsspec", "extension")
@@ -38,7 +38,7 @@ class RemoteLakeError(RuntimeError):
 
 
 def scheme_of(lake_root: str) -> str | None:
-    return lake_root.split("://", 1)[0].lower() if "://" in lake_root else None
+    return lake_scheme(lake_root) if "://" in lake_root else None
 
 
 def duckdb_root(lake_root: str) -> str:
