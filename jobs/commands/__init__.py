@@ -1,0 +1,10 @@
+"""The `cityflow` subcommands, one module each (see jobs/cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def help_when_bare(parser: argparse.ArgumentParser) -> None:
+    """A command group run without its subcommand (`cityflow topics`) prints its help and exits 2."""
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])

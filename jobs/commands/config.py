@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from jobs.commands import help_when_bare
 from jobs.commands.verify import format_rows
 
 
@@ -20,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "An invalid value stops here (exit 2) naming the variable, as it stops every command.")
     show.add_argument("--format", choices=("table", "json"), default="table")
     show.set_defaults(func=run_show)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    help_when_bare(p)
 
 
 def _show(value: object) -> str:

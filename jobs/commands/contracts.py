@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from contracts.registry import CONTRACTS
+from jobs.commands import help_when_bare
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     publish.add_argument("sources", nargs="*", help="sources to publish (default: all)")
     publish.set_defaults(func=run_publish)
 
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    help_when_bare(p)
 
 
 def run_docs(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import sys
 from contracts.registry import CONTRACTS
 from contracts.schema import Reason
 from contracts.settings import load_settings
+from jobs.commands import help_when_bare
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--bootstrap", default=None, help="Kafka host:port (default CITYFLOW_KAFKA_BOOTSTRAP)")
     rp.set_defaults(func=run_replay)
 
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    help_when_bare(p)
 
 
 def _make_filter(args: argparse.Namespace, refs: tuple = ()):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ import argparse
 import sys
 from typing import Any
 
+from jobs.commands import help_when_bare
 from jobs.commands.verify import format_rows
 
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "lag there is approximate.")
     lag.add_argument("--group", default=None, help="consumer group (default: the workers', <CITYFLOW_GROUP_ID>-ingest)")
     lag.set_defaults(func=run_lag)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    help_when_bare(p)
 
 
 def _config(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:

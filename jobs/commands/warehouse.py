@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from contracts.lake import Lake
 from contracts.settings import load_settings
+from jobs.commands import help_when_bare
 from warehouse.db import WarehouseError, build_warehouse, configured_window_sizes, connect
 from warehouse.report import daily_report, format_report, format_table
 from warehouse.saved import SavedQueryError, describe, parse_params, saved_queries, saved_query
@@ -36,7 +37,7 @@ def register(subparsers: Any) -> None:
         "build", help="create or replace all views in CITYFLOW_WAREHOUSE_DB over CITYFLOW_LAKE"
     )
     build.set_defaults(func=run_build)
-    wh.set_defaults(func=lambda args: _usage(wh))
+    help_when_bare(wh)
 
     q = subparsers.add_parser(
         "query", help="run SQL or a named saved query against the warehouse views",
@@ -65,11 +66,6 @@ def register(subparsers: Any) -> None:
         help="UTC day YYYY-MM-DD (default: the latest day with data)",
     )
     r.set_defaults(func=run_report)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _parse_day(text: str) -> date:
