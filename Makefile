@@ -21,13 +21,17 @@ demo: $(STAMP)
 	$(BIN)/cityflow demo
 
 # Tools some tests use from the OS (Debian packages; no engine, no daemon): docker-compose checks
-# docker/compose.yaml. Installed when missing and this is a root shell with apt-get; otherwise
-# the tests that need them say they are skipped and why.
+# docker/compose.yaml, chromium opens the exported HTML report headless. Installed when missing
+# and this is a root shell with apt-get; otherwise the tests that need them say they are skipped
+# and why.
+TEST_TOOLS := docker-compose chromium
 test-tools:
-	@command -v docker-compose >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-		&& { apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null 2>&1; } \
-		|| true; }
-	@command -v docker-compose >/dev/null 2>&1 || echo "note: docker-compose is not installed; its compose check will be skipped"
+	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian packages for tests:$$missing"; \
+		apt-get update -qq >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null 2>&1 || true; \
+	fi; \
+	for t in $(TEST_TOOLS); do command -v $$t >/dev/null 2>&1 || echo "note: $$t is not installed; the tests that need it will be skipped"; done
 
 test: $(STAMP) test-tools
 	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)
