@@ -29,6 +29,8 @@ from streams.detectors.baseline import (
 
 SOURCE = "lighting"
 ON, DIMMED, LUX, ENERGY, FAULT = "on_count", "dimmed_count", "min_ambient_lux", "energy_wh", "fault_count"
+POWER, EVENTS = "avg_power_w", "n_events"
+LIT_POWER = "lit_power_w"  # the energy spike's baseline signal (not a window column)
 
 
 @dataclass(frozen=True)
@@ -66,13 +68,20 @@ class OnInDaylight(RunDetector):
 
 @dataclass(frozen=True)
 class EnergySpikeConfig:
-    """Energy spike: a window's energy at least `z_threshold` spreads and `min_ratio` times
-    above the lamp's own baseline for that hour (weekday/weekend apart: the dimming schedule
-    is by clock), and `min_increase_wh` more. Its own curve, because lamps range from 28 to
-    110 W and dim differently. Defaults: z 6, 1.5x (a driver fault or surge draws well over
-    the rated power; dimming changes are in the baseline), +5 Wh per window (20 W over 15 min,
-    so standby noise of a lamp that is off never counts); memory 7 days; one alert per episode
-    (ends after an hour without a spike).
+    """Energy spike: the lamp's power while lit at least `z_threshold` spreads, `min_ratio`
+    times and `min_increase_w` above its own baseline for that hour (weekday/weekend apart: the
+    dimming schedule is by clock). Its own curve, because lamps range from 28 to 110 W and dim
+    differently. Defaults: z 6, 1.5x (a driver fault or surge draws well over the rated power;
+    dimming changes are in the baseline), +20 W (standby noise never counts); memory 7 days;
+    one alert per episode (ends after an hour without a spike).
+
+    Power while lit, not the window's energy: a window's energy also depends on how much of
+    it the lamp was lit, and the switch-on at dusk moves with the weather and the season. A
+    dusk window lit for 5 of its 15 min one day and for none the days before is an energy
+    step of 10 Wh against a baseline of 0.1 Wh (six false alerts in one eval week), but no
+    change of power. Power while lit is the window's mean power times its reports over its lit
+    (on or dimmed) reports; a window without lit reports has none (off all the time: nothing
+    to judge, nothing learned).
 
     Windows with a fault report are skipped (neither scored nor learned): a lamp in fault draws
     ~0 W, and two such windows in a bucket of six days pulled a 7.1 +- 0.03 Wh baseline to
@@ -80,7 +89,7 @@ class EnergySpikeConfig:
 
     z_threshold: float = 6.0
     min_ratio: float = 1.5
-    min_increase_wh: float = 5.0
+    min_increase_w: float = 20.0
     memory_days: float = 7.0
     warmup_s: float = 7200.0
     clear_s: float = 3600.0
@@ -88,30 +97,36 @@ class EnergySpikeConfig:
     severity: Severity = Severity.WARNING
 
     def __post_init__(self) -> None:
-        if self.z_threshold <= 0 or self.min_ratio < 1 or self.min_increase_wh < 0:
-            raise ValueError("z_threshold > 0, min_ratio >= 1 and min_increase_wh >= 0 are required")
+        if self.z_threshold <= 0 or self.min_ratio < 1 or self.min_increase_w < 0:
+            raise ValueError("z_threshold > 0, min_ratio >= 1 and min_increase_w >= 0 are required")
         check_baseline_settings(self.memory_days, self.warmup_s, self.clear_s, self.timezone)
 
     def build(self) -> EnergySpike:
         return EnergySpike(self)
 
 
+def lit_power(columns: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean power of the window's lit reports (W): NaN without lit reports or with a fault."""
+    lit = np.nan_to_num(columns[ON]) + np.nan_to_num(columns[DIMMED])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        power = columns[POWER] * columns[EVENTS] / lit
+    return np.where((lit > 0) & ~(columns[FAULT] > 0), power, np.nan)
+
+
 class EnergySpike(BaselineDetector):
-    name, source, signal, min_sd = "lighting.energy_spike", SOURCE, ENERGY, 0.5
+    name, source, signal, min_sd = "lighting.energy_spike", SOURCE, LIT_POWER, 0.5
 
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
         cfg = self.config
-        rows = select_rows(windows, SOURCE, state, (ENERGY, FAULT))
-        # a window with a fault report is no sample of the lamp's curve (see the config doc)
-        x_all = np.where(rows.columns[FAULT] > 0, np.nan, rows.columns[ENERGY])
+        rows = select_rows(windows, SOURCE, state, (ENERGY, FAULT, ON, DIMMED, POWER, EVENTS))
+        x = lit_power(rows.columns)
         alerts = Alerts(self.name, SOURCE, self.severity)
-        x = x_all
         hot, st, z = above_baseline(self.learn(state, rows, x), x, cfg.z_threshold, cfg.min_ratio,
-                                    cfg.min_increase_wh, min_sd=0.5)
+                                    cfg.min_increase_w, min_sd=0.5)
         for j in np.flatnonzero(incident_starts(state, rows, hot, cfg.clear_s)).tolist():
             i = hot[j]
             alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
                        x[i], st.mean[j], z[j],
-                       f"energy {x[i]:.1f} Wh vs baseline {st.mean[j]:.1f}±{st.sd[j]:.1f} Wh for "
-                       f"{self.tod.label(int(rows.window_start[i]))}")
+                       f"{x[i]:.1f} W while lit vs baseline {st.mean[j]:.1f}±{st.sd[j]:.1f} W for "
+                       f"{self.tod.label(int(rows.window_start[i]))} ({rows.columns[ENERGY][i]:.1f} Wh in the window)")
         return alerts.table()

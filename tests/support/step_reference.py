@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from streams.detectors.base import Alerts, DetectorState, Rows, RunDetector, select_rows
 from streams.detectors.baseline import BandStats, Baseline, _nan_to_zero, _nanmedian_rows
-from streams.detectors.lighting import ENERGY, FAULT, EnergySpike
+from streams.detectors.lighting import DIMMED, ENERGY, FAULT, ON, POWER, EnergySpike, lit_power
 from streams.detectors.traffic import (
     COUNT,
     N_EVENTS,
@@ -273,18 +273,18 @@ class ReferenceStuck(Stuck):
 class ReferenceEnergySpike(EnergySpike):
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
         cfg = self.config
-        rows = select_rows(windows, self.source, state, (ENERGY, FAULT))
-        x_all = np.where(rows.columns[FAULT] > 0, np.nan, rows.columns[ENERGY])  # i13-quality: faults skipped
+        rows = select_rows(windows, self.source, state, (ENERGY, FAULT, ON, DIMMED, POWER, EVENTS))
+        x_all = lit_power(rows.columns)  # since i13: power while lit, faults skipped
         alerts = Alerts(self.name, self.source, self.severity)
         for step in baseline_steps(self.baseline, rows, state, x_all, cfg.warmup_s):
             idx, x, st = step.idx, step.x, step.stats
-            hot, z = above_baseline(step, cfg.z_threshold, cfg.min_ratio, cfg.min_increase_wh, min_sd=0.5)
+            hot, z = above_baseline(step, cfg.z_threshold, cfg.min_ratio, cfg.min_increase_w, min_sd=0.5)
             for j in np.flatnonzero(incident_starts(state, step.codes, rows.window_start[idx], hot, cfg.clear_s)):
                 i = idx[j]
                 alerts.add(rows.entity[i], rows.district[i], int(rows.window_start[i]), int(rows.window_end[i]),
                            x[j], st.mean[j], z[j],
-                           f"energy {x[j]:.1f} Wh vs baseline {st.mean[j]:.1f}±{st.sd[j]:.1f} Wh for "
-                           f"{self.tod.label(int(rows.window_start[i]))}")
+                           f"{x[j]:.1f} W while lit vs baseline {st.mean[j]:.1f}±{st.sd[j]:.1f} W for "
+                           f"{self.tod.label(int(rows.window_start[i]))} ({rows.columns[ENERGY][i]:.1f} Wh in the window)")
         return alerts.table()
 
 

@@ -68,7 +68,7 @@ CONFIGS = {
                                                                 min_speed_drop=0.05, min_occupancy_rise_pct=0.0)],
     "traffic.stuck": [StuckConfig(), StuckConfig(min_flat_s=60.0, min_windows=2, max_gap_s=3600.0)],
     "lighting.energy_spike": [EnergySpikeConfig(), EnergySpikeConfig(z_threshold=1.0, min_ratio=1.0,
-                                                                     min_increase_wh=0.0, warmup_s=0.0)],
+                                                                     min_increase_w=0.0, warmup_s=0.0)],
     "wifi.auth_burst": [AuthBurstConfig(), AuthBurstConfig(min_failures=1.0, min_ratio=1.0, z_threshold=0.5,
                                                            absolute_failures=15.0, warmup_s=0.0, clear_s=300.0)],
     "wifi.latency": [LatencyConfig(), LatencyConfig(z_threshold=1.0, min_ratio=1.0, min_increase_ms=0.0,
