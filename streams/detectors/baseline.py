@@ -161,7 +161,8 @@ class Learned:
         n_rows = len(rows)
         self.buckets = tod.bucket(rows.window_start)
         self.size_s = (rows.window_end - rows.window_start) / 1000.0
-        self.min_n = warm_samples(warmup_s, self.size_s)
+        self.min_n = warm_samples(warmup_s, self.size_s)  # a verdict from here on
+        self.clip_n = warmup_s / np.maximum(self.size_s, 1.0)  # clipping and typical spread: all of it
         names = [[f"{b.signal}_{part}" for b in baselines] for part in ("mean", "var", "n")]
         self.local = np.repeat(np.arange(len(rows.starts)), rows.counts)  # entity index in the batch
         group = self.local * nb + self.buckets
@@ -182,7 +183,7 @@ class Learned:
                 idx = step_order[lo:hi]  # unique (entity, bucket) pairs
                 c, b = rows.codes[idx], self.buckets[idx]
                 before = np.stack([np.stack([state[name][c, b] for name in part]) for part in names])
-                after = _learn_step(baselines, before, xs[:, idx], self.size_s[idx], self.min_n[idx])
+                after = _learn_step(baselines, before, xs[:, idx], self.size_s[idx], self.clip_n[idx])
                 before_all[:, :, idx] = before
                 self.after[:, :, idx] = after
                 for k, part in enumerate(names):
@@ -219,7 +220,7 @@ class Learned:
             np.where(later[None, None], self.before[:, :, self.by_group[nxt]], untouched))
         n_all = _nan_to_zero(n_raw)
         sd_all = np.sqrt(np.maximum(var_all, 0.0))
-        warm = n_all >= self.min_n[sel][None, :, None]
+        warm = n_all >= self.clip_n[sel][None, :, None]  # the typical spread: of fully warm buckets
         rows, buckets = np.arange(len(sel)), self.buckets[sel]
         mean, sd, n = mean_all[:, rows, buckets], sd_all[:, rows, buckets], n_all[:, rows, buckets]
         relative = self.relative[:, None, None]
@@ -239,7 +240,10 @@ def warm_samples(warmup_s: float, size_s: np.ndarray) -> np.ndarray:
     spans. Not all of them: a window that is skipped (a lamp's fault report, a detector's reboot)
     would otherwise leave a bucket one sample short of warm for another whole day (`warmup_s`
     7200 with 15-min windows is 8 samples, two evenings; a fault in one of them blinded
-    `lighting.energy_spike` on the third)."""
+    `lighting.energy_spike` on the third). What the baseline learns does not change: clipping
+    starts, and a bucket counts towards the sensor's typical spread, after all of `warmup_s`
+    (a spread from three quarters of the samples is noisier, and it raised the floor enough to
+    lose a NAB window)."""
     return WARM_SHARE * warmup_s / np.maximum(size_s, 1.0)
 
 

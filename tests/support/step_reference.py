@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from streams.detectors.base import Alerts, DetectorState, Rows, RunDetector, select_rows
-from streams.detectors.baseline import BandStats, Baseline, _nan_to_zero, _nanmedian_rows
+from streams.detectors.baseline import WARM_SHARE, BandStats, Baseline, _nan_to_zero, _nanmedian_rows
 from streams.detectors.lighting import DIMMED, ENERGY, FAULT, ON, POWER, EnergySpike, lit_power
 from streams.detectors.traffic import (
     COUNT,
@@ -167,10 +167,11 @@ def baseline_steps(baseline: Baseline, rows: Rows, state: DetectorState, x_all: 
                    warmup_s: float) -> Iterator[BaselineStep]:
     buckets = baseline.tod.bucket(rows.window_start)
     size_s = (rows.window_end - rows.window_start) / 1000.0
-    min_n = 0.75 * warmup_s / np.maximum(size_s, 1.0)  # since the warm share (streams/detectors/baseline.py)
+    min_n = warmup_s / np.maximum(size_s, 1.0)
+    verdict_n = WARM_SHARE * min_n  # since the warm share (streams/detectors/baseline.py)
     for idx in steps(rows):
         c, b, x = rows.codes[idx], buckets[idx], x_all[idx]
-        yield BaselineStep(idx, c, x, stats_one(baseline, state, c, b, min_n[idx]), min_n[idx], size_s[idx])
+        yield BaselineStep(idx, c, x, stats_one(baseline, state, c, b, min_n[idx]), verdict_n[idx], size_s[idx])
         update_one(baseline, state, c, b, x, size_s[idx], min_n[idx])
 
 
@@ -198,7 +199,8 @@ class ReferenceCongestion(Congestion):
         alerts = Alerts(self.name, SOURCE, self.severity)
         buckets = self.tod.bucket(rows.window_start)
         size_s = (rows.window_end - rows.window_start) / 1000.0
-        min_n = 0.75 * cfg.warmup_s / np.maximum(size_s, 1.0)
+        min_n = cfg.warmup_s / np.maximum(size_s, 1.0)
+        verdict_n = WARM_SHARE * min_n  # since the warm share (streams/detectors/baseline.py)
         baselines = list(self.baselines.values())
         signals = np.stack([rows.columns[s] for s in self.baselines]) if len(rows) else np.empty((3, 0))
         no_vehicles = rows.columns[COUNT] == 0
@@ -211,7 +213,7 @@ class ReferenceCongestion(Congestion):
             c, b, ws = rows.codes[idx], buckets[idx], rows.window_start[idx]
             xs = signals[:, idx]
             st = stats_of_signals(baselines, state, c, b, min_n[idx])
-            valid = np.isfinite(xs) & np.isfinite(st.mean) & (st.n >= min_n[idx])
+            valid = np.isfinite(xs) & np.isfinite(st.mean) & (st.n >= verdict_n[idx])
             sd = np.maximum(st.sd, np.where(is_time, cfg.sd_floor_rel, cfg.sd_floor_rel * np.abs(st.mean)))
             diff = xs - st.mean
             z = np.where(is_speed, -diff, diff) / np.where(is_occupancy & ~(sd > 0), 1e-9, sd)
