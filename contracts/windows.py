@@ -79,6 +79,14 @@ WINDOW_DEFAULTS: dict[str, WindowGeometry] = {
 }
 
 
+def window_view(source: str) -> str:
+    """The warehouse view of a source's latest windows, named for its default size:
+    'traffic_1m', 'supply_15m' (warehouse/sql/<view>.sql and <view>_history.sql)."""
+    w = WINDOW_DEFAULTS[source]
+    size = f"{w.size_s // 60}m" if w.size_s % 60 == 0 else f"{w.size_s}s"
+    return f"{source}_{size}"
+
+
 def window_variable(source: str) -> str:
     """The environment variable that overrides a source's window geometry."""
     return f"CITYFLOW_WINDOW_{source.upper()}"
