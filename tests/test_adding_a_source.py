@@ -149,7 +149,7 @@ def test_every_source_is_in_every_place_the_guide_names(source: str, place: str)
 
 
 def test_the_guide_names_every_place_checked() -> None:
-    rows = {m.group(1).strip() for m in re.finditer(r"^\| ([a-z ]+) \|", GUIDE, re.M)}
+    rows = {m.group(1).strip() for m in re.finditer(r"^\| ([a-z ]+) \|", GUIDE, re.MULTILINE)}
     for path, (row, _) in PLACES.items():
         assert f"`{path}`" in GUIDE, f"the README's 'Adding a source' table does not name {path}"
         assert row in rows, f"the README's 'Adding a source' table has no row {row!r}"

@@ -4,6 +4,7 @@ as the minimum night flow rising above the point's own earlier nights."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,7 +223,6 @@ class WaterLeak:
         return day[inverse], inside[inverse], n0[inverse].astype(np.float64), n1[inverse].astype(np.float64)
 
     def detect(self, windows: pa.Table, state: DetectorState, raw: pa.Table | None = None) -> pa.Table:
-        cfg = self.config
         rows = select_rows(windows, SOURCE, state, (MIN_WATER_FLOW,))
         alerts = Alerts(self.name, SOURCE, self.severity)
         flow = rows.columns[MIN_WATER_FLOW]
@@ -236,7 +236,7 @@ class WaterLeak:
         # night (few: a point has one night a day), numpy within.
         codes = rows.codes[idx]
         bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True])
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        for a, b in itertools.pairwise(bounds):
             c = int(codes[a])
             for j in range(a, b):
                 ws = rows.window_start[idx[j]]

@@ -37,8 +37,8 @@ from contracts.schema import Reason
 from jobs.runner import WorkerProcess, wait_until_landed
 from streams.broker import EmbeddedBroker, city_topics, ensure_topics
 from streams.simulator import generate, produce
-from warehouse.accounting import partition_accounts
 from tests.support.e2e_checks import source_partitions
+from warehouse.accounting import partition_accounts
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]

@@ -90,7 +90,7 @@ def _nights(mnf: list[float], entity: str = "water-0004") -> pa.Table:
 def test_leak_alerts_once_when_the_night_minimum_rises_and_never_learns_the_leak(cuts):
     mnf = [20.0, 21.0, 19.5, 20.5, 30.0, 31.0, 30.5, 20.2, 20.4, 29.0]
     alerts = detect(WaterLeakConfig(), _nights(mnf), cuts)
-    night = lambda d: DAY0 + d * 86_400_000 + 2 * 3_600_000  # noqa: E731
+    night = lambda d: DAY0 + d * 86_400_000 + 2 * 3_600_000
     assert [(a["window_start"], a["window_end"]) for a in alerts] == [
         (night(4), night(4) + 2 * 3_600_000), (night(9), night(9) + 2 * 3_600_000)]
     assert alerts[0]["observed"] == 30.0 and alerts[0]["expected"] == 20.25  # median of nights 0-3
