@@ -65,7 +65,7 @@ def disable_fsync() -> None:
     os.fsync = lambda fd: None
 
 
-_SOURCE_GROUPS: tuple[tuple[str, ...], ...] = (("traffic",), ("lighting", "wifi", "logistics"))
+_SOURCE_GROUPS: tuple[tuple[str, ...], ...] = (("traffic",), tuple(s for s in CONTRACTS if s != "traffic"))
 
 
 def synthesise_lake(root: Path, events: int, days: int = 30, partitions: int = 4, seed: int = 30) -> dict:

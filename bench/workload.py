@@ -33,7 +33,7 @@ from streams.simulator import SHARE, SOURCES, produce_fast
 SPAN_S = 86_400
 _GEN_SECONDS = 100.0  # the simulator's "wall" seconds; rate = N / this, speedup = span / this
 # Two producer processes: kafka-python is CPU-bound (~20k msg/s each here).
-_PRODUCER_GROUPS: tuple[tuple[str, ...], ...] = (("traffic",), ("lighting", "wifi", "logistics"))
+_PRODUCER_GROUPS: tuple[tuple[str, ...], ...] = (("traffic",), tuple(s for s in SOURCES if s != "traffic"))
 TS = pa.timestamp("ms", tz="UTC")
 
 

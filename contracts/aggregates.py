@@ -388,6 +388,29 @@ AGGREGATES: dict[str, tuple[Aggregate, ...]] = {
         Aggregate("max_cargo_temp_c", "max", "cargo_temp_c", "Max cargo temperature (null if no reefer data)", "°C"),
         Aggregate("avg_eta_minutes", "mean", "eta_minutes", "Mean ETA to next stop", "min"),
     ),
+    # One asset type per entity, so each window fills its type's columns and leaves the rest
+    # null. Delivered quantities use energy_wh (mean rate x window hours, unit-agnostic): kW
+    # gives kWh, m³/h gives m³; district partials sum them per entity.
+    "supply": (
+        Aggregate("n_events", "count", None, "Meter readings in the window"),
+        Aggregate("avg_load_kw", "mean", "load_kw", "Mean feeder load", "kW"),
+        Aggregate("max_load_kw", "max", "load_kw", "Peak feeder load (of the readings)", "kW"),
+        Aggregate("energy_kwh", "energy_wh", "load_kw", "Electric energy delivered: mean load x window length", "kWh"),
+        Aggregate("min_voltage_v", "min", "voltage_v", "Lowest phase voltage", "V"),
+        Aggregate("max_voltage_v", "max", "voltage_v", "Highest phase voltage", "V"),
+        Aggregate("avg_voltage_v", "mean", "voltage_v", "Mean phase voltage", "V"),
+        Aggregate("avg_frequency_hz", "mean", "frequency_hz", "Mean grid frequency", "Hz"),
+        Aggregate("avg_water_flow_m3h", "mean", "water_flow_m3h", "Mean water flow", "m³/h"),
+        Aggregate("min_water_flow_m3h", "min", "water_flow_m3h", "Lowest water flow reading", "m³/h"),
+        Aggregate("water_m3", "energy_wh", "water_flow_m3h", "Water delivered: mean flow x window length", "m³"),
+        Aggregate("avg_pressure_bar", "mean", "pressure_bar", "Mean network pressure", "bar"),
+        Aggregate("min_pressure_bar", "min", "pressure_bar", "Lowest network pressure", "bar"),
+        Aggregate("avg_supply_temp_c", "mean", "supply_temp_c", "Mean heating supply temperature", "°C"),
+        Aggregate("avg_return_temp_c", "mean", "return_temp_c", "Mean heating return temperature", "°C"),
+        Aggregate("max_return_temp_c", "max", "return_temp_c", "Highest heating return temperature", "°C"),
+        Aggregate("avg_heat_flow_m3h", "mean", "heat_flow_m3h", "Mean heating primary flow", "m³/h"),
+        Aggregate("heat_kwh", "energy_wh", "heat_kw", "Heat delivered: mean heat power x window length", "kWh"),
+    ),
 }
 
 

@@ -20,7 +20,7 @@ from contracts.tables import (
     window_metadata_columns,
     window_table,
 )
-from contracts.windows import WINDOW_DEFAULTS
+from contracts.windows import WINDOW_DEFAULTS, window_view
 
 DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "contracts.md"
 
@@ -91,7 +91,7 @@ def contract_section(contract: Contract) -> list[str]:
     windows = window_table(contract.source)
     lines += [
         "",
-        (f"Window aggregates (`windows/source={contract.source}`, view `{_window_view(contract.source)}`; one row "
+        (f"Window aggregates (`windows/source={contract.source}`, view `{window_view(contract.source)}`; one row "
          f"per {contract.entity}, window and version, after the [window columns](#window-tables)):"),
         "",
         "| column | type | function | of | unit | nullable | description |",
@@ -124,12 +124,6 @@ def contract_section(contract: Contract) -> list[str]:
         "",
     ]
     return lines
-
-
-def _window_view(source: str) -> str:
-    w = WINDOW_DEFAULTS[source]
-    size = f"{w.size_s // 60}m" if w.size_s % 60 == 0 else f"{w.size_s}s"
-    return f"{source}_{size}"
 
 
 def _nullable(c: Column) -> str:

@@ -3,10 +3,11 @@
 from contracts.lighting import LIGHTING
 from contracts.logistics import LOGISTICS
 from contracts.schema import Contract
+from contracts.supply import SUPPLY
 from contracts.traffic import TRAFFIC
 from contracts.wifi import WIFI
 
-CONTRACTS: dict[str, Contract] = {c.source: c for c in (TRAFFIC, LIGHTING, WIFI, LOGISTICS)}
+CONTRACTS: dict[str, Contract] = {c.source: c for c in (TRAFFIC, LIGHTING, WIFI, LOGISTICS, SUPPLY)}
 DLQ_TOPIC = "city.dlq.v1"
 ANOMALY_TOPIC = "city.anomalies.v1"
 

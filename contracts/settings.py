@@ -183,6 +183,7 @@ class Settings(BaseSettings):
     window_lighting: dict[str, int | None] | None = None
     window_wifi: dict[str, int | None] | None = None
     window_logistics: dict[str, int | None] | None = None
+    window_supply: dict[str, int | None] | None = None
 
     # Contracts
     # Anomaly detectors the worker runs (streams/detectors): all, none, or a comma-separated
@@ -305,7 +306,7 @@ class Settings(BaseSettings):
             raise ValueError("expected an IANA time zone such as UTC or Europe/Berlin") from None
         return v.strip()
 
-    @field_validator("window_traffic", "window_lighting", "window_wifi", "window_logistics")
+    @field_validator(*(f"window_{source}" for source in WINDOW_DEFAULTS))
     @classmethod
     def _window_override(cls, v: dict[str, int | None] | None, info: ValidationInfo) -> dict[str, int | None] | None:
         """The override must make a valid WindowGeometry for its source, so every command stops

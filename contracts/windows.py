@@ -72,7 +72,19 @@ WINDOW_DEFAULTS: dict[str, WindowGeometry] = {
     # Vehicle APs buffer in tunnels for up to ~20 min: their late stats become corrections.
     "wifi": WindowGeometry(size_s=300, allowed_lateness_s=60, grace_s=1800),
     "logistics": WindowGeometry(size_s=300, allowed_lateness_s=60, grace_s=1800),
+    # Meters report every minute; 15 min is the metering grid of German load profiles (RLM) and
+    # of water/heat telemetry, so windows line up with the utility's billing intervals. Remote
+    # stations buffer over a lost GPRS link: 30 min grace.
+    "supply": WindowGeometry(size_s=900, allowed_lateness_s=60, grace_s=1800),
 }
+
+
+def window_view(source: str) -> str:
+    """The warehouse view of a source's latest windows, named for its default size:
+    'traffic_1m', 'supply_15m' (warehouse/sql/<view>.sql and <view>_history.sql)."""
+    w = WINDOW_DEFAULTS[source]
+    size = f"{w.size_s // 60}m" if w.size_s % 60 == 0 else f"{w.size_s}s"
+    return f"{source}_{size}"
 
 
 def window_variable(source: str) -> str:

@@ -28,7 +28,8 @@ from jobs.periods import Period
 from warehouse.figures import SECTIONS, Figure
 
 CHART_MAX_BARS = 25
-SECTION_TITLES = {"wifi": "Wi-Fi", "logistics": "Logistics (port fleet)"}
+SECTION_TITLES = {"wifi": "Wi-Fi", "logistics": "Logistics (port fleet)",
+                  "supply": "Supply networks (power, water, district heating)"}
 # The page loads nothing: a browser blocks (and reports) any script, font, image or stylesheet
 # from anywhere, should one ever slip into the page.
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -252,7 +252,7 @@ def free_port() -> int:
 
 
 def city_topics(partitions: int) -> dict[str, int]:
-    """Every topic cityflow uses, with its partition count: the four sources, DLQ, anomalies."""
+    """Every topic cityflow uses, with its partition count: one per source contract, DLQ, anomalies."""
     topics = {c.topic: partitions for c in CONTRACTS.values()}
     topics[DLQ_TOPIC] = partitions
     topics[ANOMALY_TOPIC] = partitions

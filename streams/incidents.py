@@ -27,6 +27,17 @@ docstrings), with margin, and only touches the chosen device in the labelled int
   through that district in the first 10 min crawling at 3-9 km/h (positions untouched), for
   45 min, daytime; the label's entity is the district.
 
+- supply.power_outage: a feeder dead (0 kW, 0 V, no frequency) for 40 min;
+- supply.pressure_drop: a water point's pressure 0.8-1.6 bar for 45 min;
+- supply.heat_return_high: a heating substation's return 6-12 K under its supply (poor
+  cooling; the flow rises to carry the same heat) for 60 min;
+- supply.water_leak: a water point's flow + max(4 m³/h, 40-70 % of its lowest flow in the
+  interval) for 4 h from 00:30-01:30 local, so it spans the night's 02-04 h minimum and the
+  report after it, when the night is judged (the leak rule judges nights, so a leak that
+  began in the afternoon would be found after the same night, hours later; starting it
+  just before the night keeps it inside a run's day slot and makes the time to detect the
+  rule's own delay);
+
 Incidents are placed one per kind per `1 / rate_per_day` days of the run (after `warmup_s`,
 so detectors with a time-of-day baseline have one), at local hours where the pattern makes
 sense, on different devices of a source where the fleet allows. Needs the whole run in memory.
@@ -123,6 +134,10 @@ PATTERNS: dict[str, Pattern] = {
     "logistics.impossible_jump": Pattern("logistics", 1, (0.0, 24.0)),
     FAULT_CLUSTER: Pattern("lighting", 45, (19.0, 23.0)),
     CORROBORATED: Pattern("traffic", 45, (10.0, 15.0), also=("logistics",)),
+    "supply.power_outage": Pattern("supply", 40, (0.0, 24.0)),
+    "supply.pressure_drop": Pattern("supply", 45, (0.0, 24.0)),
+    "supply.heat_return_high": Pattern("supply", 60, (0.0, 24.0)),
+    "supply.water_leak": Pattern("supply", 240, (0.5, 1.5)),
 }
 # Kinds about one device, and kinds about a district (several devices, maybe several sources:
 # they need a fleet with several devices per district, e.g. 4+ lamps of one district).
@@ -244,6 +259,34 @@ def _far_corner(lat: float, lon: float) -> tuple[float, float]:
             LON_MIN + 0.01 if lon > (LON_MIN + LON_MAX) / 2 else LON_MAX - 0.01)
 
 
+def _power_outage(rng: random.Random, idx: list[int], events: list[SimEvent]) -> None:
+    for i in idx:
+        _set(events, i, load_kw=0.0, voltage_v=0.0, frequency_hz=None)
+
+
+def _pressure_drop(rng: random.Random, idx: list[int], events: list[SimEvent]) -> None:
+    level = rng.uniform(0.9, 1.5)
+    for i in idx:
+        _set(events, i, pressure_bar=round(max(0.0, level + rng.gauss(0, 0.1)), 2))
+
+
+def _heat_return_high(rng: random.Random, idx: list[int], events: list[SimEvent]) -> None:
+    spread = rng.uniform(6.0, 12.0)
+    for i in idx:
+        r = events[i].record
+        dt = max(2.0, spread + rng.gauss(0, 0.5))
+        _set(events, i, return_temp_c=round(r["supply_temp_c"] - dt, 1),
+             heat_flow_m3h=round(min(500.0, r["heat_kw"] / (1.163 * dt)), 3))
+
+
+def _water_leak(rng: random.Random, idx: list[int], events: list[SimEvent]) -> None:
+    lowest = min(events[i].record["water_flow_m3h"] for i in idx)
+    extra = max(4.0, lowest * rng.uniform(0.4, 0.7))
+    for i in idx:
+        r = events[i].record
+        _set(events, i, water_flow_m3h=round(min(5000.0, r["water_flow_m3h"] + extra * rng.gauss(1.0, 0.02)), 2))
+
+
 REWRITES: dict[str, Rewrite] = {
     "traffic.congestion": _congestion,
     "traffic.stuck": _stuck,
@@ -254,7 +297,14 @@ REWRITES: dict[str, Rewrite] = {
     "wifi.latency": _latency,
     "logistics.cold_chain": _cold_chain,
     "logistics.stalled": _stalled,
+    "supply.power_outage": _power_outage,
+    "supply.pressure_drop": _pressure_drop,
+    "supply.heat_return_high": _heat_return_high,
+    "supply.water_leak": _water_leak,
 }
+# The asset type each supply kind needs (a feeder has no pressure to drop).
+SUPPLY_ASSET = {"supply.power_outage": "feeder", "supply.pressure_drop": "water",
+                "supply.heat_return_high": "heat", "supply.water_leak": "water"}
 
 
 def _eligible(kind: str, records: list[dict[str, Any]]) -> bool:
@@ -270,6 +320,8 @@ def _eligible(kind: str, records: list[dict[str, Any]]) -> bool:
         return all(r["cargo_temp_c"] is not None for r in records)
     if kind == "logistics.stalled":
         return all(r["status"] != "moving" for r in records)
+    if kind in SUPPLY_ASSET:
+        return all(r["asset_type"] == SUPPLY_ASSET[kind] for r in records)
     if kind.startswith("wifi."):
         return all(r["status"] != "down" for r in records)
     if kind in ("traffic.congestion", "traffic.stuck"):

@@ -1,6 +1,6 @@
 """A deterministic Duisburg simulator: `generate` yields contract-valid readings of traffic
-detectors, street lamps, Wi-Fi access points and port trucks (pure, seeded); `produce*` send
-them to Kafka with kafka-python."""
+detectors, street lamps, Wi-Fi access points, port trucks and the utility's supply meters
+(pure, seeded); `produce*` send them to Kafka with kafka-python."""
 
 from __future__ import annotations
 
@@ -28,13 +28,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SOURCES: tuple[str, ...] = ("traffic", "lighting", "wifi", "logistics")
+SOURCES: tuple[str, ...] = tuple(CONTRACTS)
 # Share of all events per source (normalised over the sources asked for): traffic the most.
-SHARE = {"traffic": 0.45, "lighting": 0.25, "wifi": 0.18, "logistics": 0.12}
+# Supply is small on purpose: a city has few hundred metered network assets against tens of
+# thousands of lamps and detectors, and every e2e test runs the default mix.
+SHARE = {"traffic": 0.45, "lighting": 0.25, "wifi": 0.18, "logistics": 0.12, "supply": 0.04}
+# Sources added after the first four come on top of the rate instead of taking their share out
+# of the others: a seeded run of the first four (the demo's incidents, eval's tables, every
+# test's fleet) stays the same event for event when a source is added. Asked for alone, such a
+# source gets the whole rate, like any other.
+ADDED_SOURCES = frozenset({"supply"})
 # How often a device reports, in seconds of city time, when the fleet is not clamped.
-NOMINAL_INTERVAL_S = {"traffic": 60.0, "lighting": 60.0, "wifi": 30.0, "logistics": 20.0}
-MIN_DEVICES = {"traffic": 7, "lighting": 7, "wifi": 5, "logistics": 3}
-MAX_DEVICES = {"traffic": 20_000, "lighting": 50_000, "wifi": 5_000, "logistics": 3_000}
+NOMINAL_INTERVAL_S = {"traffic": 60.0, "lighting": 60.0, "wifi": 30.0, "logistics": 20.0, "supply": 60.0}
+# Supply: one feeder, water point and heating substation per district at least.
+MIN_DEVICES = {"traffic": 7, "lighting": 7, "wifi": 5, "logistics": 3, "supply": 21}
+MAX_DEVICES = {"traffic": 20_000, "lighting": 50_000, "wifi": 5_000, "logistics": 3_000, "supply": 5_000}
 
 TZ = ZoneInfo("Europe/Berlin")
 LAT, LON = 51.43, 6.76  # Duisburg, for the sun
@@ -71,7 +79,8 @@ def plan_fleets(
     rate: float, seconds: float, speedup: float = 1.0, sources: Sequence[str] = SOURCES
 ) -> list[FleetPlan]:
     """Split rate*seconds events over `sources` and size each fleet so a device reports about
-    every NOMINAL_INTERVAL_S of city time (clamped to MIN/MAX_DEVICES).
+    every NOMINAL_INTERVAL_S of city time (clamped to MIN/MAX_DEVICES). Sources in ADDED_SOURCES
+    come on top (rate*seconds*SHARE more events) unless they are all that was asked for.
 
         >>> [(p.source, p.devices, p.events) for p in plan_fleets(100, 60, sources=["wifi"])]
         [('wifi', 3000, 6000)]
@@ -82,7 +91,7 @@ def plan_fleets(
     if unknown or not sources:
         raise ValueError(f"unknown sources {unknown}; choose from {list(SOURCES)}")
     chosen = [s for s in SOURCES if s in sources]
-    total_share = sum(SHARE[s] for s in chosen)
+    total_share = sum(SHARE[s] for s in chosen if s not in ADDED_SOURCES) or sum(SHARE[s] for s in chosen)
     plans = []
     for s in chosen:
         share = SHARE[s] / total_share
@@ -601,7 +610,117 @@ class Truck:
         }
 
 
-Device = TrafficDetector | StreetLamp | WifiAccessPoint | Truck
+# Supply networks: load, water use and heat follow the city's day. Relative feeder load by
+# local hour (residential and commercial mix): a night trough, a morning shoulder and the
+# evening peak at 18-20 h that German distribution networks see.
+FEEDER_LOAD = (0.42, 0.38, 0.36, 0.35, 0.36, 0.42, 0.55, 0.68, 0.74, 0.75, 0.76, 0.78,
+               0.80, 0.78, 0.76, 0.76, 0.80, 0.88, 0.98, 1.00, 0.95, 0.82, 0.65, 0.50)
+# Relative water demand by local hour: the minimum night flow at 02-04 h (mostly leakage and
+# a few night users), the morning peak at 7 h and a smaller evening one.
+WATER_DEMAND = (0.34, 0.29, 0.26, 0.25, 0.26, 0.36, 0.70, 1.00, 0.92, 0.78, 0.70, 0.68,
+                0.70, 0.66, 0.60, 0.58, 0.62, 0.72, 0.82, 0.85, 0.76, 0.62, 0.50, 0.40)
+# Domestic hot water on top of space heating, by local hour (showers in the morning/evening).
+HOT_WATER = (0.2, 0.1, 0.1, 0.1, 0.2, 0.6, 1.0, 1.0, 0.7, 0.5, 0.4, 0.4,
+             0.5, 0.4, 0.3, 0.3, 0.4, 0.6, 0.9, 1.0, 0.8, 0.6, 0.4, 0.3)
+WATER_KG_PER_M3_K = 1.163  # kWh of heat per m³ of water per kelvin
+
+
+class Weather:
+    """Outdoor temperature in Duisburg: the season (mean 10.5 °C, coldest mid-January, +/- 7.5
+    K), a seeded day-to-day swing of +/- 4 K, and the day's cycle (coldest at 6 h, warmest at
+    15 h, +/- 3.5 K). Drives the heating substations."""
+
+    def __init__(self, seed: int) -> None:
+        self._seed = seed
+        self._days: dict[int, float] = {}
+
+    def outdoor_c(self, clock: CityClock, ts_ms: int) -> float:
+        day = ts_ms // 86_400_000
+        swing = self._days.get(day)
+        if swing is None:
+            swing = self._days[day] = random.Random(f"cityflow:{self._seed}:weather:{day}").uniform(-4.0, 4.0)
+        doy = (ts_ms / 86_400_000 + 0.5) % 365.2422
+        season = 10.5 - 7.5 * math.cos(2 * math.pi * (doy - 15) / 365.2422)
+        hour, _ = clock.local(ts_ms)
+        if 6.0 <= hour < 15.0:  # warming from the 6 h minimum to the 15 h maximum
+            daily = -3.5 * math.cos(math.pi * (hour - 6.0) / 9.0)
+        else:  # cooling through the evening and night
+            daily = 3.5 * math.cos(math.pi * ((hour - 15.0) % 24) / 15.0)
+        return season + swing + daily
+
+
+class SupplyAsset:
+    """A metered asset of the utility, one of three types (by index: every district gets a
+    feeder, a water point and a heating substation before the rest follow the mix):
+
+    - feeder: the 0.4 kV side of a secondary substation; load follows FEEDER_LOAD (lower at
+      weekends), voltage sags with load around 230 V, frequency jitters around 50 Hz;
+    - water: a district meter area's inflow point; flow follows WATER_DEMAND with its minimum
+      at night, pressure loses head with the square of flow;
+    - heat: a district-heating house substation; heat follows the heating degrees of the
+      outdoor temperature (Weather) plus hot water, the supply temperature slides from 75 °C
+      (mild) to 110 °C (-10 °C outside), the return stays at 35-48 °C, flow = heat / (1.163 x dT).
+    """
+
+    MIX = (("feeder", 0.5), ("water", 0.2), ("heat", 0.3))
+
+    def __init__(self, rng: random.Random, index: int, weather: Weather) -> None:
+        n_districts = len(DISTRICTS)
+        if index < 3 * n_districts:
+            self.type = ("feeder", "water", "heat")[index // n_districts]
+            self.district = DISTRICTS[index % n_districts]
+        else:
+            self.type = rng.choices([t for t, _ in self.MIX], weights=[w for _, w in self.MIX])[0]
+            self.district = _district(rng, index)
+        self.id = f"{self.type}-{index + 1:04d}"
+        self.weather = weather
+        self.peak_kw = rng.uniform(150.0, 450.0)
+        self.peak_m3h = rng.uniform(40.0, 220.0)
+        self.base_bar = rng.uniform(4.0, 5.5)
+        self.design_kw = rng.uniform(80.0, 600.0)
+        self.night_factor: dict[int, float] = {}
+        self._rng_seed = rng.random()
+
+    def _night(self, ts_ms: int) -> float:
+        """A per-day factor of the water demand (+/- 5 %): nights differ a little."""
+        day = ts_ms // 86_400_000
+        f = self.night_factor.get(day)
+        if f is None:
+            f = self.night_factor[day] = random.Random(f"{self._rng_seed}:{day}").uniform(0.95, 1.05)
+        return f
+
+    def read(self, rng: random.Random, clock: CityClock, ts_ms: int, iso: str) -> dict[str, Any]:
+        hour, weekday = clock.local(ts_ms)
+        record: dict[str, Any] = {"asset_id": self.id, "ts": iso, "district": self.district,
+                                  "asset_type": self.type, "load_kw": None, "voltage_v": None,
+                                  "frequency_hz": None, "water_flow_m3h": None, "pressure_bar": None,
+                                  "supply_temp_c": None, "return_temp_c": None, "heat_flow_m3h": None,
+                                  "heat_kw": None}
+        if self.type == "feeder":
+            share = _profile(FEEDER_LOAD, hour) * (0.9 if weekday >= 5 else 1.0)
+            load = max(5.0, self.peak_kw * share * rng.gauss(1.0, 0.04))
+            record.update(load_kw=round(load, 1),
+                          voltage_v=round(236.0 - 8.0 * load / self.peak_kw + rng.gauss(0, 0.8), 1),
+                          frequency_hz=round(min(50.2, max(49.8, rng.gauss(50.0, 0.02))), 3))
+        elif self.type == "water":
+            share = _profile(WATER_DEMAND, hour) * self._night(ts_ms)
+            flow = max(0.5, self.peak_m3h * share * rng.gauss(1.0, 0.02))
+            pressure = self.base_bar - 0.8 * (flow / self.peak_m3h) ** 2 + rng.gauss(0, 0.04)
+            record.update(water_flow_m3h=round(flow, 2), pressure_bar=round(max(0.0, pressure), 2))
+        else:
+            outdoor = self.weather.outdoor_c(clock, ts_ms)
+            degrees = max(0.0, 18.0 - outdoor)
+            heat = self.design_kw * (degrees / 28.0 + 0.12 * _profile(HOT_WATER, hour)) * rng.gauss(1.0, 0.03)
+            heat = max(2.0, heat)
+            supply = 75.0 + 35.0 * min(1.0, max(0.0, (15.0 - outdoor) / 25.0)) + rng.gauss(0, 0.5)
+            ret = 35.0 + 0.3 * (supply - 75.0) + rng.gauss(0, 0.8)
+            flow = heat / (WATER_KG_PER_M3_K * (supply - ret))
+            record.update(supply_temp_c=round(supply, 1), return_temp_c=round(ret, 1),
+                          heat_flow_m3h=round(min(500.0, flow), 3), heat_kw=round(heat, 1))
+        return record
+
+
+Device = TrafficDetector | StreetLamp | WifiAccessPoint | Truck | SupplyAsset
 
 
 def _build_fleet(
@@ -613,6 +732,9 @@ def _build_fleet(
         return [StreetLamp(rng, i) for i in range(n)]
     if source == "logistics":
         return [Truck(rng, i, start_s) for i in range(n)]
+    if source == "supply":
+        weather = Weather(int(rng.random() * 2**31))
+        return [SupplyAsset(rng, i, weather) for i in range(n)]
     fleet: list[Device] = []
     for site, count in _site_counts(n).items():
         for number in range(1, count + 1):

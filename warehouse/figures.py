@@ -31,13 +31,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from contracts.registry import CONTRACTS
 from warehouse.saved import SavedQuery, SavedQueryError, parse_query
 
 FIGURE_DIR = Path(__file__).with_name("figures")
 PERIOD_PARAMS = ("start", "end")
 CHART_KINDS = ("bar", "barh")
 # The report's sections, in report order; each figure names its own (`-- section:`).
-SECTIONS = ("traffic", "lighting", "wifi", "logistics", "anomalies", "data quality")
+SECTIONS = (*CONTRACTS, "anomalies", "data quality")
 
 _COLUMN_LINE = re.compile(r"--\s*column:\s*(?P<name>[a-z_][a-z0-9_]*)\s*(?:\[(?P<unit>[^\]]+)\])?\s*:\s*(?P<doc>.+)$")
 _CHART_LINE = re.compile(r"--\s*chart:\s*(?P<kind>[a-z]+)\s+x=(?P<x>[a-z_][a-z0-9_]*)\s+y=(?P<y>[a-z_][a-z0-9_]*)\s*$")

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "simulate",
-        help="send simulated traffic, lighting, Wi-Fi and logistics readings to Kafka",
+        help="send simulated traffic, lighting, Wi-Fi, logistics and supply readings to Kafka",
         description="Generate deterministic city readings (same --seed, same events) and send "
         "them to the city.<source>.v1 topics. Paced at --rate events per second unless --fast.",
     )

@@ -23,6 +23,12 @@ from streams.detectors.base import (
 from streams.detectors.district import CorroborationConfig, FaultClusterConfig
 from streams.detectors.lighting import EnergySpikeConfig, OnInDaylightConfig
 from streams.detectors.logistics import ColdChainConfig, ImpossibleJumpConfig, StalledConfig
+from streams.detectors.supply import (
+    PowerOutageConfig,
+    PressureDropConfig,
+    ReturnTooHotConfig,
+    WaterLeakConfig,
+)
 from streams.detectors.traffic import CongestionConfig, DropoutConfig, StuckConfig
 from streams.detectors.wifi import ApDownConfig, AuthBurstConfig, LatencyConfig
 
@@ -39,6 +45,10 @@ DEFAULT_CONFIGS: dict[str, DetectorConfig] = {
     "wifi.latency": LatencyConfig(),
     "lighting.on_in_daylight": OnInDaylightConfig(),
     "lighting.energy_spike": EnergySpikeConfig(),
+    "supply.power_outage": PowerOutageConfig(),
+    "supply.pressure_drop": PressureDropConfig(),
+    "supply.heat_return_high": ReturnTooHotConfig(),
+    "supply.water_leak": WaterLeakConfig(),
 }
 
 
@@ -77,9 +87,13 @@ __all__ = [
     "ImpossibleJumpConfig",
     "LatencyConfig",
     "OnInDaylightConfig",
+    "PowerOutageConfig",
+    "PressureDropConfig",
+    "ReturnTooHotConfig",
     "Severity",
     "StalledConfig",
     "StuckConfig",
+    "WaterLeakConfig",
     "anomaly_id",
     "default_detectors",
 ]

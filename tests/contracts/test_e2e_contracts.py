@@ -37,6 +37,7 @@ from contracts.schema import Reason
 from jobs.runner import WorkerProcess, wait_until_landed
 from streams.broker import EmbeddedBroker, city_topics, ensure_topics
 from streams.simulator import generate, produce
+from tests.support.e2e_checks import source_partitions
 from warehouse.accounting import partition_accounts
 
 pytestmark = pytest.mark.e2e
@@ -374,10 +375,10 @@ def test_every_good_record_lands_exactly_once(run: FuzzRun) -> None:
 
 def test_good_plus_quarantined_equals_consumed_per_partition(run: FuzzRun) -> None:
     accounts = partition_accounts(Lake(run.lake))
-    assert len(accounts) == 16 and all(a.balanced for a in accounts), [a for a in accounts if not a.balanced]
+    assert len(accounts) == source_partitions() and all(a.balanced for a in accounts), [a for a in accounts if not a.balanced]
     proc = _cli(["verify", "--counts"], run.env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "counts: 16 partitions" in proc.stdout and "UNBALANCED" not in proc.stdout
+    assert f"counts: {source_partitions()} partitions" in proc.stdout and "UNBALANCED" not in proc.stdout
 
 
 def test_the_dlq_topic_carries_every_reject_with_its_headers(run: FuzzRun) -> None:

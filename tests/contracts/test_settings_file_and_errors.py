@@ -38,6 +38,7 @@ INVALID: dict[str, tuple[str, str]] = {
     "window_lighting": ("15m", "expected a JSON object of overrides like"),
     "window_wifi": ('{"hop_s": 7}', "hop"),
     "window_logistics": ('{"grace_s": -1}', "grace"),
+    "window_supply": ('{"hop_s": 7}', "hop_s"),
     "detectors": ("everything", "expected 'all', 'none' or detector kinds"),
     "max_event_age_days": ("0", "greater than 0"),
     "max_event_future_s": ("-1", "greater than or equal to 0"),

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from contracts.registry import CONTRACTS
 from jobs.commands.demo import DEMO_KINDS
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +51,7 @@ def test_demo_runs_the_whole_pipeline(demo_run):
     sent = int(proc.stdout.split("[demo] sent ")[-1].split(" events")[0].replace(",", ""))
     con = duckdb.connect(str(tmp_path / "warehouse" / "city.duckdb"), read_only=True)
     landed = sum(con.sql(f"SELECT count(*) FROM raw_{s}").fetchall()[0][0]
-                 for s in ("traffic", "lighting", "wifi", "logistics"))
+                 for s in CONTRACTS)
     quarantined = con.sql("SELECT count(*) FROM quarantine").fetchall()[0][0]
     assert landed + quarantined == sent > 3000
     assert con.sql("SELECT count(*) FROM traffic_1m").fetchall()[0][0] > 0
@@ -71,7 +72,7 @@ def test_the_demo_ends_by_exporting_its_day(demo_run):
 
 def test_the_demo_lake_passes_verify_and_validate(demo_run):
     """What a new user does after `make demo`: both checks exit 0 on the demo's own lake, for
-    every source (verify compares every final window of all four with a DuckDB recompute)."""
+    every source (verify compares every final window of each with a DuckDB recompute)."""
     cwd, demo = demo_run
     assert demo.returncode == 0, (demo.stdout + demo.stderr)[-3000:]
     verify = run_cli(["verify"], cwd, ENV)
@@ -82,10 +83,10 @@ def test_the_demo_lake_passes_verify_and_validate(demo_run):
     windows = {}  # source -> windows checked, from verify's table
     for line in verify.stdout.splitlines():
         cells = line.split()
-        if cells[:1] and cells[0] in ("traffic", "lighting", "wifi", "logistics"):
+        if cells[:1] and cells[0] in CONTRACTS:
             windows[cells[0]] = (int(cells[1].replace(",", "")), cells[-1])
     assert {s: ok for s, (_, ok) in windows.items()} == dict.fromkeys(
-        ("traffic", "lighting", "wifi", "logistics"), "ok"), verify.stdout
+        CONTRACTS, "ok"), verify.stdout
     assert all(n > 0 for n, _ in windows.values()), windows
     assert "0 mismatches" in verify.stdout and "UNBALANCED" not in verify.stdout
 
@@ -131,7 +132,7 @@ def test_demo_run_again_replaces_its_own_lake(demo_run, tmp_path):
     sent = int(proc.stdout.split("[demo] sent ")[-1].split(" events")[0].replace(",", ""))
     con = duckdb.connect(str(tmp_path / "warehouse" / "city.duckdb"), read_only=True)
     landed = sum(con.sql(f"SELECT count(*) FROM raw_{s}").fetchall()[0][0]
-                 for s in ("traffic", "lighting", "wifi", "logistics"))
+                 for s in CONTRACTS)
     quarantined = con.sql("SELECT count(*) FROM quarantine").fetchall()[0][0]
     con.close()
     assert landed + quarantined == sent  # nothing of the first run's lake is left

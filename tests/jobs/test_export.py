@@ -100,7 +100,7 @@ def test_export_numbers_equal_the_recompute_and_the_manifest_matches_the_files(
                                   "end": "2024-03-03T00:00:00+00:00", "start_utc": "2024-03-02T00:00:00Z",
                                   "end_utc": "2024-03-03T00:00:00Z"}
     assert manifest["partial"] is False and manifest["incomplete_sources"] == []
-    assert set(manifest["sources"]) == {"traffic", "lighting", "wifi", "logistics"}
+    assert set(manifest["sources"]) == {"traffic", "lighting", "wifi", "logistics", "supply"}
     for source, status in manifest["sources"].items():
         assert status["complete"] and status["last_event_ts"] > "2024-03-03T01", source
     assert manifest["cityflow_version"] and manifest["generated_at"].endswith("Z")
@@ -166,7 +166,7 @@ def test_an_incomplete_period_is_refused_unless_allowed(
     target = env / "day" / "2024-03-03"
     manifest = json.loads((target / "manifest.json").read_text())
     assert manifest["partial"] is True
-    assert sorted(manifest["incomplete_sources"]) == ["lighting", "logistics", "traffic", "wifi"]
+    assert sorted(manifest["incomplete_sources"]) == ["lighting", "logistics", "supply", "traffic", "wifi"]
     assert manifest["sources"]["traffic"]["complete"] is False
     assert "(partial)" in capsys.readouterr().out
     assert "Partial report" in (target / "report.html").read_text()

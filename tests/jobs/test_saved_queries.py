@@ -200,12 +200,12 @@ def test_data_freshness_per_source(lake: L.Lake, db_path: Path) -> None:
     land(lake, L.RAW, "traffic", raw_table("traffic", [traffic_row("d3", older.isoformat()[:19])], first_offset=2),
          "ts", first=2)
     got = sql(lake, db_path, "SELECT * FROM data_freshness").set_index("source")
-    assert set(got.index) == {"traffic", "lighting", "wifi", "logistics"}
+    assert set(got.index) == {"traffic", "lighting", "wifi", "logistics", "supply"}
     traffic = got.loc["traffic"]
     assert traffic["last_event_ts"].to_pydatetime() == recent
     assert traffic["rows_last_hour"] == 2
     assert 600 <= traffic["lag_s"] < 600 + 120  # seconds between landing and querying
-    for source in ("lighting", "wifi", "logistics"):
+    for source in ("lighting", "wifi", "logistics", "supply"):
         assert pd.isna(got.loc[source, "last_event_ts"]) and got.loc[source, "rows_last_hour"] == 0
 
     q = saved_query("stale_sources")
@@ -215,8 +215,8 @@ def test_data_freshness_per_source(lake: L.Lake, db_path: Path) -> None:
         lenient = [r[0] for r in con.execute(q.sql, q.bind({"max_lag_s": "3600"})).fetchall()]
     finally:
         con.close()
-    assert strict == ["lighting", "logistics", "traffic", "wifi"]
-    assert lenient == ["lighting", "logistics", "wifi"]
+    assert strict == ["lighting", "logistics", "supply", "traffic", "wifi"]
+    assert lenient == ["lighting", "logistics", "supply", "wifi"]
 
 
 def test_a_missing_time_prints_as_a_dash(lake: L.Lake, cli_env: None, capsys: pytest.CaptureFixture[str]) -> None:

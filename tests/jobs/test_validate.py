@@ -68,8 +68,9 @@ def test_suites_are_derived_from_the_contracts() -> None:
     assert by[("ExpectColumnValuesToBeInSet", "status")].kwargs["value_set"] == ["on", "off", "dimmed", "fault"]
     assert ("ExpectColumnValuesToNotBeNull", "fault_code") not in by  # nullable
     assert by[("ExpectColumnValueLengthsToBeBetween", "fault_code")].reason == "out_of_range"
-    assert set(suite_specs(NOW)) == {"raw_traffic", "raw_lighting", "raw_wifi", "raw_logistics", "quarantine",
-                                     "windows_traffic", "windows_lighting", "windows_wifi", "windows_logistics"}
+    assert set(suite_specs(NOW)) == {"raw_traffic", "raw_lighting", "raw_wifi", "raw_logistics", "raw_supply",
+                                     "quarantine", "windows_traffic", "windows_lighting", "windows_wifi",
+                                     "windows_logistics", "windows_supply"}
 
 
 def test_validate_passes_on_a_contract_valid_lake_and_writes_data_docs(lake_env, capsys) -> None:

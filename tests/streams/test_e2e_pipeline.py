@@ -15,6 +15,7 @@ from contracts.registry import CONTRACTS
 from jobs.runner import WorkerProcess, wait_until_landed
 from streams.broker import city_topics, ensure_topics
 from streams.simulator import generate, produce
+from tests.support.e2e_checks import source_partitions
 from tests.support.oracle import assert_frames_close, final_windows
 from warehouse.accounting import partition_accounts
 
@@ -37,7 +38,7 @@ def test_pipeline_lands_exactly_what_was_produced(fresh_broker, tmp_path):
         assert worker.stop() == 0, worker.log_tail()
 
     accounts = partition_accounts(Lake(lake))
-    assert len(accounts) == 16 and all(a.balanced for a in accounts), accounts
+    assert len(accounts) == source_partitions() and all(a.balanced for a in accounts), accounts
     assert sum(a.consumed for a in accounts) == len(events)
 
     for source, contract in CONTRACTS.items():

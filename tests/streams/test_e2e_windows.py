@@ -17,7 +17,7 @@ from streams.simulator import Disorder, DisorderLog, deliver_out_of_order, gener
 from warehouse.verify import verify_windows
 
 pytestmark = pytest.mark.e2e
-SOURCES = list(CONTRACTS)  # traffic, lighting, wifi, logistics
+SOURCES = list(CONTRACTS)  # traffic, lighting, wifi, logistics, supply
 
 
 def _events(seed: int, disorder: Disorder, log: DisorderLog):

@@ -87,7 +87,7 @@ def test_lag_shows_committed_landed_and_end_offsets(env: str, tmp_path: Path,
     out = capsys.readouterr().out
     lines = [line.split() for line in out.splitlines() if line.startswith("cityflow-ingest")]
     by_partition = {(row[1], int(row[2])): row[3:] for row in lines}
-    assert len(by_partition) == 4 * 3  # every partition of the four source topics
+    assert len(by_partition) == len(CONTRACTS) * 3  # every partition of every source topic
     committed, landed, end, lag = by_partition[(traffic, 0)]
     assert committed == "25" and landed == str(records.n)
     assert int(end) >= 1 and int(lag) == max(int(end) - records.n, 0)

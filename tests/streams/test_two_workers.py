@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from contracts import lake as L
+from contracts.registry import CONTRACTS
 from jobs.runner import WorkerProcess, wait_for, wait_until_landed
 from streams.broker import city_topics, ensure_topics
 from streams.simulator import generate
@@ -26,7 +27,7 @@ from warehouse.accounting import landed_by_source
 
 pytestmark = pytest.mark.e2e
 
-ALL = {f"city.{s}.v1:{p}" for s in ("traffic", "lighting", "wifi", "logistics") for p in range(4)}
+ALL = {f"{c.topic}:{p}" for c in CONTRACTS.values() for p in range(4)}
 ENV = {**FAST_GROUP, "CITYFLOW_FLUSH_SECONDS": "0.5", "CITYFLOW_FLUSH_ROWS": "2000"}
 
 
@@ -77,10 +78,10 @@ def test_two_workers_split_partitions_and_survive_a_kill(fresh_broker, tmp_path)
     checked = assert_exactly_once(lake, produced, tmp_path / "w.duckdb")
     windows = assert_windows_match_recompute(lake, produced, tmp_path / "w.duckdb")
     print(f"\nsplit {len(first_split[0])}/{len(first_split[1])} after {t_split:.1f}s; w2 killed with "
-          f"{landed_at_kill} landed; w1 owned all 16 {takeover:.1f}s later; restarted w2 got "
+          f"{landed_at_kill} landed; w1 owned all {len(ALL)} {takeover:.1f}s later; restarted w2 got "
           f"{len(second_split[1])} back after {rejoin:.1f}s; {sum(checked.values())} events exactly once, "
           f"{windows} windows equal the recompute")
-    assert len(first_split[0]) == len(first_split[1]) == 8  # range assignor: 2 of 4 per topic each
+    assert len(first_split[0]) == len(first_split[1]) == len(ALL) // 2  # range assignor: 2 of 4 per topic each
 
 
 @pytest.mark.slow

@@ -16,12 +16,18 @@ import pandas as pd
 from contracts import lake as L
 from contracts.aggregates import AGGREGATES
 from contracts.registry import CONTRACTS
+from contracts.windows import window_view
 from streams.simulator import SimEvent, encode
 from tests.support.oracle import assert_frames_close, final_windows
 from warehouse.accounting import partition_accounts
 from warehouse.db import build_warehouse
 
-WINDOW_VIEWS = {"traffic": "traffic_1m", "lighting": "lighting_15m", "wifi": "wifi_5m", "logistics": "logistics_5m"}
+WINDOW_VIEWS = {source: window_view(source) for source in CONTRACTS}
+
+
+def source_partitions(partitions_per_topic: int = 4) -> int:
+    """Partitions of all source topics together (one topic per contract)."""
+    return len(CONTRACTS) * partitions_per_topic
 # Fast group protocol for tests (docs/architecture.md, broker quirk 2: a join takes ~rebalance timeout / 2).
 FAST_GROUP = {"CITYFLOW_SESSION_TIMEOUT_S": "6", "CITYFLOW_REBALANCE_TIMEOUT_S": "4",
               "CITYFLOW_HEARTBEAT_INTERVAL_S": "0.5"}
@@ -114,7 +120,7 @@ def assert_exactly_once(lake_root: str, produced: pd.DataFrame, db_path: Path) -
         con.close()
     lake = L.Lake(lake_root)
     accounts = partition_accounts(lake)
-    assert len(accounts) == 16 and all(a.balanced for a in accounts), accounts
+    assert len(accounts) == source_partitions() and all(a.balanced for a in accounts), accounts
     assert sum(a.consumed for a in accounts) == len(produced)
     assert_no_overlaps(lake)
     return checked

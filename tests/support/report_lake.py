@@ -15,6 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from contracts import lake as L
+from contracts.aggregates import AGGREGATES
 from contracts.tables import ANOMALIES
 from tests.support.warehouse_lake import TS, land, raw_table, traffic_row, window_table
 
@@ -31,6 +32,10 @@ LAMPS = {f"lamp-{i}": d for i, d in enumerate(["Mitte", "Mitte", "Süd", "Süd",
 APS = {"ap-st-1": ("street", "Mitte"), "ap-st-2": ("street", "Süd"), "ap-zoo-1": ("zoo", "Mitte"),
        "ap-tram-1": ("tram", "Hamborn"), "ap-bus-1": ("bus", "Süd"), "ap-school-1": ("school", "Rheinhausen")}
 TRUCKS = ["truck-1", "truck-2", "truck-3"]
+ASSETS = {"feeder-1": ("feeder", "Mitte"), "feeder-2": ("feeder", "Süd"), "feeder-3": ("feeder", "Mitte"),
+          "water-1": ("water", "Mitte"), "water-2": ("water", "Hamborn"), "heat-1": ("heat", "Süd")}
+# supply adds the local night (02-04 Europe/Berlin = 01-03 UTC in March) the night-flow figure reads
+SUPPLY_HOURS = sorted({*HOURS, datetime(2024, 3, 2, 1), datetime(2024, 3, 2, 2), datetime(2024, 3, 3, 2)})
 
 
 @dataclass
@@ -45,7 +50,8 @@ class KnownLake:
     anomalies: pd.DataFrame
     quarantine: pd.DataFrame
     late_events: pd.DataFrame
-    raw_other: dict[str, pd.DataFrame] = field(default_factory=dict)  # raw lighting, logistics
+    raw_other: dict[str, pd.DataFrame] = field(default_factory=dict)  # raw lighting, logistics, supply
+    supply_windows: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def utc(t: datetime) -> datetime:
@@ -224,6 +230,46 @@ def build_known_lake(lake: L.Lake, seed: int = 14, roads: dict[str, tuple[str, s
     put(L.RAW, "lighting", _raw_with_offsets("lighting", lraw, 0), "ts")
     put(L.RAW, "logistics", _raw_with_offsets("logistics", graw, 0), "ts")
 
+    # supply: 15-minute windows per asset (only its type's columns), raw readings, outage alerts;
+    # its own random stream, so the other sources' rows stay what they were
+    srng = random.Random(seed + 1000)
+    swin, sraw = [], []
+    empty = {a.name: None for a in AGGREGATES["supply"] if a.name != "n_events"}
+    for hour in SUPPLY_HOURS:
+        for q in range(4):
+            for asset, (kind, district) in ASSETS.items():
+                if srng.random() < 0.15:
+                    continue
+                w = {**empty, "entity": asset, "district": district, "n_events": 15,
+                     "window_start": (hour + timedelta(minutes=15 * q)).isoformat()}
+                if kind == "feeder":
+                    w.update(max_load_kw=srng.choice([0.0, 0.8, 1.0, 120.0, 310.5]),
+                             min_voltage_v=srng.choice([0.0, 206.9, 207.0, 226.0]),
+                             max_voltage_v=srng.choice([231.0, 253.0, 253.1]),
+                             energy_kwh=round(srng.uniform(0, 80), 3))
+                elif kind == "water":
+                    w.update(min_water_flow_m3h=round(srng.uniform(5, 60), 2), water_m3=round(srng.uniform(2, 30), 2))
+                else:
+                    w.update(heat_kwh=round(srng.uniform(0, 50), 3))
+                swin.append(w)
+        for minute in (3, 33, 59):
+            ts = utc(hour + timedelta(minutes=minute))
+            for asset, (kind, district) in ASSETS.items():
+                sraw.append({"asset_id": asset, "ts": ts, "district": district, "asset_type": kind,
+                             "load_kw": 100.0 if kind == "feeder" else None})
+    put(L.WINDOWS, "supply", window_table("supply", swin), "window_start")
+    put(L.RAW, "supply", _raw_with_offsets("supply", sraw, 0), "ts")
+    salerts = []
+    for i in range(8):
+        entity = srng.choice(["feeder-1", "feeder-2"])
+        ws = utc(srng.choice(HOURS) + timedelta(minutes=srng.randint(0, 59)))
+        salerts.append({"anomaly_id": f"s{i:03d}", "source": "supply", "kind": "supply.power_outage",
+                        "severity": "critical", "entity": entity, "district": ASSETS[entity][1],
+                        "window_start": ws, "window_end": ws, "detected_at": ws, "value": 0.0, "expected": 1.0,
+                        "score": 15.0, "evidence": "test", "kafka_partition": 0, "version": 0, "emitted_at": ws})
+    put(L.ANOMALIES, "supply", pa.Table.from_pylist(salerts, schema=ANOMALIES.schema), "window_start")
+    alerts += salerts
+
     def frame(rows: list[dict[str, Any]], time_cols: tuple[str, ...]) -> pd.DataFrame:
         f = pd.DataFrame(rows)
         for c in time_cols:
@@ -241,5 +287,6 @@ def build_known_lake(lake: L.Lake, seed: int = 14, roads: dict[str, tuple[str, s
         anomalies=frame(alerts, ("window_start",)),
         quarantine=frame(bad, ("received_at",)),
         late_events=late_df.assign(ts=pd.to_datetime(late_df["ts"], utc=True)),
-        raw_other={"lighting": frame(lraw, ("ts",)), "logistics": frame(graw, ("ts",))},
+        raw_other={"lighting": frame(lraw, ("ts",)), "logistics": frame(graw, ("ts",)), "supply": frame(sraw, ("ts",))},
+        supply_windows=frame(swin, ("window_start",)),
     )

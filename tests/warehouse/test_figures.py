@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from contracts import lake as L
+from contracts.registry import CONTRACTS
 from tests.support.report_lake import PERIOD_END, PERIOD_START, KnownLake, build_known_lake
 from tests.support.warehouse_lake import sql
 from warehouse.figures import FigureError, figures, parse_figure
@@ -138,9 +139,44 @@ def source_freshness(k: KnownLake) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def supply_by_district(k: KnownLake) -> pd.DataFrame:
+    w = in_period(k.supply_windows, "window_start")
+    rows = [{"district": d, "electricity_mwh": g["energy_kwh"].sum() / 1000, "water_m3": g["water_m3"].sum(),
+             "heat_mwh": g["heat_kwh"].sum() / 1000,
+             "peak_load_kw": g["max_load_kw"].max() if g["max_load_kw"].notna().any() else None}
+            for d, g in w.groupby("district")]
+    return pd.DataFrame(rows).sort_values("district")
+
+
+def supply_night_flow(k: KnownLake) -> pd.DataFrame:
+    w = in_period(k.supply_windows, "window_start")
+    w = w[w["min_water_flow_m3h"].notna()]
+    local = w["window_start"].dt.tz_convert("Europe/Berlin")
+    w = w[local.dt.hour.isin([2, 3])].assign(night=local.dt.date)
+    nightly = w.groupby(["entity", "district", "night"])["min_water_flow_m3h"].min().reset_index()
+    rows = [{"entity": e, "district": d, "nights": len(g), "min_night_flow_m3h": g["min_water_flow_m3h"].min(),
+             "max_night_flow_m3h": g["min_water_flow_m3h"].max()} for (e, d), g in nightly.groupby(["entity", "district"])]
+    return pd.DataFrame(rows).sort_values("entity")
+
+
+def supply_outages(k: KnownLake) -> pd.DataFrame:
+    w = in_period(k.supply_windows, "window_start")
+    w = w[w["max_load_kw"].notna() | w["min_voltage_v"].notna()]
+    out = (w["max_load_kw"] <= 1.0) | (w["min_voltage_v"] < 207.0) | (w["max_voltage_v"] > 253.0)
+    a = in_period(k.anomalies, "window_start")
+    a = a[a["kind"] == "supply.power_outage"]
+    rows = []
+    for d in sorted(set(w["district"]) | set(a["district"])):
+        g, o = w[w["district"] == d], w[out & (w["district"] == d)]
+        rows.append({"district": d, "feeders": g["entity"].nunique(), "outage_hours": len(o) * 900 / 3600,
+                     "feeders_out": o["entity"].nunique(), "outage_alerts": int((a["district"] == d).sum())})
+    return pd.DataFrame(rows)
+
+
 RECOMPUTES: dict[str, Callable[[KnownLake], pd.DataFrame]] = {
     f.__name__: f for f in (traffic_volume, congestion_hours, worst_roads, lighting_by_district, wifi_by_site_type,
-                            fleet_status, anomalies_by_kind, quarantine_by_reason, late_events, source_freshness)
+                            fleet_status, anomalies_by_kind, quarantine_by_reason, late_events, source_freshness,
+                            supply_by_district, supply_night_flow, supply_outages)
 }
 
 
@@ -167,7 +203,7 @@ def _decimals(fig_sql: str) -> dict[str, int]:
     import re
 
     out = {}
-    for m in re.finditer(r",\s*(\d)\)\s+(?:END\s+)?AS\s+([a-z_]+)", fig_sql):
+    for m in re.finditer(r",\s*(\d)\)\s+(?:END\s+)?AS\s+([a-z_][a-z0-9_]*)", fig_sql):
         out[m.group(2)] = int(m.group(1))
     return out
 
@@ -208,9 +244,9 @@ def test_every_figure_declares_exactly_its_columns_and_units(lake: L.Lake, db_pa
         for fig in figures().values():
             table = fig.compute(con, PERIOD_START, PERIOD_END)
             assert table.column_names == [c.name for c in fig.columns], fig.name
-            assert table.num_rows == (4 if fig.name == "source_freshness" else 0), fig.name
+            assert table.num_rows == (len(CONTRACTS) if fig.name == "source_freshness" else 0), fig.name
             assert fig.title and fig.description and all(c.doc for c in fig.columns)
-            numeric = [c for c in fig.columns if c.name not in ("district", "road", "source", "reason", "kind",
+            numeric = [c for c in fig.columns if c.name not in ("district", "road", "source", "reason", "kind", "entity",
                                                                 "site_type", "status", "first_event_ts",
                                                                 "last_event_ts")]
             assert all(c.unit for c in numeric), (fig.name, [c.name for c in numeric if not c.unit])

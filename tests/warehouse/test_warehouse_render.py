@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from contracts.registry import CONTRACTS
 from warehouse.db import (
     RenderedView,
     ViewModel,
@@ -44,7 +45,7 @@ def test_no_model_spells_out_a_parquet_scan_or_a_district_merge() -> None:
 
 def test_late_events_has_one_branch_per_source(tmp_path: Path) -> None:
     rendered = render_view(MODELS["late_events"], str(tmp_path), duckdb.connect())
-    assert rendered.sql.count("UNION ALL") == 3
+    assert rendered.sql.count("UNION ALL") == len(CONTRACTS) - 1
     for source, key in (("traffic", "detector_id"), ("lighting", "lamp_id"), ("wifi", "ap_id"),
                         ("logistics", "vehicle_id")):
         assert f"'{source}' AS source, {key} AS entity" in rendered.sql

@@ -15,6 +15,8 @@ WITH r AS (
         WHERE date BETWEEN CAST($start AS DATE) AND CAST($end AS DATE) AND ts >= $start AND ts < $end
     UNION ALL SELECT 'logistics', ts FROM raw_logistics
         WHERE date BETWEEN CAST($start AS DATE) AND CAST($end AS DATE) AND ts >= $start AND ts < $end
+    UNION ALL SELECT 'supply', ts FROM raw_supply
+        WHERE date BETWEEN CAST($start AS DATE) AND CAST($end AS DATE) AND ts >= $start AND ts < $end
     UNION ALL SELECT 'traffic', ts FROM raw_traffic
         WHERE date BETWEEN CAST($start AS DATE) AND CAST($end AS DATE) AND ts >= $start AND ts < $end
     UNION ALL SELECT 'wifi', ts FROM raw_wifi
@@ -23,6 +25,6 @@ WITH r AS (
 SELECT k.source, CAST(coalesce(s.events, 0) AS BIGINT) AS events,
        s.first_ts AS first_event_ts, s.last_ts AS last_event_ts,
        round(epoch(CAST($end AS TIMESTAMPTZ)) - epoch(s.last_ts), 3) AS gap_to_end_s
-FROM (VALUES ('lighting'), ('logistics'), ('traffic'), ('wifi')) AS k(source)
+FROM (VALUES ('lighting'), ('logistics'), ('supply'), ('traffic'), ('wifi')) AS k(source)
 LEFT JOIN s ON s.source = k.source
 ORDER BY k.source

@@ -201,14 +201,14 @@ def _check_source(city, source: str, reordered: bool, runs: int) -> None:
         _check_same(city_alerts(pairs, source, cuts), reference, exact=not reordered or source not in ("wifi",))
 
 
-@pytest.mark.parametrize("source", ["traffic", "lighting", "wifi", "logistics"])
+@pytest.mark.parametrize("source", list(CONTRACTS))
 def test_every_kind_gives_the_same_alerts_in_any_batch_cuts(city, source):
     """Records in event-time order, as the simulator produces them (and the e2e tests send)."""
     _check_source(city, source, reordered=False, runs=1)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["traffic", "lighting", "wifi", "logistics"])
+@pytest.mark.parametrize("source", list(CONTRACTS))
 def test_held_back_records_change_no_alert_id_and_no_silence(city, source):
     """With corrections and late events: every id stays, and silences stay exactly. A kind
     that scores a window when it becomes final sees its version 0 in one cut and version 1 (a

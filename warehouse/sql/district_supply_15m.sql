@@ -1,0 +1,20 @@
+-- district_supply_15m: supply 15m windows per district, combined from the per-partition
+-- partials the workers land (latest version of each partition's partial, then merged).
+-- grain:   one row per (district, window_start) of 900 s windows
+-- keys:    (source, district, window_start, window_size_s)
+-- columns: source, district, window_start, window_end, window_size_s, hop_s, n_partitions,
+--          version, is_correction, emitted_at, n_entities, n_events, avg_load_kw,
+--          avg_load_kw_sum, avg_load_kw_n, max_load_kw, energy_kwh, min_voltage_v,
+--          max_voltage_v, avg_voltage_v, avg_voltage_v_sum, avg_voltage_v_n, avg_frequency_hz,
+--          avg_frequency_hz_sum, avg_frequency_hz_n, avg_water_flow_m3h,
+--          avg_water_flow_m3h_sum, avg_water_flow_m3h_n, min_water_flow_m3h, water_m3,
+--          avg_pressure_bar, avg_pressure_bar_sum, avg_pressure_bar_n, min_pressure_bar,
+--          avg_supply_temp_c, avg_supply_temp_c_sum, avg_supply_temp_c_n, avg_return_temp_c,
+--          avg_return_temp_c_sum, avg_return_temp_c_n, max_return_temp_c, avg_heat_flow_m3h,
+--          avg_heat_flow_m3h_sum, avg_heat_flow_m3h_n, heat_kwh, date, hour
+-- note:    energy_kwh, water_m3 and heat_kwh are each asset's mean rate x window length,
+--          summed over the district's assets (the delivered quantities); means are
+--          sum(<name>_sum) / sum(<name>_n) over the assets of the type that has the field;
+--          n_entities counts assets of every type. Percentiles: compute them from raw_supply.
+-- from:    lake district_windows/source=supply, via macros/district_rollup.sql
+{district_rollup:supply}

@@ -1,0 +1,13 @@
+-- supply_15m_history: every version of every supply 15m window (version 0 = first emission,
+-- then one row per correction), for auditing how late meter data changed a window.
+-- grain:   one row per (entity, window_start, version) of 900 s windows
+-- keys:    (source, entity, window_start, window_size_s, version)
+-- columns: source, entity, district, window_start, window_end, window_size_s, hop_s, version,
+--          is_correction, kafka_partition, emitted_at, n_events, avg_load_kw, max_load_kw,
+--          energy_kwh, min_voltage_v, max_voltage_v, avg_voltage_v, avg_frequency_hz,
+--          avg_water_flow_m3h, min_water_flow_m3h, water_m3, avg_pressure_bar,
+--          min_pressure_bar, avg_supply_temp_c, avg_return_temp_c, max_return_temp_c,
+--          avg_heat_flow_m3h, heat_kwh, date, hour
+-- note:    the same key written by a replay into several files appears once.
+-- from:    lake windows/source=supply, via macros/window_history.sql
+{window_history:supply}
