@@ -199,47 +199,31 @@ def period_views(con: duckdb.DuckDBPyConnection, lake: L.Lake, first_day: date, 
     `date=` partitions first_day..last_day (inclusive); drop them on exit. Yields the scans.
 
     `queries`: the views each query to come selects from (None: create every view). Only
-    those views and the views they select from are created, and a lake scan that two or more
-    queries read (traffic windows for three figures) is read once into a temp table that they
-    share, so each file is opened once per period. `checked`: group files by schema (opens
-    every footer first) instead of binding them to the contract's schema (see PeriodScans)."""
+    those views and the views they select from are created. A view that two or more queries
+    select from and that computes something (de-duplication, a roll-up: QUALIFY or GROUP BY in
+    its SQL) is computed once into a temp table they share (traffic_1m for three figures: at the
+    demo rate the de-duplication of a day's ~864k windows, not the scan, is what each figure
+    paid); a view that only projects a scan stays a view, so each query reads only its columns.
+    `checked`: group files by schema (opens every footer first) instead of binding them to the
+    contract's schema (see PeriodScans)."""
     root, sizes = built_window_sizes(con)
     scans = PeriodScans(con, lake, root, first_day, last_day, checked)
     models, macros = load_models(), load_macros()
-    # which views and scans each query needs follows from the models: render once, touching no file
-    scans_of: dict[str, set[tuple[str, str]]] = {}
-    outline = []
-    for m in models:
-        seen = scans_of.setdefault(m.name, set())
-
-        def record(table: str, source: str, seen: set[tuple[str, str]] = seen) -> str | None:
-            seen.add((table, source))
-            return None
-
-        outline.append(render_view(m, root, con, macros, sizes, scan_relation=record))
+    # which views each query needs follows from the models: render once, touching no file
+    outline = [render_view(m, root, con, macros, sizes, scan_relation=lambda t, s: None) for m in models]
     by_name = {r.name: r for r in outline}
-    per_query = [_closure(by_name, q) for q in queries] if queries is not None else [set(by_name)]
-    needed = set().union(*per_query)
-    reads = Counter(scan for q in per_query for scan in set().union(*(scans_of[v] for v in q)))
-    shared = {scan for scan, n in reads.items() if n > 1}
+    asked = [set(q) for q in queries] if queries is not None else [set(by_name)]
+    needed = set().union(*(_closure(by_name, q) for q in asked))
+    readers = Counter(v for q in asked for v in q)
+    rendered = creation_order([render_view(m, root, con, macros, sizes, scan_relation=scans)
+                               for m in models if m.name in needed])
     created: list[tuple[str, str]] = []  # (kind, name) to drop on exit
-
-    def relation(table: str, source: str) -> str | None:
-        sql = scans(table, source)
-        if sql is None or (table, source) not in shared:
-            return sql
-        name = f"_period_{table}_{'all' if source == '*' else source}"
-        if ("TABLE", name) not in created:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident(name)} AS SELECT * FROM {sql}")
-            created.append(("TABLE", name))
-        return f"temp.main.{_ident(name)}"
-
     try:
-        rendered = creation_order([render_view(m, root, con, macros, sizes, scan_relation=relation)
-                                   for m in models if m.name in needed])
         for r in rendered:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW {_ident(r.name)} AS\n{r.sql}")
-            created.append(("VIEW", r.name))
+            computes = re.search(r"\b(QUALIFY|GROUP\s+BY)\b", r.sql, re.IGNORECASE) is not None
+            kind = "TABLE" if readers[r.name] > 1 and computes else "VIEW"
+            con.execute(f"CREATE OR REPLACE TEMP {kind} {_ident(r.name)} AS\n{r.sql}")
+            created.append((kind, r.name))
         yield scans
     finally:
         for kind, name in reversed(created):
