@@ -4,6 +4,7 @@ writes bench/results/latest.json. See bench/harness.py for what is run and how i
     make bench                                   # the defaults: ~2M events, >= 20 s per case
     make bench BENCH_ARGS="--events 500000 --soak-minutes 10"
     make bench BENCH_ARGS="--worker-env CITYFLOW_FETCH_MAX_RECORDS=50000"   # try a setting
+    python -m bench --only warehouse --warehouse-lake /var/tmp/bench-lake  # report timings alone
 """
 
 from __future__ import annotations
@@ -33,8 +34,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
                    help="CITYFLOW_FLUSH_SECONDS for the cityflow workers (default: the worker's own)")
     p.add_argument("--latency-rate", type=float, default=d.latency_rate, help="events/s of the latency case")
     p.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
-    p.add_argument("--warehouse-events", type=int, default=d.warehouse_events)
+    p.add_argument("--warehouse-events", type=int, default=d.warehouse_events,
+                   help="events in the warehouse lake (default: the demo's rate over --warehouse-days, ~57.6M for 30)")
     p.add_argument("--warehouse-days", type=int, default=d.warehouse_days)
+    p.add_argument("--warehouse-lake", type=Path, default=None, metavar="DIR",
+                   help="keep the warehouse lake in DIR and reuse it on the next run with the same "
+                        "events/days/partitions (landing it at the demo rate takes a while)")
+    p.add_argument("--only", choices=["warehouse"], default=None,
+                   help="run one case alone: 'warehouse' (the 30-day lake, report queries, figures, export)")
     p.add_argument("--soak-minutes", type=float, default=d.soak_minutes,
                    help="run the memory soak for this many minutes after warm-up (default: off)")
     p.add_argument("--soak-warmup-minutes", type=float, default=d.soak_warmup_minutes)
@@ -58,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
         events=args.events, case_seconds=args.case_seconds, partitions=args.partitions,
         flush_seconds=args.flush_seconds, latency_rate=args.latency_rate, latency_seconds=args.latency_seconds,
         warehouse_events=args.warehouse_events, warehouse_days=args.warehouse_days,
+        warehouse_lake=str(args.warehouse_lake) if args.warehouse_lake else None, only=args.only,
         soak_minutes=args.soak_minutes, soak_warmup_minutes=args.soak_warmup_minutes,
         soak_rate=args.soak_rate, seed=args.seed, group_timeout_s=args.group_timeout,
         worker_env=tuple(worker_env),

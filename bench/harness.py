@@ -21,7 +21,7 @@ from bench.cityflow_case import run_cityflow
 from bench.latency import run_latency
 from bench.procstat import ProcessSample
 from bench.soak import run_soak
-from bench.warehouse_case import run_warehouse
+from bench.warehouse_case import demo_rate_events, run_warehouse
 from bench.workload import PreloadPlan, preload
 from contracts.settings import load_settings
 from streams.broker import EmbeddedBroker, city_topics, ensure_topics
@@ -39,8 +39,10 @@ class BenchConfig:
     flush_seconds: float | None = None  # None: the worker's default (CITYFLOW_FLUSH_SECONDS)
     latency_rate: float = 2000.0
     latency_seconds: float = 40.0
-    warehouse_events: int = 1_000_000
+    warehouse_events: int | None = None  # None: the demo's rate over warehouse_days (~57.6M for 30)
     warehouse_days: int = 30
+    warehouse_lake: str | None = None  # keep the warehouse lake here and reuse it (it takes a while)
+    only: str | None = None  # "warehouse": run the warehouse case alone
     soak_minutes: float = 0.0
     soak_warmup_minutes: float = 2.0
     soak_rate: float = 2000.0
@@ -104,6 +106,35 @@ def run_all(cfg: BenchConfig, workdir: Path) -> dict:
     group_timeout = cfg.group_timeout_s or load_settings().rebalance_timeout_s
     if cfg.group_timeout_s:
         env["CITYFLOW_SESSION_TIMEOUT_S"] = env["CITYFLOW_REBALANCE_TIMEOUT_S"] = str(cfg.group_timeout_s)
+    preload_info: dict | None = None
+    latency: dict | None = None
+    if cfg.only != "warehouse":
+        preload_info, latency = _broker_cases(cfg, workdir, cases, env, group_timeout)
+    events = cfg.warehouse_events or demo_rate_events(cfg.warehouse_days)
+    lake_dir = Path(cfg.warehouse_lake) if cfg.warehouse_lake else None
+    say(f"warehouse: {cfg.warehouse_days}-day lake of {events:,} events"
+        f"{' (the demo rate)' if cfg.warehouse_events is None else ''}"
+        f"{f', kept in {lake_dir}' if lake_dir else ''}, then the report queries ...")
+    warehouse = run_warehouse(workdir, events, cfg.warehouse_days, cfg.partitions, lake_dir)
+    soak = None
+    if cfg.soak_minutes > 0:
+        say(f"soak: {cfg.soak_warmup_minutes:g} min warm-up + {cfg.soak_minutes:g} min at {cfg.soak_rate:g} events/s ...")
+        soak = run_soak(workdir, cfg.soak_minutes, cfg.soak_warmup_minutes, cfg.soak_rate, env=env)
+    return {
+        "started_at": started_at,
+        "wall_s": time.monotonic() - started,
+        "machine": machine_facts(),
+        "config": asdict(cfg),
+        "preload": preload_info,
+        "cases": cases,
+        "latency": latency,
+        "warehouse": warehouse,
+        "soak": soak,
+    }
+
+
+def _broker_cases(cfg: BenchConfig, workdir: Path, cases: dict, env: dict, group_timeout: float) -> tuple[dict, dict]:
+    """The cases that need the broker: preload, ceiling, Faust agents, cityflow workers, latency."""
     with EmbeddedBroker().start(log_path=workdir / "tansu.log") as broker:
         assert broker.pid is not None
         ensure_topics(broker.bootstrap, city_topics(cfg.partitions))
@@ -131,20 +162,4 @@ def run_all(cfg: BenchConfig, workdir: Path) -> dict:
             cases[f"cityflow_{workers}w"] = run_cityflow(broker.bootstrap, counts, workers, workdir, broker.pid, env)
     say(f"latency: {cfg.latency_rate:g} events/s for {cfg.latency_seconds:g}s into a live worker ...")
     latency = run_latency(workdir, cfg.latency_rate, cfg.latency_seconds, env)
-    say(f"warehouse: {cfg.warehouse_days}-day lake of {cfg.warehouse_events:,} events, then the report queries ...")
-    warehouse = run_warehouse(workdir, cfg.warehouse_events, cfg.warehouse_days, cfg.partitions)
-    soak = None
-    if cfg.soak_minutes > 0:
-        say(f"soak: {cfg.soak_warmup_minutes:g} min warm-up + {cfg.soak_minutes:g} min at {cfg.soak_rate:g} events/s ...")
-        soak = run_soak(workdir, cfg.soak_minutes, cfg.soak_warmup_minutes, cfg.soak_rate, env=env)
-    return {
-        "started_at": started_at,
-        "wall_s": time.monotonic() - started,
-        "machine": machine_facts(),
-        "config": asdict(cfg),
-        "preload": preload_info,
-        "cases": cases,
-        "latency": latency,
-        "warehouse": warehouse,
-        "soak": soak,
-    }
+    return preload_info, latency

@@ -37,6 +37,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def summarise(raw: dict) -> dict:
     """Add events/s, CPU s per million events, ratios and target checks to raw results."""
+    if not raw["cases"]:  # --only warehouse: no throughput cases to derive from
+        return {**raw, "ratios": {}, "targets": {}}
     cases = {}
     for name in CASE_ORDER:
         c = dict(raw["cases"][name])
@@ -84,6 +86,40 @@ def workers_detectors(cfg: dict) -> str:
 
 def format_table(res: dict) -> str:
     """The run as text: throughput cases, ratios, latency, warehouse queries, soak."""
+    m = res["machine"]
+    out: list[str] = []
+    if res["cases"]:
+        out += _throughput_lines(res)
+    else:
+        out += [(f"cityflow benchmark: the warehouse case alone, {m['cores']} cores ({m['cpu_model']}), "
+                 f"run took {res['wall_s']:.0f}s")]
+    wh = res["warehouse"]
+    size = wh.get("lake") or {}
+    made = "reused" if wh.get("reused") else f"synthesised in {wh['synthesis_s']:.0f}s"
+    out += ["", (f"warehouse: {wh['days']}-day lake, {wh['events']:,} events, {wh['partitions']} partitions: "
+                 f"{size.get('files', wh['files']):,} Parquet files, {size.get('rows', 0):,} rows, "
+                 f"{size.get('bytes', 0) / 1e6:,.0f} MB ({made}); views built in {wh['build_s']:.2f}s")]
+    for table, t in size.get("tables", {}).items():
+        out.append(f"  {table:<18} {t['files']:>8,} files {t['rows']:>13,} rows {t['bytes'] / 1e6:>9,.1f} MB")
+    out.append("query seconds (median of 3):")
+    for name, s in wh["query_s"].items():
+        out.append(f"  {name:<34} {s:>7.3f}")
+    ex = wh.get("export")
+    if ex:
+        out += ["", (f"report figures ({ex['figures']} in warehouse/figures/) and export, seconds "
+                     f"(day {ex['day']}, month {ex['month']} with {ex['month_days_with_data']} days of data):")]
+        for name, target in ex["targets_s"].items():
+            out.append(f"  {name:<34} {ex[name]:>7.3f}   target < {target:g}: {'met' if ex[name] < target else 'NOT met'}")
+    soak = res.get("soak")
+    if soak:
+        out += ["", (f"soak: {soak['minutes']:g} min after {soak['warmup_minutes']:g} min warm-up at {soak['rate']:g} events/s: "
+                    f"RSS {_num(soak['first_min_mb'], '{:.0f}')} -> {_num(soak['last_min_mb'], '{:.0f}')} MB "
+                    f"({_num(soak['growth_pct'], '{:+.1f}')} %), peak {soak['peak_rss_mb']:.0f} MB")]
+    return "\n".join(out)
+
+
+def _throughput_lines(res: dict) -> list[str]:
+    """The throughput cases, ratios and latency."""
     m, cfg = res["machine"], res["config"]
     out = [(f"cityflow benchmark: {res['preload']['events']:,} events preloaded, {cfg['partitions']} partitions "
            f"per source topic, {m['cores']} cores ({m['cpu_model']}), run took {res['wall_s']:.0f}s"),
@@ -110,23 +146,7 @@ def format_table(res: dict) -> str:
             (f"  p50 {_num(lat['p50_s'], '{:.2f}')}s  p90 {_num(lat['p90_s'], '{:.2f}')}s  p99 {_num(lat['p99_s'], '{:.2f}')}s  "
             f"max {_num(lat['max_s'], '{:.2f}')}s   target p99 <= {lat['target_p99_s']:g}s: "
             f"{'met' if res['targets'].get('latency_p99_s', {}).get('met') else 'NOT met'}")]
-    wh = res["warehouse"]
-    out += ["", (f"warehouse: {wh['days']}-day lake, {wh['events']:,} events, {wh['files']:,} Parquet files "
-                f"(synthesised in {wh['synthesis_s']:.0f}s), views built in {wh['build_s']:.2f}s; query seconds (median of 3):")]
-    for name, s in wh["query_s"].items():
-        out.append(f"  {name:<34} {s:>7.3f}")
-    ex = wh.get("export")
-    if ex:
-        out += ["", (f"report figures ({ex['figures']} in warehouse/figures/) and export, seconds "
-                     f"(day {ex['day']}, month {ex['month']} with {ex['month_days_with_data']} days of data):")]
-        for name, target in ex["targets_s"].items():
-            out.append(f"  {name:<34} {ex[name]:>7.3f}   target < {target:g}: {'met' if ex[name] < target else 'NOT met'}")
-    soak = res.get("soak")
-    if soak:
-        out += ["", (f"soak: {soak['minutes']:g} min after {soak['warmup_minutes']:g} min warm-up at {soak['rate']:g} events/s: "
-                    f"RSS {_num(soak['first_min_mb'], '{:.0f}')} -> {_num(soak['last_min_mb'], '{:.0f}')} MB "
-                    f"({_num(soak['growth_pct'], '{:+.1f}')} %), peak {soak['peak_rss_mb']:.0f} MB")]
-    return "\n".join(out)
+    return out
 
 
 def write_json(res: dict, path: Path) -> None:

@@ -2,6 +2,12 @@
 validate, the window engine, the partition sink's layout and files), then the warehouse build,
 the daily report and a few month-long analyst queries timed in DuckDB.
 
+By default the lake is landed at the demo's rate (`cityflow demo`: 2,000 events/s at 90x city
+time, about 22 events per city second, 600 traffic detectors): ~57.6M events over 30 days,
+issue 14's "30-day lake at demo rates". Landing that takes a while on 2 cores, so a lake can be
+kept and reused (`--warehouse-lake DIR`: synthesised once, reused while events, days,
+partitions and seed are the same). The results carry its size: files, rows and bytes per table.
+
 The lake is synthesised in-process without Kafka: simulator events spread over `days` of city
 time are cut into batches of 5000 per topic partition (as getmany delivers them) and flushed
 every 50k records, so files per partition-hour look like a compacted production lake. Only the
@@ -10,6 +16,7 @@ fsyncs are skipped (in the synthesising processes) to keep it quick; layout and 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -22,9 +29,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from contracts.decode import DecodeLimits
-from contracts.lake import Lake
+from contracts.lake import TABLES, Lake
 from contracts.registry import CONTRACTS
 from contracts.windows import window_geometry
 from streams.batch import RecordBatch, process_records
@@ -78,7 +86,7 @@ def synthesise_lake(root: Path, events: int, days: int = 30, partitions: int = 4
         landed = sum(pool.map(_synthesise_sources, jobs))
     files = sum(1 for _ in root.rglob("*.parquet"))
     return {"events": landed, "days": days, "partitions": partitions, "files": files,
-            "synthesis_s": time.perf_counter() - t0}
+            "synthesis_s": time.perf_counter() - t0, "end": end.isoformat()}
 
 
 def _synthesise_sources(job: tuple[Path, int, int, int, int, datetime, tuple[str, ...]]) -> int:
@@ -122,6 +130,47 @@ def _synthesise_sources(job: tuple[Path, int, int, int, int, datetime, tuple[str
     return n
 
 
+def demo_rate_events(days: int) -> int:
+    """Events a lake of `days` days holds at the demo's rate (DEMO_RATE / DEMO_SPEEDUP per city second)."""
+    from jobs.commands.demo import DEMO_RATE, DEMO_SPEEDUP
+
+    return round(DEMO_RATE / DEMO_SPEEDUP * 86_400 * days)
+
+
+LAKE_FACTS = "bench-lake.json"
+
+
+def lake_size(root: Path) -> dict:
+    """Files, rows and bytes of the lake's data files, in total and per table (superseded and
+    bookkeeping files left out: what the views read). Rows come from the Parquet footers."""
+    lake = Lake(str(root))
+    tables: dict[str, dict[str, int]] = {}
+    for table in TABLES:
+        t = tables[table] = {"files": 0, "rows": 0, "bytes": 0}
+        for rel in lake.list_files(table):
+            t["files"] += 1
+            t["bytes"] += os.path.getsize(lake.path(rel))
+            t["rows"] += pq.ParquetFile(lake.path(rel)).metadata.num_rows
+    total = {k: sum(t[k] for t in tables.values()) for k in ("files", "rows", "bytes")}
+    return {**total, "tables": tables}
+
+
+def prepared_lake(root: Path, events: int, days: int, partitions: int, seed: int = 30) -> dict:
+    """The lake at `root`: reused when it was synthesised with the same events, days,
+    partitions and seed (its facts are in LAKE_FACTS), else synthesised afresh."""
+    wanted = {"events_asked": events, "days": days, "partitions": partitions, "seed": seed}
+    facts_path = root / LAKE_FACTS
+    if facts_path.exists():
+        facts = json.loads(facts_path.read_text())
+        if {k: facts.get(k) for k in wanted} == wanted:
+            return {**facts, "reused": True}
+    shutil.rmtree(root, ignore_errors=True)
+    facts = {**synthesise_lake(root, events, days, partitions, seed), **wanted}
+    facts["lake"] = lake_size(root)
+    facts_path.write_text(json.dumps(facts, indent=2, default=str) + "\n")
+    return {**facts, "reused": False}
+
+
 def _timed(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
     """Median wall seconds of `repeat` runs (the first one included: no cache warming)."""
     times = []
@@ -132,10 +181,12 @@ def _timed(fn, repeat: int = 3) -> float:  # type: ignore[no-untyped-def]
     return statistics.median(times)
 
 
-def run_warehouse(workdir: Path, events: int, days: int = 30, partitions: int = 4) -> dict:
-    """Synthesise the lake, build the warehouse, time the report and the analyst queries."""
-    root = workdir / "lake-warehouse"
-    facts = synthesise_lake(root, events, days, partitions)
+def run_warehouse(workdir: Path, events: int | None = None, days: int = 30, partitions: int = 4,
+                  lake_dir: Path | None = None) -> dict:
+    """Synthesise (or reuse) the lake, build the warehouse, time the report, the analyst
+    queries and the report figures and export. `events` None: the demo's rate over `days`."""
+    root = lake_dir or workdir / "lake-warehouse"
+    facts = prepared_lake(root, demo_rate_events(days) if events is None else events, days, partitions)
     db = workdir / "warehouse-bench.duckdb"
     t = time.perf_counter()
     build_warehouse(str(root), db)
@@ -148,7 +199,7 @@ def run_warehouse(workdir: Path, events: int, days: int = 30, partitions: int = 
         mid_month = days_with_data[len(days_with_data) // 2]
         lake = Lake(str(root))  # as `cityflow report` does: the latest day from the directories
         queries = {"daily_report_latest_day": _timed(lambda: daily_report(con, lake=lake)),
-                   "daily_report_mid_month": _timed(lambda: daily_report(con, mid_month))}
+                   "daily_report_mid_month": _timed(lambda: daily_report(con, mid_month, lake=lake))}
         for name, sql in ANALYST_QUERIES.items():
             queries[name] = _timed(lambda sql=sql: con.execute(sql).fetchall())
         export = _time_exports(con, lake, mid_month, days_with_data, workdir)
@@ -167,14 +218,13 @@ def _time_exports(con: duckdb.DuckDBPyConnection, lake: Lake, day, days_with_dat
     CSV, Parquet, manifest; partial allowed: the lake's last day is today)."""
     from jobs.export import export_period
     from jobs.periods import period_of
-    from warehouse.figures import figures
+    from warehouse.figures import compute_figures, figures
 
     figs = figures()
     day_p, month_p = period_of("day", day, "UTC"), period_of("month", day, "UTC")
 
     def compute_all(p) -> None:  # type: ignore[no-untyped-def]
-        for f in figs.values():
-            f.compute(con, p.start_utc, p.end_utc)
+        compute_figures(con, lake, figs.values(), p.start_utc, p.end_utc)  # as the export does
 
     out = workdir / "exports"
     shutil.rmtree(out, ignore_errors=True)

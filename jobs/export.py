@@ -43,7 +43,7 @@ import pyarrow.parquet as pq
 from contracts.lake import RAW, Lake
 from contracts.registry import CONTRACTS
 from jobs.periods import Period
-from warehouse.figures import Figure
+from warehouse.figures import Figure, compute_figures
 
 FORMATS = ("html", "csv", "parquet")
 MANIFEST = "manifest.json"
@@ -279,16 +279,20 @@ def export_period(
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the period directory is for readers
     try:
         files: list[dict[str, Any]] = []
-        tables: dict[str, pa.Table] = {}
-        for i, fig in enumerate(figures.values(), 1):
-            table = fig.compute(con, period.start_utc, period.end_utc)
-            tables[fig.name] = table
+        position = {name: i for i, name in enumerate(figures, 1)}
+
+        def computed(fig: Figure, table: pa.Table) -> None:
+            progress(f"[{position[fig.name]}/{len(figures)}] {fig.name}: {table.num_rows} row{'s' if table.num_rows != 1 else ''}")
+
+        # all figures over the period's files only, each file read once (warehouse/scoped.py)
+        tables = compute_figures(con, lake, figures.values(), period.start_utc, period.end_utc, computed)
+        for fig in figures.values():
+            table = tables[fig.name]
             for fmt, encode in (("csv", _csv_bytes), ("parquet", _parquet_bytes)):
                 if fmt in formats:
                     name = f"{fig.name}.{fmt}"
                     _write_bytes(tmp / name, encode(table))
                     files.append({"path": name, "format": fmt, "figure": fig.name, "rows": table.num_rows})
-            progress(f"[{i}/{len(figures)}] {fig.name}: {table.num_rows} row{'s' if table.num_rows != 1 else ''}")
         if "html" in formats:
             from jobs.report_html import render_report  # matplotlib loads only for HTML
 

@@ -23,7 +23,9 @@ declared ones, so a header cannot drift from its SQL.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,8 +33,12 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from contracts.lake import Lake
 from contracts.registry import CONTRACTS
 from warehouse.saved import SavedQuery, SavedQueryError, parse_query
+from warehouse.scoped import period_views
+
+log = logging.getLogger(__name__)
 
 FIGURE_DIR = Path(__file__).with_name("figures")
 PERIOD_PARAMS = ("start", "end")
@@ -82,11 +88,49 @@ class Figure:
     def unit(self, column: str) -> str | None:
         return next((c.unit for c in self.columns if c.name == column), None)
 
+    @property
+    def views(self) -> frozenset[str]:
+        """The warehouse views the figure's SQL selects from (CTE names left out)."""
+        sql = self.query.sql
+        for p in self.query.params:  # the parser needs no values, only a statement without $params
+            sql = re.sub(rf"\${p.name}\b", "NULL", sql)
+        return frozenset(duckdb.get_table_names(sql, qualified=False))
+
     def compute(self, con: duckdb.DuckDBPyConnection, start: datetime, end: datetime) -> pa.Table:
         """The figure for [start, end) as an Arrow table (bounds are naive UTC datetimes; the
         connection's TimeZone is UTC, as warehouse.db.prepare_connection sets it)."""
         relation = con.sql(self.query.sql, params={"start": start, "end": end})
         return relation.to_arrow_table()
+
+
+def compute_figures(con: duckdb.DuckDBPyConnection, lake: Lake, figures: Iterable[Figure],
+                    start: datetime, end: datetime,
+                    done: Callable[[Figure, pa.Table], None] = lambda f, t: None) -> dict[str, pa.Table]:
+    """Every figure for [start, end), by name, over period-scoped views
+    (warehouse/scoped.py): the views the figures select from are re-created for this
+    connection over the files of the period's `date=` partitions only (each figure filters on
+    `date` between the bounds' dates first), so the rest of the lake is never opened and each
+    file's footer is read once for all figures. `done(figure, table)` is called after each."""
+    figures = list(figures)
+    try:
+        return _compute_scoped(con, lake, figures, start, end, done, checked=False)
+    except duckdb.InvalidInputException as exc:
+        if "schema mismatch" not in str(exc):
+            raise
+        # a file of the period was landed under an older contract (a column is missing):
+        # read the period again with its files grouped by schema (warehouse/scoped.py)
+        log.info("figures period=%s..%s older schema in the lake, files grouped by schema", start, end)
+        return _compute_scoped(con, lake, figures, start, end, done, checked=True)
+
+
+def _compute_scoped(con: duckdb.DuckDBPyConnection, lake: Lake, figures: list[Figure], start: datetime,
+                    end: datetime, done: Callable[[Figure, pa.Table], None], checked: bool) -> dict[str, pa.Table]:
+    out: dict[str, pa.Table] = {}
+    with period_views(con, lake, start.date(), end.date(), [f.views for f in figures], checked=checked):
+        for fig in figures:
+            out[fig.name] = fig.compute(con, start, end)
+            done(fig, out[fig.name])
+    return out
 
 
 def _header_lines(text: str) -> list[str]:
@@ -146,4 +190,4 @@ def figures(figure_dir: Path = FIGURE_DIR) -> dict[str, Figure]:
 
 
 __all__ = ["CHART_KINDS", "FIGURE_DIR", "PERIOD_PARAMS", "SECTIONS", "Chart", "Column", "Figure", "FigureError",
-           "figures", "parse_figure"]
+           "compute_figures", "figures", "parse_figure"]

@@ -16,6 +16,7 @@ import pandas as pd
 from contracts.lake import RAW, Lake
 from contracts.logistics import VEHICLE_STATUS
 from contracts.registry import CONTRACTS
+from warehouse.scoped import period_views
 
 SECTION_TITLES: dict[str, str] = {
     "busiest_roads": "Busiest roads (raw_traffic: vehicles counted, vehicle-weighted mean speed)",
@@ -150,7 +151,8 @@ def daily_report(
     top_entities: int = 10,
 ) -> dict[str, pd.DataFrame]:
     """The report sections for one UTC day (default: the latest day with data, found from the
-    `lake`'s directories when given, else by SQL).
+    `lake`'s directories when given, else by SQL). With a `lake`, the sections read that day's
+    files only (period-scoped views, warehouse/scoped.py); without, the views over the lake.
 
     Every frame carries the day in `frame.attrs["day"]` (None when the lake has no data, in
     which case every section is empty).
@@ -165,9 +167,17 @@ def daily_report(
         "anomalies": _anomalies,
         "anomaly_entities": lambda d: _anomaly_entities(d, top_entities),
     }
+    texts = {name: make_sql(day or date(1970, 1, 1)) for name, make_sql in queries.items()}
+    if day is None or lake is None:
+        return _run_sections(con, texts, day)
+    # every section filters on the day's `date` partition: read that day's files only
+    with period_views(con, lake, day, day, [duckdb.get_table_names(t, qualified=False) for t in texts.values()]):
+        return _run_sections(con, texts, day)
+
+
+def _run_sections(con: duckdb.DuckDBPyConnection, texts: dict[str, str], day: date | None) -> dict[str, pd.DataFrame]:
     sections: dict[str, pd.DataFrame] = {}
-    for name, make_sql in queries.items():
-        sql = make_sql(day or date(1970, 1, 1))
+    for name, sql in texts.items():
         frame = con.execute(sql if day else f"SELECT * FROM ({sql}) WHERE false").fetchdf()
         frame.attrs["day"] = day.isoformat() if day else None
         sections[name] = frame

@@ -104,6 +104,7 @@ def test_latency_warehouse_and_soak_fields(results: dict) -> None:
     assert "latency_p99_s" in results["targets"]
     wh = results["warehouse"]
     assert wh["events"] > 0 and wh["files"] > 0 and wh["days"] == 1 and _positive(wh["build_s"])
+    assert wh["lake"]["rows"] >= wh["events"] and wh["lake"]["files"] == sum(t["files"] for t in wh["lake"]["tables"].values())
     assert {"daily_report_latest_day", "daily_report_mid_month"} <= set(wh["query_s"])
     assert len(wh["query_s"]) >= 5 and all(_positive(s) for s in wh["query_s"].values())
     ex = wh["export"]  # report figures and a month's export, timed (not asserted)

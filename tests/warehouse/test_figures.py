@@ -15,7 +15,7 @@ from contracts import lake as L
 from contracts.registry import CONTRACTS
 from tests.support.report_lake import PERIOD_END, PERIOD_START, KnownLake, build_known_lake
 from tests.support.warehouse_lake import sql
-from warehouse.figures import FigureError, figures, parse_figure
+from warehouse.figures import FigureError, compute_figures, figures, parse_figure
 
 START = pd.Timestamp(PERIOD_START, tz="UTC")
 END = pd.Timestamp(PERIOD_END, tz="UTC")
@@ -293,3 +293,30 @@ def test_fleet_status_has_every_status_row_even_without_stalled_time(lake: L.Lak
     assert [r["status"] for r in got] == ["moving", "idle", "loading", "unloading", "stalled"]
     assert [r["fixes"] for r in got] == [3, 1, 0, 0, 0] and [r["share_pct"] for r in got] == [75.0, 25.0, 0, 0, 0]
     assert got[-1]["hours"] == 0 and got[-1]["vehicles"] == 0 and got[0]["hours"] is None
+
+
+@pytest.mark.parametrize("checked", [False, True], ids=["contract-bound", "schema-grouped"])
+def test_period_scoped_figures_equal_the_views(checked: bool, known: tuple[KnownLake, Path]) -> None:
+    """compute_figures reads only the period's date partitions (warehouse/scoped.py); both of
+    its paths give every figure exactly as the views over the whole lake do (the known lake
+    has rows on the days before and after the period)."""
+    _, db = known
+    figs = figures()
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        whole = {name: f.compute(con, PERIOD_START, PERIOD_END) for name, f in figs.items()}
+        lake = L.Lake(con.execute("SELECT any_value(lake) FROM _cityflow_build").fetchone()[0])
+        if checked:
+            from warehouse.figures import _compute_scoped
+
+            scoped = _compute_scoped(con, lake, list(figs.values()), PERIOD_START, PERIOD_END,
+                                     lambda f, t: None, checked=True)
+        else:
+            scoped = compute_figures(con, lake, figs.values(), PERIOD_START, PERIOD_END)
+        assert con.execute("SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
+    finally:
+        con.close()
+    for name in figs:
+        assert scoped[name].equals(whole[name]), name
