@@ -39,7 +39,9 @@ test-slow: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not e2e" -q $(PYTEST_ARGS)
 
+# The peers (Quix Streams, Bytewax) are in the 'bench' extra, so make install/test stay lean.
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)

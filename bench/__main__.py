@@ -4,6 +4,7 @@ writes bench/results/latest.json. See bench/harness.py for what is run and how i
     make bench                                   # the defaults: ~2M events, >= 20 s per case
     make bench BENCH_ARGS="--events 500000 --soak-minutes 10"
     make bench BENCH_ARGS="--worker-env CITYFLOW_FETCH_MAX_RECORDS=50000"   # try a setting
+    python -m bench --cases peers                # Quix, Bytewax and cityflow on the traffic windows only
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.harness import BenchConfig, run_all, say
+from bench.harness import CASE_GROUPS, BenchConfig, run_all, say
 from bench.report import format_table, summarise, write_json
 from streams.broker import quiet_kafka_client_logs
 
@@ -45,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
                         "Tansu joins take about half of it)")
     p.add_argument("--worker-env", action="append", default=[], metavar="CITYFLOW_NAME=VALUE",
                    help="a setting for every cityflow worker of the run (repeatable)")
+    p.add_argument("--cases", default=",".join(CASE_GROUPS),
+                   help="comma-separated groups of cases to run (default: all of %(default)s)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (default bench/results/latest.json)")
     p.add_argument("--workdir", type=Path, default=None, help="keep logs and lakes here (default: a temp dir, removed)")
     args = p.parse_args(argv)
@@ -54,13 +57,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
         if not sep or not name.startswith("CITYFLOW_"):
             p.error(f"--worker-env expects CITYFLOW_NAME=VALUE, got {item!r}")
         worker_env.append((name, value))
+    cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+    if unknown := [c for c in cases if c not in CASE_GROUPS] or (not cases and ["(none)"]):
+        p.error(f"--cases: unknown {unknown}; choose from {','.join(CASE_GROUPS)}")
     cfg = BenchConfig(
         events=args.events, case_seconds=args.case_seconds, partitions=args.partitions,
         flush_seconds=args.flush_seconds, latency_rate=args.latency_rate, latency_seconds=args.latency_seconds,
         warehouse_events=args.warehouse_events, warehouse_days=args.warehouse_days,
         soak_minutes=args.soak_minutes, soak_warmup_minutes=args.soak_warmup_minutes,
         soak_rate=args.soak_rate, seed=args.seed, group_timeout_s=args.group_timeout,
-        worker_env=tuple(worker_env),
+        worker_env=tuple(worker_env), cases=cases,
     )
     return cfg, args
 

@@ -2,14 +2,20 @@
 its own process, consuming the same topics from the start with its own consumer group), the
 latency and warehouse cases, and the optional soak. Returns the raw figures of every case;
 bench/report.py derives rates, ratios and targets from them.
+
+The cases come in groups (`--cases`, default all): ceiling, faust (naive and take), cityflow
+(1 and 2 workers), peers (Quix Streams, Bytewax and cityflow on the traffic windows alone,
+each peer's windows checked against a DuckDB recompute), latency, warehouse.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -19,6 +25,10 @@ from pathlib import Path
 
 from bench.cityflow_case import run_cityflow
 from bench.latency import run_latency
+from bench.peer_check import check_windows, dump_topic, read_windows, recompute_windows
+from bench.peer_job import KAFKA_DEFAULT_TOPIC_CONFIGS
+from bench.peer_job import SOURCE as PEER_SOURCE
+from bench.peer_job import TOPIC as PEER_TOPIC
 from bench.procstat import ProcessSample
 from bench.soak import run_soak
 from bench.warehouse_case import run_warehouse
@@ -27,6 +37,10 @@ from contracts.settings import load_settings
 from streams.broker import EmbeddedBroker, city_topics, ensure_topics
 
 log = logging.getLogger("bench")
+
+CASE_GROUPS = ("ceiling", "faust", "cityflow", "peers", "latency", "warehouse")
+PEERS = ("quix", "bytewax")  # bench/<name>_case.py, in the 'bench' extra
+_PEER_MODULES = {"quix": "quixstreams", "bytewax": "bytewax"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,7 @@ class BenchConfig:
     # whatever the shell exports (--worker-env CITYFLOW_DETECTORS=none compares without)
     detectors: str = "all"
     worker_env: tuple[tuple[str, str], ...] = ()  # extra CITYFLOW_* settings for the workers
+    cases: tuple[str, ...] = CASE_GROUPS  # which groups of cases run (see the module docstring)
 
 
 _T0 = time.monotonic()
@@ -106,7 +121,9 @@ def run_all(cfg: BenchConfig, workdir: Path) -> dict:
         env["CITYFLOW_SESSION_TIMEOUT_S"] = env["CITYFLOW_REBALANCE_TIMEOUT_S"] = str(cfg.group_timeout_s)
     with EmbeddedBroker().start(log_path=workdir / "tansu.log") as broker:
         assert broker.pid is not None
-        ensure_topics(broker.bootstrap, city_topics(cfg.partitions))
+        # Kafka's default topic configs, explicitly: Tansu describes only what a topic was
+        # created with, and Quix Streams needs retention.ms of its input topic
+        ensure_topics(broker.bootstrap, city_topics(cfg.partitions), configs=KAFKA_DEFAULT_TOPIC_CONFIGS)
         plan = PreloadPlan.for_events(cfg.events, seed=cfg.seed)
         say(f"preloading {cfg.events:,} events into {cfg.partitions} partitions per source topic ...")
         t = time.monotonic()
@@ -117,22 +134,28 @@ def run_all(cfg: BenchConfig, workdir: Path) -> dict:
         say(f"preloaded {total:,} events in {preload_info['seconds']:.1f}s")
         common = ["--bootstrap", broker.bootstrap, "--group-timeout", str(group_timeout)]
         child_timeout = cfg.case_seconds * 3 + 180
-        say(f"ceiling: raw aiokafka getmany + orjson + pyarrow (>= {cfg.case_seconds:g}s) ...")
-        cases["ceiling"] = run_child("ceiling", ["bench.ceiling", *common, "--events", str(total),
-                                                 "--min-seconds", str(cfg.case_seconds)],
-                                     workdir, broker.pid, child_timeout)
-        for mode in ("naive", "take"):
+        if "ceiling" in cfg.cases:
+            say(f"ceiling: raw aiokafka getmany + orjson + pyarrow (>= {cfg.case_seconds:g}s) ...")
+            cases["ceiling"] = run_child("ceiling", ["bench.ceiling", *common, "--events", str(total),
+                                                     "--min-seconds", str(cfg.case_seconds)],
+                                         workdir, broker.pid, child_timeout)
+        for mode in ("naive", "take") if "faust" in cfg.cases else ():
             say(f"{mode}: Faust agent (budget {cfg.case_seconds:g}s or all {total:,} events) ...")
             cases[mode] = run_child(mode, ["bench.faust_agents", mode, *common, "--max-events", str(total),
                                            "--seconds", str(cfg.case_seconds), "--workdir", str(workdir / mode)],
                                     workdir, broker.pid, child_timeout)
-        for workers in (1, 2):
+        for workers in (1, 2) if "cityflow" in cfg.cases else ():
             say(f"cityflow with {workers} worker(s): all {total:,} events to the lake ...")
             cases[f"cityflow_{workers}w"] = run_cityflow(broker.bootstrap, counts, workers, workdir, broker.pid, env)
-    say(f"latency: {cfg.latency_rate:g} events/s for {cfg.latency_seconds:g}s into a live worker ...")
-    latency = run_latency(workdir, cfg.latency_rate, cfg.latency_seconds, env)
-    say(f"warehouse: {cfg.warehouse_days}-day lake of {cfg.warehouse_events:,} events, then the report queries ...")
-    warehouse = run_warehouse(workdir, cfg.warehouse_events, cfg.warehouse_days, cfg.partitions)
+        if "peers" in cfg.cases:
+            cases.update(run_peer_cases(broker.bootstrap, counts[PEER_SOURCE], workdir, broker.pid, common, env))
+    latency = warehouse = None
+    if "latency" in cfg.cases:
+        say(f"latency: {cfg.latency_rate:g} events/s for {cfg.latency_seconds:g}s into a live worker ...")
+        latency = run_latency(workdir, cfg.latency_rate, cfg.latency_seconds, env)
+    if "warehouse" in cfg.cases:
+        say(f"warehouse: {cfg.warehouse_days}-day lake of {cfg.warehouse_events:,} events, then the report queries ...")
+        warehouse = run_warehouse(workdir, cfg.warehouse_events, cfg.warehouse_days, cfg.partitions)
     soak = None
     if cfg.soak_minutes > 0:
         say(f"soak: {cfg.soak_warmup_minutes:g} min warm-up + {cfg.soak_minutes:g} min at {cfg.soak_rate:g} events/s ...")
@@ -148,3 +171,46 @@ def run_all(cfg: BenchConfig, workdir: Path) -> dict:
         "warehouse": warehouse,
         "soak": soak,
     }
+
+
+def peer_installed(name: str) -> bool:
+    """Is the peer's library importable here (the 'bench' extra)?"""
+    return importlib.util.find_spec(_PEER_MODULES[name]) is not None
+
+
+def run_peer_cases(bootstrap: str, events: int, workdir: Path, broker_pid: int, common: list[str],
+                   env: dict[str, str]) -> dict[str, dict]:
+    """The traffic window job (bench/peer_job.py) by each peer, then by one cityflow worker
+    consuming traffic alone, on the same preloaded events. A peer that fails or whose windows
+    differ from the DuckDB recompute is reported with `failed` (the reason) and not counted."""
+    cases: dict[str, dict] = {}
+    say(f"peers: {events:,} traffic events read back for the DuckDB recompute of their windows ...")
+    events_dir = workdir / "peer-events"
+    dumped = dump_topic(bootstrap, PEER_TOPIC, events, events_dir)
+    expected = recompute_windows(events_dir)
+    shutil.rmtree(events_dir, ignore_errors=True)
+    say(f"peers: {expected.num_rows:,} windows recomputed from {dumped:,} events")
+    timeout = max(900.0, events / 1000)  # the slowest peer measured ~10k events/s
+    for name in PEERS:
+        if not peer_installed(name):
+            cases[name] = {"failed": f"{_PEER_MODULES[name]} is not installed (pip install -e '.[bench]')"}
+            say(f"{name}: skipped, {cases[name]['failed']}")
+            continue
+        say(f"{name}: the traffic windows of all {events:,} traffic events ...")
+        try:
+            result = run_child(name, [f"bench.{name}_case", *common, "--events", str(events),
+                                      "--workdir", str(workdir / name)], workdir, broker_pid, timeout)
+        except RuntimeError as exc:
+            cases[name] = {"failed": str(exc)}
+            say(f"{name}: FAILED {exc}")
+            continue
+        check = check_windows(read_windows(result["output"], result["key_column"]), expected)
+        result["check"] = check
+        if not check["ok"]:
+            result["failed"] = f"wrong windows: {check['reason']}"
+        say(f"{name}: {check['emitted']:,} windows, " + ("match the recompute" if check["ok"] else result["failed"]))
+        cases[name] = result
+    say(f"cityflow with 1 worker, traffic only: all {events:,} traffic events to the lake ...")
+    cases["cityflow_traffic_1w"] = run_cityflow(bootstrap, {PEER_SOURCE: events}, 1, workdir, broker_pid, env,
+                                                sources=(PEER_SOURCE,), tag="cityflow-traffic-1w")
+    return cases
