@@ -34,6 +34,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
                    help="CITYFLOW_FLUSH_SECONDS for the cityflow workers (default: the worker's own)")
     p.add_argument("--latency-rate", type=float, default=d.latency_rate, help="events/s of the latency case")
     p.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
+    p.add_argument("--latency-flush-seconds", type=float, default=d.latency_flush_seconds,
+                   help="CITYFLOW_FLUSH_SECONDS of the latency case (default %(default)s)")
     p.add_argument("--warehouse-events", type=int, default=d.warehouse_events)
     p.add_argument("--warehouse-days", type=int, default=d.warehouse_days)
     p.add_argument("--soak-minutes", type=float, default=d.soak_minutes,
@@ -63,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
     cfg = BenchConfig(
         events=args.events, case_seconds=args.case_seconds, partitions=args.partitions,
         flush_seconds=args.flush_seconds, latency_rate=args.latency_rate, latency_seconds=args.latency_seconds,
+        latency_flush_seconds=args.latency_flush_seconds,
         warehouse_events=args.warehouse_events, warehouse_days=args.warehouse_days,
         soak_minutes=args.soak_minutes, soak_warmup_minutes=args.soak_warmup_minutes,
         soak_rate=args.soak_rate, seed=args.seed, group_timeout_s=args.group_timeout,

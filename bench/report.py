@@ -114,7 +114,9 @@ def _case_line(label: str, c: dict) -> str:
 
 def _target_mark(res: dict, name: str) -> str:
     t = res["targets"].get(name)
-    return "" if t is None else f"   target {t['target']}: {'met' if t['met'] else 'NOT met'}"
+    if t is None:
+        return ""
+    return f"   target {t['target']}: {'met' if t['met'] else 'not measured' if t['value'] is None else 'NOT met'}"
 
 
 def peer_lines(res: dict) -> list[str]:
@@ -191,6 +193,10 @@ def format_table(res: dict) -> str:
                 (f"  p50 {_num(lat['p50_s'], '{:.2f}')}s  p90 {_num(lat['p90_s'], '{:.2f}')}s  p99 {_num(lat['p99_s'], '{:.2f}')}s  "
                 f"max {_num(lat['max_s'], '{:.2f}')}s   target p99 <= {lat['target_p99_s']:g}s: "
                 f"{'met' if res['targets'].get('latency_p99_s', {}).get('met') else 'NOT met'}")]
+        if lat.get("files") is not None:
+            out.append(f"  {lat['files']:,} Parquet files landed ({lat['files_per_hour']:,.0f} per hour at this pace); "
+                       f"a raw-table scan took {lat['raw_scan_s']:.3f}s, {lat['raw_scan_compacted_s']:.3f}s after "
+                       f"compaction merged them into {lat['files_after_compaction']:,}")
     if res.get("warehouse"):
         out += warehouse_lines(res)
     soak = res.get("soak")
