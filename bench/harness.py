@@ -193,7 +193,7 @@ def run_peer_cases(bootstrap: str, events: int, workdir: Path, broker_pid: int, 
     expected = recompute_windows(events_dir)
     shutil.rmtree(events_dir, ignore_errors=True)
     say(f"peers: {expected.num_rows:,} windows recomputed from {dumped:,} events")
-    timeout = max(900.0, events / 1000)  # the slowest peer measured ~10k events/s
+    timeout = max(900.0, events / 500)  # Quix measured ~2.5-5k events/s here, under load
     for name in PEERS:
         if not peer_installed(name):
             cases[name] = {"failed": f"{_PEER_MODULES[name]} is not installed (pip install -e '.[bench]')"}
