@@ -23,9 +23,9 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -33,9 +33,9 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from contracts import lake as L
-from jobs.compaction import compact
 from contracts.registry import CONTRACTS
 from contracts.settings import load_settings
+from jobs.compaction import compact
 from jobs.runner import WorkerProcess, wait_until_landed
 from streams.broker import EmbeddedBroker, city_topics, ensure_topics
 

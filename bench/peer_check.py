@@ -32,7 +32,8 @@ _SQL_FN = {"count": "count(*)", "sum": "sum({f})", "mean": "avg({f})", "max": "m
            "min": "min({f})", "p95": "quantile_cont({f}, 0.95)"}
 
 
-async def _dump(bootstrap: str, topic: str, events: int, outdir: Path) -> int:
+async def _read_values(bootstrap: str, topic: str, events: int) -> dict[int, list[bytes]]:
+    """The topic's first `events` values, as newline-delimited chunks per partition."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 max_poll_records=10_000, fetch_max_bytes=64 * 1024 * 1024)
     await consumer.start()
@@ -40,28 +41,26 @@ async def _dump(bootstrap: str, topic: str, events: int, outdir: Path) -> int:
         parts = sorted(consumer.partitions_for_topic(topic) or ())
         consumer.assign([TopicPartition(topic, p) for p in parts])
         await consumer.seek_to_beginning()
-        files = {p: open(outdir / f"p{p}.ndjson", "wb") for p in parts}
+        chunks: dict[int, list[bytes]] = {p: [] for p in parts}
         done = 0
-        try:
-            while done < events:  # counts, not end offsets (unreliable on Tansu)
-                batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-                if not batches:
-                    continue
-                for tp, records in batches.items():
-                    files[tp.partition].write(b"".join(r.value + b"\n" for r in records))
-                    done += len(records)
-        finally:
-            for fh in files.values():
-                fh.close()
-        return done
+        while done < events:  # counts, not end offsets (unreliable on Tansu)
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for tp, records in batches.items():
+                chunks[tp.partition].append(b"".join(r.value + b"\n" for r in records))
+                done += len(records)
+        return chunks
     finally:
         await consumer.stop()
 
 
 def dump_topic(bootstrap: str, topic: str, events: int, outdir: Path, timeout: float = 300) -> int:
-    """Write the topic's first `events` values as newline-delimited JSON, one file per partition."""
+    """Write the topic's first `events` values as newline-delimited JSON, one file per partition;
+    return how many lines were written."""
     outdir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(asyncio.wait_for(_dump(bootstrap, topic, events, outdir), timeout))
+    chunks = asyncio.run(asyncio.wait_for(_read_values(bootstrap, topic, events), timeout))
+    for partition, parts in chunks.items():
+        (outdir / f"p{partition}.ndjson").write_bytes(b"".join(parts))
+    return sum(c.count(b"\n") for parts in chunks.values() for c in parts)
 
 
 def recompute_windows(events_dir: Path) -> pa.Table:

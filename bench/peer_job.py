@@ -65,7 +65,7 @@ class WindowAccumulator:
     """One window's aggregates, one event at a time (what a per-event windowing operator folds):
     null inputs are skipped, an aggregate without any valid input is None."""
 
-    __slots__ = ("n", "sums", "counts", "maxs", "mins", "lists")
+    __slots__ = ("counts", "lists", "maxs", "mins", "n", "sums")
 
     def __init__(self) -> None:
         self.n = 0

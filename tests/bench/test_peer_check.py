@@ -15,7 +15,14 @@ import pyarrow as pa
 import pytest
 
 from bench.peer_check import check_windows, recompute_windows
-from bench.peer_job import GRACE_MS, KAFKA_DEFAULT_TOPIC_CONFIGS, SIZE_MS, TOPIC, WindowAccumulator, event_ms
+from bench.peer_job import (
+    GRACE_MS,
+    KAFKA_DEFAULT_TOPIC_CONFIGS,
+    SIZE_MS,
+    TOPIC,
+    WindowAccumulator,
+    event_ms,
+)
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 REPO = Path(__file__).resolve().parents[2]
