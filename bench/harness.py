@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+
 from bench.cityflow_case import run_cityflow
 from bench.latency import run_latency
 from bench.peer_check import check_windows, dump_topic, read_windows, recompute_windows
@@ -207,7 +209,13 @@ def run_peer_cases(bootstrap: str, events: int, workdir: Path, broker_pid: int, 
             cases[name] = {"failed": str(exc)}
             say(f"{name}: FAILED {exc}")
             continue
-        check = check_windows(read_windows(result["output"], result["key_column"]), expected)
+        try:
+            emitted = read_windows(result["output"], result["key_column"])
+        except duckdb.Error as exc:  # no files, or files DuckDB cannot read
+            cases[name] = {**result, "failed": f"no readable windows in {result['output']}: {exc}"}
+            say(f"{name}: FAILED {cases[name]['failed']}")
+            continue
+        check = check_windows(emitted, expected)
         result["check"] = check
         if not check["ok"]:
             result["failed"] = f"wrong windows: {check['reason']}"
