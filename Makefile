@@ -43,9 +43,11 @@ test-slow: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not e2e" -q $(PYTEST_ARGS)
 
+# The peers (Quix Streams, Bytewax) are in the 'bench' extra, so make install/test stay lean.
 # The warehouse case's 30-day lake at demo rates is landed once and kept here (bench/warehouse_case.py).
 BENCH_LAKE ?= .cityflow/bench-warehouse-lake
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[test,bench]'
 	$(BIN)/python -m bench --warehouse-lake $(BENCH_LAKE) $(BENCH_ARGS)
 
 lint: $(STAMP)

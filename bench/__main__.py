@@ -4,7 +4,8 @@ writes bench/results/latest.json. See bench/harness.py for what is run and how i
     make bench                                   # the defaults: ~2M events, >= 20 s per case
     make bench BENCH_ARGS="--events 500000 --soak-minutes 10"
     make bench BENCH_ARGS="--worker-env CITYFLOW_FETCH_MAX_RECORDS=50000"   # try a setting
-    python -m bench --only warehouse --warehouse-lake /var/tmp/bench-lake  # report timings alone
+    python -m bench --cases peers                # Quix, Bytewax and cityflow on the traffic windows only
+    python -m bench --cases warehouse --warehouse-lake /var/tmp/bench-lake  # report timings alone
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.harness import BenchConfig, run_all, say
+from bench.harness import CASE_GROUPS, BenchConfig, run_all, say
 from bench.report import format_table, summarise, write_json
 from streams.broker import quiet_kafka_client_logs
 
@@ -34,14 +35,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
                    help="CITYFLOW_FLUSH_SECONDS for the cityflow workers (default: the worker's own)")
     p.add_argument("--latency-rate", type=float, default=d.latency_rate, help="events/s of the latency case")
     p.add_argument("--latency-seconds", type=float, default=d.latency_seconds)
+    p.add_argument("--latency-flush-seconds", type=float, default=d.latency_flush_seconds,
+                   help="CITYFLOW_FLUSH_SECONDS of the latency case (default %(default)s)")
     p.add_argument("--warehouse-events", type=int, default=d.warehouse_events,
                    help="events in the warehouse lake (default: the demo's rate over --warehouse-days, ~57.6M for 30)")
     p.add_argument("--warehouse-days", type=int, default=d.warehouse_days)
     p.add_argument("--warehouse-lake", type=Path, default=None, metavar="DIR",
                    help="keep the warehouse lake in DIR and reuse it on the next run with the same "
                         "events/days/partitions (landing it at the demo rate takes a while)")
-    p.add_argument("--only", choices=["warehouse"], default=None,
-                   help="run one case alone: 'warehouse' (the 30-day lake, report queries, figures, export)")
     p.add_argument("--soak-minutes", type=float, default=d.soak_minutes,
                    help="run the memory soak for this many minutes after warm-up (default: off)")
     p.add_argument("--soak-warmup-minutes", type=float, default=d.soak_warmup_minutes)
@@ -52,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
                         "Tansu joins take about half of it)")
     p.add_argument("--worker-env", action="append", default=[], metavar="CITYFLOW_NAME=VALUE",
                    help="a setting for every cityflow worker of the run (repeatable)")
+    p.add_argument("--cases", default=",".join(CASE_GROUPS),
+                   help="comma-separated groups of cases to run (default: all of %(default)s)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON (default bench/results/latest.json)")
     p.add_argument("--workdir", type=Path, default=None, help="keep logs and lakes here (default: a temp dir, removed)")
     args = p.parse_args(argv)
@@ -61,14 +64,18 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchConfig, argparse.Nam
         if not sep or not name.startswith("CITYFLOW_"):
             p.error(f"--worker-env expects CITYFLOW_NAME=VALUE, got {item!r}")
         worker_env.append((name, value))
+    cases = tuple(c.strip() for c in args.cases.split(",") if c.strip())
+    if unknown := [c for c in cases if c not in CASE_GROUPS] or (not cases and ["(none)"]):
+        p.error(f"--cases: unknown {unknown}; choose from {','.join(CASE_GROUPS)}")
     cfg = BenchConfig(
         events=args.events, case_seconds=args.case_seconds, partitions=args.partitions,
         flush_seconds=args.flush_seconds, latency_rate=args.latency_rate, latency_seconds=args.latency_seconds,
+        latency_flush_seconds=args.latency_flush_seconds,
         warehouse_events=args.warehouse_events, warehouse_days=args.warehouse_days,
-        warehouse_lake=str(args.warehouse_lake) if args.warehouse_lake else None, only=args.only,
+        warehouse_lake=str(args.warehouse_lake) if args.warehouse_lake else None,
         soak_minutes=args.soak_minutes, soak_warmup_minutes=args.soak_warmup_minutes,
         soak_rate=args.soak_rate, seed=args.seed, group_timeout_s=args.group_timeout,
-        worker_env=tuple(worker_env),
+        worker_env=tuple(worker_env), cases=cases,
     )
     return cfg, args
 

@@ -55,15 +55,18 @@ def run_cityflow(
     broker_pid: int | None = None,
     env: Mapping[str, str] | None = None,
     timeout: float = 1800,
+    sources: tuple[str, ...] | None = None,
+    tag: str | None = None,
 ) -> dict:
-    """Run `workers` cityflow workers until every expected event is landed; return the case's
-    events/s (landed and consumed), CPU and peak RSS."""
-    tag = f"cityflow-{workers}w"
+    """Run `workers` cityflow workers (consuming `sources`, default all) until every expected
+    event is landed; return the case's events/s (landed and consumed), CPU and peak RSS."""
+    tag = tag or f"cityflow-{workers}w"
     lake = workdir / f"lake-{tag}"
     group = f"bench-{tag}-{uuid.uuid4().hex[:8]}"
     procs = [
         WorkerProcess(bootstrap, str(lake), workdir / f"{tag}-{i}.log", name=f"{tag}-{i}",
-                      env={"CITYFLOW_GROUP_ID": group, **(env or {})})
+                      env={"CITYFLOW_GROUP_ID": group, **(env or {})},
+                      sources=",".join(sources) if sources else None)
         for i in range(workers)
     ]
     total = sum(expected.values())
@@ -107,4 +110,5 @@ def run_cityflow(
         "peak_rss_mb": max(peak),
         "peak_rss_mb_per_worker": peak,
         "workers": workers,
+        "sources": list(sources or expected),
     }

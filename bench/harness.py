@@ -2,14 +2,20 @@
 its own process, consuming the same topics from the start with its own consumer group), the
 latency and warehouse cases, and the optional soak. Returns the raw figures of every case;
 bench/report.py derives rates, ratios and targets from them.
+
+The cases come in groups (`--cases`, default all): ceiling, faust (naive and take), cityflow
+(1 and 2 workers), peers (Quix Streams, Bytewax and cityflow on the traffic windows alone,
+each peer's windows checked against a DuckDB recompute), latency, warehouse.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -17,8 +23,14 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
+
 from bench.cityflow_case import run_cityflow
 from bench.latency import run_latency
+from bench.peer_check import check_windows, dump_topic, read_windows, recompute_windows
+from bench.peer_job import KAFKA_DEFAULT_TOPIC_CONFIGS
+from bench.peer_job import SOURCE as PEER_SOURCE
+from bench.peer_job import TOPIC as PEER_TOPIC
 from bench.procstat import ProcessSample
 from bench.soak import run_soak
 from bench.warehouse_case import demo_rate_events, run_warehouse
@@ -27,6 +39,11 @@ from contracts.settings import load_settings
 from streams.broker import EmbeddedBroker, city_topics, ensure_topics
 
 log = logging.getLogger("bench")
+
+CASE_GROUPS = ("ceiling", "faust", "cityflow", "peers", "latency", "warehouse")
+BROKER_CASES = ("ceiling", "faust", "cityflow", "peers", "latency")  # they run on one preloaded broker
+PEERS = ("quix", "bytewax")  # bench/<name>_case.py, in the 'bench' extra
+_PEER_MODULES = {"quix": "quixstreams", "bytewax": "bytewax"}
 
 
 @dataclass(frozen=True)
@@ -39,10 +56,10 @@ class BenchConfig:
     flush_seconds: float | None = None  # None: the worker's default (CITYFLOW_FLUSH_SECONDS)
     latency_rate: float = 2000.0
     latency_seconds: float = 40.0
+    latency_flush_seconds: float = 1.0  # issue 17's latency target is for 1 s flushes
     warehouse_events: int | None = None  # None: the demo's rate over warehouse_days (~57.6M for 30)
     warehouse_days: int = 30
     warehouse_lake: str | None = None  # keep the warehouse lake here and reuse it (it takes a while)
-    only: str | None = None  # "warehouse": run the warehouse case alone
     soak_minutes: float = 0.0
     soak_warmup_minutes: float = 2.0
     soak_rate: float = 2000.0
@@ -52,6 +69,7 @@ class BenchConfig:
     # whatever the shell exports (--worker-env CITYFLOW_DETECTORS=none compares without)
     detectors: str = "all"
     worker_env: tuple[tuple[str, str], ...] = ()  # extra CITYFLOW_* settings for the workers
+    cases: tuple[str, ...] = CASE_GROUPS  # which groups of cases run (see the module docstring)
 
 
 _T0 = time.monotonic()
@@ -108,14 +126,16 @@ def run_all(cfg: BenchConfig, workdir: Path) -> dict:
         env["CITYFLOW_SESSION_TIMEOUT_S"] = env["CITYFLOW_REBALANCE_TIMEOUT_S"] = str(cfg.group_timeout_s)
     preload_info: dict | None = None
     latency: dict | None = None
-    if cfg.only != "warehouse":
+    if set(cfg.cases) & set(BROKER_CASES):
         preload_info, latency = _broker_cases(cfg, workdir, cases, env, group_timeout)
-    events = cfg.warehouse_events or demo_rate_events(cfg.warehouse_days)
-    lake_dir = Path(cfg.warehouse_lake) if cfg.warehouse_lake else None
-    say(f"warehouse: {cfg.warehouse_days}-day lake of {events:,} events"
-        f"{' (the demo rate)' if cfg.warehouse_events is None else ''}"
-        f"{f', kept in {lake_dir}' if lake_dir else ''}, then the report queries ...")
-    warehouse = run_warehouse(workdir, events, cfg.warehouse_days, cfg.partitions, lake_dir)
+    warehouse = None
+    if "warehouse" in cfg.cases:
+        events = cfg.warehouse_events or demo_rate_events(cfg.warehouse_days)
+        lake_dir = Path(cfg.warehouse_lake) if cfg.warehouse_lake else None
+        say(f"warehouse: {cfg.warehouse_days}-day lake of {events:,} events"
+            f"{' (the demo rate)' if cfg.warehouse_events is None else ''}"
+            f"{f', kept in {lake_dir}' if lake_dir else ''}, then the report queries ...")
+        warehouse = run_warehouse(workdir, events, cfg.warehouse_days, cfg.partitions, lake_dir)
     soak = None
     if cfg.soak_minutes > 0:
         say(f"soak: {cfg.soak_warmup_minutes:g} min warm-up + {cfg.soak_minutes:g} min at {cfg.soak_rate:g} events/s ...")
@@ -137,7 +157,9 @@ def _broker_cases(cfg: BenchConfig, workdir: Path, cases: dict, env: dict, group
     """The cases that need the broker: preload, ceiling, Faust agents, cityflow workers, latency."""
     with EmbeddedBroker().start(log_path=workdir / "tansu.log") as broker:
         assert broker.pid is not None
-        ensure_topics(broker.bootstrap, city_topics(cfg.partitions))
+        # Kafka's default topic configs, explicitly: Tansu describes only what a topic was
+        # created with, and Quix Streams needs retention.ms of its input topic
+        ensure_topics(broker.bootstrap, city_topics(cfg.partitions), configs=KAFKA_DEFAULT_TOPIC_CONFIGS)
         plan = PreloadPlan.for_events(cfg.events, seed=cfg.seed)
         say(f"preloading {cfg.events:,} events into {cfg.partitions} partitions per source topic ...")
         t = time.monotonic()
@@ -148,18 +170,74 @@ def _broker_cases(cfg: BenchConfig, workdir: Path, cases: dict, env: dict, group
         say(f"preloaded {total:,} events in {preload_info['seconds']:.1f}s")
         common = ["--bootstrap", broker.bootstrap, "--group-timeout", str(group_timeout)]
         child_timeout = cfg.case_seconds * 3 + 180
-        say(f"ceiling: raw aiokafka getmany + orjson + pyarrow (>= {cfg.case_seconds:g}s) ...")
-        cases["ceiling"] = run_child("ceiling", ["bench.ceiling", *common, "--events", str(total),
-                                                 "--min-seconds", str(cfg.case_seconds)],
-                                     workdir, broker.pid, child_timeout)
-        for mode in ("naive", "take"):
+        if "ceiling" in cfg.cases:
+            say(f"ceiling: raw aiokafka getmany + orjson + pyarrow (>= {cfg.case_seconds:g}s) ...")
+            cases["ceiling"] = run_child("ceiling", ["bench.ceiling", *common, "--events", str(total),
+                                                     "--min-seconds", str(cfg.case_seconds)],
+                                         workdir, broker.pid, child_timeout)
+        for mode in ("naive", "take") if "faust" in cfg.cases else ():
             say(f"{mode}: Faust agent (budget {cfg.case_seconds:g}s or all {total:,} events) ...")
             cases[mode] = run_child(mode, ["bench.faust_agents", mode, *common, "--max-events", str(total),
                                            "--seconds", str(cfg.case_seconds), "--workdir", str(workdir / mode)],
                                     workdir, broker.pid, child_timeout)
-        for workers in (1, 2):
+        for workers in (1, 2) if "cityflow" in cfg.cases else ():
             say(f"cityflow with {workers} worker(s): all {total:,} events to the lake ...")
             cases[f"cityflow_{workers}w"] = run_cityflow(broker.bootstrap, counts, workers, workdir, broker.pid, env)
-    say(f"latency: {cfg.latency_rate:g} events/s for {cfg.latency_seconds:g}s into a live worker ...")
-    latency = run_latency(workdir, cfg.latency_rate, cfg.latency_seconds, env)
+        if "peers" in cfg.cases:
+            cases.update(run_peer_cases(broker.bootstrap, counts[PEER_SOURCE], workdir, broker.pid, common, env))
+    latency = None
+    if "latency" in cfg.cases:
+        say(f"latency: {cfg.latency_rate:g} events/s for {cfg.latency_seconds:g}s into a live worker "
+            f"flushing every {cfg.latency_flush_seconds:g}s ...")
+        latency = run_latency(workdir, cfg.latency_rate, cfg.latency_seconds,
+                              {**env, "CITYFLOW_FLUSH_SECONDS": str(cfg.latency_flush_seconds)})
     return preload_info, latency
+
+
+def peer_installed(name: str) -> bool:
+    """Is the peer's library importable here (the 'bench' extra)?"""
+    return importlib.util.find_spec(_PEER_MODULES[name]) is not None
+
+
+def run_peer_cases(bootstrap: str, events: int, workdir: Path, broker_pid: int, common: list[str],
+                   env: dict[str, str]) -> dict[str, dict]:
+    """The traffic window job (bench/peer_job.py) by each peer, then by one cityflow worker
+    consuming traffic alone, on the same preloaded events. A peer that fails or whose windows
+    differ from the DuckDB recompute is reported with `failed` (the reason) and not counted."""
+    cases: dict[str, dict] = {}
+    say(f"peers: {events:,} traffic events read back for the DuckDB recompute of their windows ...")
+    events_dir = workdir / "peer-events"
+    dumped = dump_topic(bootstrap, PEER_TOPIC, events, events_dir)
+    expected = recompute_windows(events_dir)
+    shutil.rmtree(events_dir, ignore_errors=True)
+    say(f"peers: {expected.num_rows:,} windows recomputed from {dumped:,} events")
+    timeout = max(900.0, events / 500)  # Quix measured ~2.5-5k events/s here, under load
+    for name in PEERS:
+        if not peer_installed(name):
+            cases[name] = {"failed": f"{_PEER_MODULES[name]} is not installed (pip install -e '.[bench]')"}
+            say(f"{name}: skipped, {cases[name]['failed']}")
+            continue
+        say(f"{name}: the traffic windows of all {events:,} traffic events ...")
+        try:
+            result = run_child(name, [f"bench.{name}_case", *common, "--events", str(events),
+                                      "--workdir", str(workdir / name)], workdir, broker_pid, timeout)
+        except RuntimeError as exc:
+            cases[name] = {"failed": str(exc)}
+            say(f"{name}: FAILED {exc}")
+            continue
+        try:
+            emitted = read_windows(result["output"], result["key_column"])
+        except duckdb.Error as exc:  # no files, or files DuckDB cannot read
+            cases[name] = {**result, "failed": f"no readable windows in {result['output']}: {exc}"}
+            say(f"{name}: FAILED {cases[name]['failed']}")
+            continue
+        check = check_windows(emitted, expected)
+        result["check"] = check
+        if not check["ok"]:
+            result["failed"] = f"wrong windows: {check['reason']}"
+        say(f"{name}: {check['emitted']:,} windows, " + ("match the recompute" if check["ok"] else result["failed"]))
+        cases[name] = result
+    say(f"cityflow with 1 worker, traffic only: all {events:,} traffic events to the lake ...")
+    cases["cityflow_traffic_1w"] = run_cityflow(bootstrap, {PEER_SOURCE: events}, 1, workdir, broker_pid, env,
+                                                sources=(PEER_SOURCE,), tag="cityflow-traffic-1w")
+    return cases

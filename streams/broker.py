@@ -347,11 +347,15 @@ def list_topics(bootstrap_or_config: str | Mapping[str, Any], timeout: float = 5
 
 
 def ensure_topics(
-    bootstrap_or_config: str | Mapping[str, Any], topics: Mapping[str, int], timeout: float = 30
+    bootstrap_or_config: str | Mapping[str, Any],
+    topics: Mapping[str, int],
+    timeout: float = 30,
+    configs: Mapping[str, str] | None = None,
 ) -> None:
-    """Create the missing topics with the given partition counts, then wait until metadata shows
-    every partition with a leader. Existing topics are left as they are (a warning if they have
-    fewer partitions than asked for); replication uses the broker's default."""
+    """Create the missing topics with the given partition counts (and topic `configs`, if any),
+    then wait until metadata shows every partition with a leader. Existing topics are left as
+    they are (a warning if they have fewer partitions than asked for); replication uses the
+    broker's default."""
     from kafka.errors import KafkaError, for_code
 
     config = _as_config(bootstrap_or_config)
@@ -360,7 +364,9 @@ def ensure_topics(
     try:
         existing = set(admin.list_topics())
         missing = {
-            name: {"num_partitions": n} for name, n in topics.items() if name not in existing
+            name: {"num_partitions": n, **({"configs": dict(configs)} if configs else {})}
+            for name, n in topics.items()
+            if name not in existing
         }
         if missing:
             response = admin.create_topics(

@@ -88,10 +88,34 @@ def test_ratios_are_computed_from_the_rates(results: dict) -> None:
     assert r["cityflow_vs_naive"] == pytest.approx(rate["cityflow_1w"] / rate["naive"])
     assert r["cityflow_vs_take"] == pytest.approx(rate["cityflow_1w"] / rate["take"])
     assert r["scale_2w_vs_1w"] == pytest.approx(rate["cityflow_2w"] / rate["cityflow_1w"])
-    assert all(_positive(v) for v in r.values()), r
+    peers_counted = {p: not results["cases"][p].get("failed") for p in ("quix", "bytewax")}
+    for peer, counted in peers_counted.items():
+        ratio = r[f"cityflow_vs_{peer}"]
+        assert ratio == (pytest.approx(rate["cityflow_traffic_1w"] / rate[peer]) if counted else None)
+    assert all(_positive(v) for k, v in r.items() if not any(p in k and not c for p, c in peers_counted.items())), r
+    figures = {**r, "cityflow_cpu_s_per_M_events": results["cases"]["cityflow_1w"]["cpu_s_per_M_events"]}
     for name in TARGETS:
         t = results["targets"][name]
-        assert t["value"] == r[name] and t["met"] == (r[name] >= float(t["target"].split()[1]))
+        op, threshold = t["target"].split()
+        value = figures[name]
+        assert t["value"] == value
+        assert t["met"] == (value is not None and (value >= float(threshold) if op == ">=" else value <= float(threshold)))
+
+
+@pytest.mark.timeout(300)
+def test_peer_cases_are_checked_or_say_why_not(results: dict) -> None:
+    """Quix and Bytewax ran the traffic windows and matched the DuckDB recompute, or (without
+    the 'bench' extra) say why they did not run; cityflow ran the same events, traffic only."""
+    traffic = results["preload"]["per_source"]["traffic"]
+    for peer in ("quix", "bytewax"):
+        c = results["cases"][peer]
+        if "seconds" not in c:
+            assert "not installed" in c["failed"] or "failed" in c["failed"], c
+            continue
+        assert c["events"] == traffic and c["check"]["ok"], c.get("failed")
+        assert c["check"]["emitted"] >= c["check"]["expected_closed"] > 0
+    cf = results["cases"]["cityflow_traffic_1w"]
+    assert cf["events"] == traffic and cf["sources"] == ["traffic"]
 
 
 @pytest.mark.timeout(300)
@@ -100,7 +124,9 @@ def test_latency_warehouse_and_soak_fields(results: dict) -> None:
     assert lat["events"] > 0 and lat["measured"] == lat["events"] and lat["not_visible"] == 0
     assert lat["duckdb_rows"] == lat["events"]  # everything produced is queryable
     assert 0 < lat["p50_s"] <= lat["p90_s"] <= lat["p99_s"] <= lat["max_s"]
-    assert lat["flush_seconds"] == 1.0 and lat["target_p99_s"] == 3.0
+    assert lat["flush_seconds"] == 1.0 and lat["target_p99_s"] == 1.5  # issue 17
+    assert lat["files"] > 0 and lat["files_per_hour"] > 0 and lat["files_after_compaction"] <= lat["files"]
+    assert _positive(lat["raw_scan_s"]) and _positive(lat["raw_scan_compacted_s"])
     assert "latency_p99_s" in results["targets"]
     wh = results["warehouse"]
     assert wh["events"] > 0 and wh["files"] > 0 and wh["days"] == 1 and _positive(wh["build_s"])

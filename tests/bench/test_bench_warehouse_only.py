@@ -1,4 +1,4 @@
-"""`python -m bench --only warehouse` runs the warehouse case alone (no broker) on a tiny lake,
+"""`python -m bench --cases warehouse` runs the warehouse case alone (no broker) on a tiny lake,
 prints the lake's size and the report timings, and a kept lake is reused, not landed again.
 No timing is asserted (tests never time things: see STYLE.md)."""
 
@@ -15,7 +15,7 @@ from bench.warehouse_case import LAKE_FACTS, prepared_lake
 def test_warehouse_case_alone_with_a_kept_lake(tmp_path: Path) -> None:
     lake, out = tmp_path / "kept-lake", tmp_path / "latest.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--only", "warehouse", "--warehouse-events", "3000", "--warehouse-days", "1",
+        [sys.executable, "-m", "bench", "--cases", "warehouse", "--warehouse-events", "3000", "--warehouse-days", "1",
          "--warehouse-lake", str(lake), "--out", str(out), "--workdir", str(tmp_path / "work")],
         check=False, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-4000:]
