@@ -180,8 +180,8 @@ def format_table(res: dict) -> str:
     """The run as text: throughput cases, peers, ratios, latency, warehouse queries, soak."""
     m, cfg = res["machine"], res["config"]
     if not res["cases"]:  # --cases warehouse
-        out = [f"cityflow benchmark: the warehouse case alone, {m['cores']} cores ({m['cpu_model']}), "
-               f"run took {res['wall_s']:.0f}s"]
+        out = [(f"cityflow benchmark: the warehouse case alone, {m['cores']} cores ({m['cpu_model']}), "
+                f"run took {res['wall_s']:.0f}s")]
         return "\n".join(out + warehouse_lines(res))
     out = [(f"cityflow benchmark: {res['preload']['events']:,} events preloaded, {cfg['partitions']} partitions "
            f"per source topic, {m['cores']} cores ({m['cpu_model']}), run took {res['wall_s']:.0f}s"),

@@ -12,7 +12,13 @@ import numpy as np
 import pyarrow as pa
 
 from streams.detectors.base import Alerts, DetectorState, Rows, RunDetector, select_rows
-from streams.detectors.baseline import WARM_SHARE, BandStats, Baseline, _nan_to_zero, _nanmedian_rows
+from streams.detectors.baseline import (
+    WARM_SHARE,
+    BandStats,
+    Baseline,
+    _nan_to_zero,
+    _nanmedian_rows,
+)
 from streams.detectors.lighting import DIMMED, ENERGY, FAULT, ON, POWER, EnergySpike, lit_power
 from streams.detectors.traffic import (
     COUNT,
