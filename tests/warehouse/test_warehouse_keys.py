@@ -32,8 +32,9 @@ def land_sink_lake(root: str, seed: int = 3) -> L.Lake:
     """Land about 4,000 simulated events of every source through the real sink, then do to the
     lake what production does: compact (inputs kept a while for readers) and replay a flush."""
     lake = L.Lake(root)
+    # two city hours: supply's 15-min windows and 30-min grace need that much room for late events
     events = list(deliver_out_of_order(
-        generate(seed, rate=400, seconds=10, speedup=360, start=START, sources=list(CONTRACTS)),
+        generate(seed, rate=200, seconds=20, speedup=360, start=START, sources=list(CONTRACTS)),
         Disorder(jitter_s=20, correction_fraction=0.02, late_fraction=0.01, seed=seed)))
     for source, contract in CONTRACTS.items():
         for partition in range(PARTITIONS):
