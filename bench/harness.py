@@ -205,15 +205,17 @@ def run_peer_cases(bootstrap: str, events: int, workdir: Path, broker_pid: int, 
     consuming traffic alone, on the same preloaded events. A peer that fails or whose windows
     differ from the DuckDB recompute is reported with `failed` (the reason) and not counted."""
     cases: dict[str, dict] = {}
-    say(f"peers: {events:,} traffic events read back for the DuckDB recompute of their windows ...")
-    events_dir = workdir / "peer-events"
-    dumped = dump_topic(bootstrap, PEER_TOPIC, events, events_dir)
-    expected = recompute_windows(events_dir)
-    shutil.rmtree(events_dir, ignore_errors=True)
-    say(f"peers: {expected.num_rows:,} windows recomputed from {dumped:,} events")
+    expected = None
+    if any(peer_installed(name) for name in PEERS):  # else nothing to check against the recompute
+        say(f"peers: {events:,} traffic events read back for the DuckDB recompute of their windows ...")
+        events_dir = workdir / "peer-events"
+        dumped = dump_topic(bootstrap, PEER_TOPIC, events, events_dir)
+        expected = recompute_windows(events_dir)
+        shutil.rmtree(events_dir, ignore_errors=True)
+        say(f"peers: {expected.num_rows:,} windows recomputed from {dumped:,} events")
     timeout = max(900.0, events / 500)  # Quix measured ~2.5-5k events/s here, under load
     for name in PEERS:
-        if not peer_installed(name):
+        if expected is None or not peer_installed(name):
             cases[name] = {"failed": f"{_PEER_MODULES[name]} is not installed (pip install -e '.[bench]')"}
             say(f"{name}: skipped, {cases[name]['failed']}")
             continue

@@ -82,7 +82,7 @@ def test_every_case_has_sane_figures(results: dict) -> None:
 
 @pytest.mark.timeout(300)
 def test_ratios_are_computed_from_the_rates(results: dict) -> None:
-    rate = {k: v["events_per_s"] for k, v in results["cases"].items()}
+    rate = {k: v.get("events_per_s") for k, v in results["cases"].items()}  # none for a peer not installed
     r = results["ratios"]
     assert r["cityflow_vs_ceiling"] == pytest.approx(rate["cityflow_1w"] / rate["ceiling"])
     assert r["cityflow_vs_naive"] == pytest.approx(rate["cityflow_1w"] / rate["naive"])
