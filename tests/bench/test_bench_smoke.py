@@ -14,7 +14,9 @@ import pytest
 
 from bench.report import CASE_ORDER, TARGETS
 
-pytestmark = pytest.mark.e2e
+# slow: its tiny run of every case (~70 s on 2 cores) is the largest item of make test's
+# 15 minutes; make test-slow (in CI too) runs it
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EVENTS = 3000
 # Tiny and quick: one partition per topic (fewer files), 1 s flushes, 2 s group timeouts
