@@ -161,8 +161,8 @@ class Learned:
         n_rows = len(rows)
         self.buckets = tod.bucket(rows.window_start)
         self.size_s = (rows.window_end - rows.window_start) / 1000.0
-        self.min_n = warm_samples(warmup_s, self.size_s)  # a verdict from here on
         self.clip_n = warmup_s / np.maximum(self.size_s, 1.0)  # clipping and typical spread: all of it
+        self.min_n = WARM_SHARE * self.clip_n  # a verdict from here on (see WARM_SHARE)
         names = [[f"{b.signal}_{part}" for b in baselines] for part in ("mean", "var", "n")]
         self.local = np.repeat(np.arange(len(rows.starts)), rows.counts)  # entity index in the batch
         group = self.local * nb + self.buckets
@@ -232,19 +232,15 @@ class Learned:
         return BandStats(mean, np.fmax(sd, floor), n)
 
 
+# A bucket gives a verdict after WARM_SHARE of the windows `warmup_s` spans (`Learned.min_n`).
+# Not all of them: a window that is skipped (a lamp's fault report, a detector's reboot) would
+# otherwise leave a bucket one sample short of warm for another whole day (`warmup_s` 7200 with
+# 15-min windows is 8 samples, two evenings; a fault in one of them blinded
+# `lighting.energy_spike` on the third). What the baseline learns does not change: clipping
+# starts, and a bucket counts towards the sensor's typical spread, after all of `warmup_s`
+# (`Learned.clip_n`; a spread from three quarters of the samples is noisier, and it raised the
+# floor enough to lose a NAB window).
 WARM_SHARE = 0.75
-
-
-def warm_samples(warmup_s: float, size_s: np.ndarray) -> np.ndarray:
-    """Samples a bucket needs before it gives a verdict: `WARM_SHARE` of the windows `warmup_s`
-    spans. Not all of them: a window that is skipped (a lamp's fault report, a detector's reboot)
-    would otherwise leave a bucket one sample short of warm for another whole day (`warmup_s`
-    7200 with 15-min windows is 8 samples, two evenings; a fault in one of them blinded
-    `lighting.energy_spike` on the third). What the baseline learns does not change: clipping
-    starts, and a bucket counts towards the sensor's typical spread, after all of `warmup_s`
-    (a spread from three quarters of the samples is noisier, and it raised the floor enough to
-    lose a NAB window)."""
-    return WARM_SHARE * warmup_s / np.maximum(size_s, 1.0)
 
 
 def check_baseline_settings(memory_days: float, warmup_s: float, clear_s: float, timezone: str) -> None:
