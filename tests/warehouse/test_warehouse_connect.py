@@ -70,3 +70,19 @@ def test_views_show_the_configured_window_size_and_rebuild_when_it_changes(
     assert counts() == [(60, 3)]
     monkeypatch.setenv("CITYFLOW_WINDOW_TRAFFIC", '{"size_s": 120}')
     assert counts() == [(120, 7)]
+
+
+def test_a_duckdb_without_the_disabled_optimizer_rule_still_connects(
+    lake: L.Lake, db_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`duckdb>=1.0` admits versions that lack `top_n_window_elimination`; turning it off is a
+    speed setting, so an unknown rule is logged and the warehouse works as before."""
+    from warehouse import db
+
+    con = duckdb.connect()
+    db.prepare_connection(con, lake.root)
+    assert con.execute("SELECT current_setting('disabled_optimizers')").fetchall()[0][0] == db.DISABLED_OPTIMIZERS
+    monkeypatch.setattr(db, "DISABLED_OPTIMIZERS", "a_rule_this_duckdb_does_not_have")
+    settings = load_settings(lake=lake.root, warehouse_db=db_path)
+    assert query("SELECT count(*) AS n FROM raw_wifi", settings)["n"][0] == 0
+    assert "does not know the optimizer rule a_rule_this_duckdb_does_not_have" in caplog.text
