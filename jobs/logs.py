@@ -40,6 +40,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+_QUOTED_SECRET = re.compile(r"""(\b\w*(?:password|secret)\w*['"]?\s*[:=]\s*)(['"])(?:(?!\2).)*\2""", re.IGNORECASE)
+_BARE_SECRET = re.compile(r"""(\b\w*(?:password|secret)\w*=)(?!['"])[^\s,;)}\]]+""", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Masks password and secret values in every record. Client libraries log their whole
+    configuration at DEBUG (kafka-python: "Starting KafkaAdminClient with configuration: {...,
+    'sasl_plain_password': '...'}"), so `--verbose` would otherwise print the SASL password."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = _BARE_SECRET.sub(r"\1***", _QUOTED_SECRET.sub(r"\1\2***\2", message))
+        if masked != message:
+            record.msg, record.args = masked, ()
+        return True
+
+
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler on stderr that survives stderr being replaced: tests and embedders swap
     sys.stderr and close the old one, and a handler holding a closed stream turns every later
@@ -65,7 +82,9 @@ def logging_dict(log_format: str, level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"cityflow": formatter},
-        "handlers": {"stderr": {"class": "jobs.logs.StderrHandler", "formatter": "cityflow"}},
+        "filters": {"secrets": {"()": "jobs.logs.RedactSecrets"}},
+        "handlers": {"stderr": {"class": "jobs.logs.StderrHandler", "formatter": "cityflow",
+                                "filters": ["secrets"]}},
         "root": {"level": level, "handlers": ["stderr"]},
     }
 
@@ -76,4 +95,4 @@ def configure_logging(log_format: str, level: str) -> None:
     logging.config.dictConfig(logging_dict(log_format, level))
 
 
-__all__ = ["JsonFormatter", "configure_logging", "logging_dict"]
+__all__ = ["JsonFormatter", "RedactSecrets", "configure_logging", "logging_dict"]

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from jobs.logs import JsonFormatter
+from jobs.logs import JsonFormatter, RedactSecrets
 from jobs.runner import WorkerProcess
 from streams.broker import city_topics, ensure_topics
 
@@ -23,6 +23,20 @@ def test_json_formatter_fields_and_escaping() -> None:
     assert out["level"] == "WARNING" and out["logger"] == "streams.sink"
     assert out["topic"] == "city.traffic.v1" and out["partition"] == 3
     assert out["message"].endswith('device="x"\ny"') and out["time"].endswith("Z") and ":" in out["worker"]
+
+
+@pytest.mark.parametrize(("message", "args", "shown"), [
+    # kafka-python logs its whole configuration at DEBUG, i.e. with --verbose
+    ("Starting KafkaAdminClient with configuration: %s",
+     ({"sasl_plain_username": "cityflow", "sasl_plain_password": "hunter2", "ssl_password": None},),
+     "{'sasl_plain_username': 'cityflow', 'sasl_plain_password': '***', 'ssl_password': None}"),
+    ("connecting with password=hunter2 user=%s", ("bob",), "connecting with password=*** user=bob"),
+    ('{"client_secret": "hunter2"}', (), '{"client_secret": "***"}'),
+])
+def test_passwords_never_reach_the_log(message: str, args: tuple, shown: str) -> None:
+    record = logging.LogRecord("kafka.admin.client", logging.DEBUG, __file__, 1, message, args, None)
+    assert RedactSecrets().filter(record)
+    assert "hunter2" not in record.getMessage() and record.getMessage().endswith(shown)
 
 
 @pytest.mark.e2e
