@@ -98,6 +98,7 @@ def check_settings() -> None:
 def _main(argv: list[str]) -> int:
     # Imported here, not at the top: `run` installs its SIGTERM handler before the heavy imports.
     from contracts.settings import SettingsError
+    from streams.broker import BrokerUnreachable
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -125,6 +126,9 @@ def _main(argv: list[str]) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokerUnreachable as exc:  # no Kafka, or one that refused the login: one line, no trace
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -46,8 +46,12 @@ class EmbeddedBroker:
     process, which then stops the broker after its own shutdown (workers can still commit).
     """
 
-    def __init__(self, binary: str | None = None) -> None:
+    def __init__(self, binary: str | None = None, authentication: bool = False) -> None:
         self.binary = binary
+        # Tansu's --authentication: every request needs SASL (SCRAM) first. With memory storage
+        # no user can be created (its `user create` must itself authenticate), so such a broker
+        # refuses every client: the tests use it to check how cityflow reports a refused login.
+        self.authentication = authentication
         self.port: int | None = None
         self.pid: int | None = None
         self.log_path: Path | None = None
@@ -117,6 +121,7 @@ class EmbeddedBroker:
             url,
             "--storage-engine",
             "memory://tansu/",
+            *(["--authentication"] if self.authentication else []),
         ]
         self.port = port
         self.log_path = log_path or Path(tempfile.gettempdir()) / f"cityflow-tansu-{port}.log"
@@ -163,7 +168,11 @@ class EmbeddedBroker:
                     f"{self.log_tail()}\n{OTHER_KAFKA_HINT}"
                 )
             try:
-                list_topics(self.bootstrap, timeout=min(2.0, max(0.2, deadline - time.monotonic())))
+                wait = min(2.0, max(0.2, deadline - time.monotonic()))
+                if self.authentication:  # a metadata request needs a login no user can have
+                    _accepts_connections(self.bootstrap, wait)
+                else:
+                    list_topics(self.bootstrap, timeout=wait)
             except BrokerUnreachable as exc:
                 last_error = exc
                 time.sleep(0.05)  # poll interval; the deadline bounds the wait
@@ -326,10 +335,49 @@ def _admin(config: Mapping[str, Any], timeout: float) -> Any:
             }
         )
     except KafkaError as exc:
-        raise BrokerUnreachable(
-            f"no Kafka answered at {','.join(config.get('bootstrap_servers', []))}: {exc!r}; "
-            "is it running and is CITYFLOW_KAFKA_BOOTSTRAP right? (`cityflow broker` starts one)"
-        ) from None
+        raise BrokerUnreachable(_why_unreachable(config, exc)) from None
+
+
+def _accepts_connections(bootstrap: str, timeout: float) -> str:
+    """The first bootstrap address that accepts a TCP connection; BrokerUnreachable if none."""
+    for server in _bootstrap_list(bootstrap):
+        host, _, port = server.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=timeout):
+                return server
+        except (OSError, ValueError):
+            continue
+    raise BrokerUnreachable(f"nothing accepts connections at {bootstrap}")
+
+
+def _why_unreachable(config: Mapping[str, Any], exc: Exception) -> str:
+    """Say why bootstrapping failed: nothing listening, or a server that refused this client's
+    security settings (a login or TLS handshake that failed looks like a timeout to the client).
+    Names the settings to check; never the password."""
+    servers = ",".join(config.get("bootstrap_servers", []))
+    try:
+        _accepts_connections(servers, timeout=2.0)
+    except BrokerUnreachable:
+        return (
+            f"no Kafka answered at {servers}: {exc!r}; is it running and is CITYFLOW_KAFKA_BOOTSTRAP "
+            "right? (`cityflow broker` starts one)"
+        )
+    protocol = config.get("security_protocol", "PLAINTEXT")
+    if protocol.startswith("SASL_"):
+        how = (
+            f"SASL {config.get('sasl_mechanism')} login as {config.get('sasl_plain_username')!r} "
+            f"({protocol}) did not succeed"
+        )
+        check = ("CITYFLOW_KAFKA_SASL_USERNAME, CITYFLOW_KAFKA_SASL_PASSWORD, "
+                 "CITYFLOW_KAFKA_SASL_MECHANISM and CITYFLOW_KAFKA_SECURITY_PROTOCOL")
+    elif protocol == "SSL":
+        how = "the TLS handshake did not succeed"
+        check = "CITYFLOW_KAFKA_SSL_CAFILE and CITYFLOW_KAFKA_SECURITY_PROTOCOL"
+    else:
+        how = "it did not answer this client as Kafka (PLAINTEXT)"
+        check = ("CITYFLOW_KAFKA_SECURITY_PROTOCOL: a cluster that requires a login or TLS needs "
+                 "SASL_SSL, SASL_PLAINTEXT or SSL and the CITYFLOW_KAFKA_SASL_* settings")
+    return f"{servers} accepts connections, but {how} ({exc!r}); check {check}"
 
 
 def list_topics(bootstrap_or_config: str | Mapping[str, Any], timeout: float = 5) -> list[str]:
