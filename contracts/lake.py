@@ -237,14 +237,17 @@ def live_scan_sql(pattern: str, options: str = "") -> str:
     """
     lit = "'" + pattern.replace("'", "''") + "'"
     name_re = r"'^(.*)/([a-z0-9._-]+)\+(\d+)\+(\d+)-(\d+)(?:\.([a-z0-9]+))?\.parquet$'"
-    files = (f"SELECT file, regexp_extract(file, {name_re}, ['dir', 'topic', 'part', 'first', 'last', 'tag']) AS n "
-             f"FROM glob({lit})")
+    # Long aliases on purpose: DuckDB names an attached database after its file's stem, and with
+    # the aliases `c`/`f` and column `n`, a warehouse called c.duckdb made `c.n` ambiguous.
+    files = (f"SELECT file, regexp_extract(file, {name_re}, ['dir', 'topic', 'part', 'first', 'last', 'tag']) "
+             f"AS cf_name FROM glob({lit})")
     hidden = (
-        f"SELECT f.file FROM ({files}) AS f JOIN ({files}) AS c "
-        "ON f.n.dir = c.n.dir AND f.n.topic = c.n.topic AND f.n.part = c.n.part "
-        f"WHERE c.n.tag = '{COMPACTED_TAG}' AND f.file <> c.file "
-        "AND TRY_CAST(c.n.first AS BIGINT) <= TRY_CAST(f.n.first AS BIGINT) "
-        "AND TRY_CAST(f.n.last AS BIGINT) <= TRY_CAST(c.n.last AS BIGINT)"
+        f"SELECT cf_input.file FROM ({files}) AS cf_input JOIN ({files}) AS cf_cover "
+        "ON cf_input.cf_name.dir = cf_cover.cf_name.dir AND cf_input.cf_name.topic = cf_cover.cf_name.topic "
+        "AND cf_input.cf_name.part = cf_cover.cf_name.part "
+        f"WHERE cf_cover.cf_name.tag = '{COMPACTED_TAG}' AND cf_input.file <> cf_cover.file "
+        "AND TRY_CAST(cf_cover.cf_name.first AS BIGINT) <= TRY_CAST(cf_input.cf_name.first AS BIGINT) "
+        "AND TRY_CAST(cf_input.cf_name.last AS BIGINT) <= TRY_CAST(cf_cover.cf_name.last AS BIGINT)"
     )
     return (f"(SELECT * EXCLUDE (filename) FROM read_parquet({lit}{options}, filename = true) "
             f"WHERE filename NOT IN ({hidden}))")

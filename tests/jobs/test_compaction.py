@@ -243,3 +243,12 @@ def test_compaction_survives_kill_9_of_the_real_command(small_files_lake, tmp_pa
     assert data_files(root) == data_files(reference), f"seed {seed}: {outcomes}"
     assert_views_equal(view_frames(str(root), tmp_path / "final.duckdb"), before, f"seed {seed}")
     print(f"\ncompaction kill test seed={seed}: " + "; ".join(outcomes))
+
+
+def test_a_warehouse_file_named_like_a_scan_alias_reads_a_compacted_lake(small_files_lake, tmp_path):
+    """DuckDB names the attached database after the file's stem, so a warehouse `c.duckdb` made
+    `c.n` in the superseded-file join ambiguous ("Ambiguous reference to column name n")."""
+    template, before = small_files_lake
+    root = copy_lake(template, tmp_path / "lake")
+    compact(L.Lake(str(root)), older_than=timedelta(hours=1), now=LATER)
+    assert_views_equal(view_frames(str(root), tmp_path / "c.duckdb"), before, "warehouse c.duckdb")
