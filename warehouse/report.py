@@ -23,6 +23,7 @@ SECTION_TITLES: dict[str, str] = {
     "lighting_by_district": "Lamp faults and energy per district (lighting_15m)",
     "wifi_by_site_type": "Wi-Fi load by site type (raw_wifi)",
     "fleet_status": "Fleet status (logistics_5m: share of position fixes per status)",
+    "supply_by_district": "Supply networks per district (supply_15m: delivered energy, water and heat)",
     "data_quality": "Data quality (quarantine by reason, late events)",
     "anomalies": "Anomalies by kind and district (anomalies, by window_start)",
     "anomaly_entities": "Entities with the most anomalies (anomalies)",
@@ -94,6 +95,22 @@ def _fleet_status(day: date) -> str:
         HAVING count(*) > 0"""
 
 
+def _supply_by_district(day: date) -> str:
+    # An asset has one type and fills only its type's columns (feeder: energy_kwh, water point:
+    # water_m3 and pressure, heat point: heat_kwh), so the sums skip the other types' nulls.
+    return f"""
+        SELECT district,
+               count(DISTINCT entity) AS assets,
+               sum(energy_kwh) / 1000.0 AS energy_mwh,
+               sum(water_m3) AS water_m3,
+               sum(heat_kwh) / 1000.0 AS heat_mwh,
+               min(min_pressure_bar) AS min_pressure_bar
+        FROM supply_15m
+        WHERE {_day_filter("window_start", day)}
+        GROUP BY district
+        ORDER BY district"""
+
+
 def _data_quality(day: date) -> str:
     return f"""
         SELECT 'quarantined' AS kind, source, reason, count(*) AS records
@@ -163,6 +180,7 @@ def daily_report(
         "lighting_by_district": _lighting_by_district,
         "wifi_by_site_type": _wifi_by_site_type,
         "fleet_status": _fleet_status,
+        "supply_by_district": _supply_by_district,
         "data_quality": _data_quality,
         "anomalies": _anomalies,
         "anomaly_entities": lambda d: _anomaly_entities(d, top_entities),

@@ -300,6 +300,31 @@ def report_lake(lake: L.Lake) -> None:
         last=22,
     )
 
+    # supply: a feeder and a water point in Mitte (the water point corrected once), a heat point
+    # in Süd; each asset fills only its own type's columns, as the worker lands them
+    no_feeder = {"avg_load_kw": None, "max_load_kw": None, "energy_kwh": None, "min_voltage_v": None,
+                 "max_voltage_v": None, "avg_voltage_v": None, "avg_frequency_hz": None}
+    no_water = {"avg_water_flow_m3h": None, "min_water_flow_m3h": None, "water_m3": None,
+                "avg_pressure_bar": None, "min_pressure_bar": None}
+    no_heat = {"avg_supply_temp_c": None, "avg_return_temp_c": None, "max_return_temp_c": None,
+               "avg_heat_flow_m3h": None, "heat_kwh": None}
+    supply = [  # (first offset, rows of one partition-hour)
+        (0, [{"entity": "feeder-1", "district": "Mitte", "window_start": f"{day}T18:00:00",
+              **no_water, **no_heat, "energy_kwh": 1500.0, "avg_load_kw": 6000.0},
+             {"entity": "feeder-1", "district": "Mitte", "window_start": f"{day}T18:15:00",
+              **no_water, **no_heat, "energy_kwh": 500.0, "avg_load_kw": 2000.0}]),
+        (2, [{"entity": "water-1", "district": "Mitte", "window_start": f"{day}T03:00:00",
+              **no_feeder, **no_heat, "water_m3": 10.0, "min_pressure_bar": 3.5}]),
+        (3, [{"entity": "heat-1", "district": "Süd", "window_start": f"{day}T06:00:00",
+              **no_feeder, **no_water, "heat_kwh": 250.0}]),
+        (4, [{"entity": "heat-1", "district": "Süd", "window_start": f"{before}T06:00:00",
+              **no_feeder, **no_water, "heat_kwh": 999.0}]),
+        (5, [{"entity": "water-1", "district": "Mitte", "window_start": f"{day}T03:00:00", "version": 1,
+              **no_feeder, **no_heat, "water_m3": 12.0, "min_pressure_bar": 2.9}]),  # replaces 10 m³, 3.5 bar
+    ]
+    for first, rows in supply:
+        land(lake, L.WINDOWS, "supply", window_table("supply", rows), "window_start", first=first, last=first)
+
     def ap(
         ap_id: str, site: str, ts: str, clients: int, b_in: int, b_out: int, auth: int
     ) -> dict[str, Any]:

@@ -103,6 +103,12 @@ def test_daily_report_on_a_tiny_known_dataset(lake: L.Lake, db_path: Path) -> No
             "max_cargo_temp_c": 4.5,
         },
     ]
+    assert _records(report["supply_by_district"]) == [
+        {"district": "Mitte", "assets": 2, "energy_mwh": pytest.approx(2.0), "water_m3": pytest.approx(12.0),
+         "heat_mwh": None, "min_pressure_bar": pytest.approx(2.9)},
+        {"district": "Süd", "assets": 1, "energy_mwh": None, "water_m3": None, "heat_mwh": pytest.approx(0.25),
+         "min_pressure_bar": None},
+    ]
     assert _records(report["data_quality"]) == [
         {"kind": "quarantined", "source": "traffic", "reason": "not_json", "records": 2},
         {"kind": "quarantined", "source": "wifi", "reason": "out_of_range", "records": 1},
@@ -110,9 +116,13 @@ def test_daily_report_on_a_tiny_known_dataset(lake: L.Lake, db_path: Path) -> No
     ]
     assert earlier["busiest_roads"]["road"].tolist() == ["A40"]
     assert earlier["lighting_by_district"].empty and earlier["fleet_status"].empty
+    assert _records(earlier["supply_by_district"]) == [
+        {"district": "Süd", "assets": 1, "energy_mwh": None, "water_m3": None, "heat_mwh": pytest.approx(0.999),
+         "min_pressure_bar": None}]
 
     text = format_report(report)
     assert "2024-03-02" in text and "Mülheimer Str" in text and "out_of_range" in text
+    assert "Supply networks per district" in text
 
 
 def test_daily_report_on_an_empty_lake_has_empty_sections(lake: L.Lake, db_path: Path) -> None:
