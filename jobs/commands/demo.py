@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 DEMO_MARKER = ".cityflow-demo-lake"
 # Detectable in the demo's first city hour without warm-up (see module doc).
 DEMO_KINDS = ("traffic.stuck", "traffic.dropout", "wifi.ap_down", "logistics.cold_chain",
-              "logistics.stalled", "logistics.impossible_jump")
+              "logistics.stalled", "logistics.impossible_jump", "supply.power_outage", "supply.pressure_drop")
 LABELS_FILE = "demo-incidents.jsonl"  # under CITYFLOW_DATADIR
 # The demo's city: DEMO_RATE events per wall second at DEMO_SPEEDUP x city time, i.e. about
 # 22 events per city second (600 traffic detectors, 333 lamps, 120 access points, 53 vehicles).
