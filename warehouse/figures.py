@@ -27,7 +27,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -123,10 +123,20 @@ def compute_figures(con: duckdb.DuckDBPyConnection, lake: Lake, figures: Iterabl
         return _compute_scoped(con, lake, figures, start, end, done, checked=True)
 
 
+def last_partition_day(start: datetime, end: datetime) -> date:
+    """The last `date=` partition that can hold a row of [start, end) (UTC). Every table is
+    partitioned by the UTC date of the very column its figures bound by [start, end) (raw and
+    late events by `ts`, windows and anomalies by `window_start`, quarantine by `received_at`:
+    streams/sink.py), so a period ending at midnight needs nothing of its end date: for a day
+    that was a second day of traffic windows de-duplicated for nothing."""
+    return max(start.date(), (end - timedelta(microseconds=1)).date())
+
+
 def _compute_scoped(con: duckdb.DuckDBPyConnection, lake: Lake, figures: list[Figure], start: datetime,
                     end: datetime, done: Callable[[Figure, pa.Table], None], checked: bool) -> dict[str, pa.Table]:
     out: dict[str, pa.Table] = {}
-    with period_views(con, lake, start.date(), end.date(), [f.views for f in figures], checked=checked):
+    with period_views(con, lake, start.date(), last_partition_day(start, end), [f.views for f in figures],
+                      checked=checked):
         for fig in figures:
             out[fig.name] = fig.compute(con, start, end)
             done(fig, out[fig.name])
