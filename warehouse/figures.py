@@ -105,15 +105,18 @@ class Figure:
 
 def compute_figures(con: duckdb.DuckDBPyConnection, lake: Lake, figures: Iterable[Figure],
                     start: datetime, end: datetime,
-                    done: Callable[[Figure, pa.Table], None] = lambda f, t: None) -> dict[str, pa.Table]:
+                    done: Callable[[Figure, pa.Table], None] = lambda f, t: None,
+                    day_files: bool = True) -> dict[str, pa.Table]:
     """Every figure for [start, end), by name, over period-scoped views
     (warehouse/scoped.py): the views the figures select from are re-created for this
     connection over the files of the period's `date=` partitions only (each figure filters on
     `date` between the bounds' dates first), so the rest of the lake is never opened and each
-    file's footer is read once for all figures. `done(figure, table)` is called after each."""
+    file's footer is read once for all figures. `done(figure, table)` is called after each.
+    `day_files`: read a closed day from its day file where one is current (jobs/day_files.py;
+    the same rows in one file instead of ~100): False measures the lake without them."""
     figures = list(figures)
     try:
-        return _compute_scoped(con, lake, figures, start, end, done, checked=False)
+        return _compute_scoped(con, lake, figures, start, end, done, checked=False, day_files=day_files)
     except duckdb.InvalidInputException as exc:
         if "schema mismatch" not in str(exc):
             raise
@@ -133,10 +136,11 @@ def last_partition_day(start: datetime, end: datetime) -> date:
 
 
 def _compute_scoped(con: duckdb.DuckDBPyConnection, lake: Lake, figures: list[Figure], start: datetime,
-                    end: datetime, done: Callable[[Figure, pa.Table], None], checked: bool) -> dict[str, pa.Table]:
+                    end: datetime, done: Callable[[Figure, pa.Table], None], checked: bool,
+                    day_files: bool = True) -> dict[str, pa.Table]:
     out: dict[str, pa.Table] = {}
     with period_views(con, lake, start.date(), last_partition_day(start, end), [f.views for f in figures],
-                      checked=checked):
+                      checked=checked, day_files=day_files):
         for fig in figures:
             out[fig.name] = fig.compute(con, start, end)
             done(fig, out[fig.name])
