@@ -46,7 +46,7 @@ from warehouse.scoped import PeriodScans, day_file_path, live_hour_files
 log = logging.getLogger(__name__)
 
 STALE_TEMP = timedelta(hours=1)  # a temp file older than this belongs to a dead writer
-_BATCH_ROWS = 256_000
+_BATCH_ROWS = 128_000  # rows per row group, as the lake's own files (contracts/lake.py)
 
 
 class DayFileError(RuntimeError):
@@ -158,13 +158,28 @@ def write_day_file(lake: L.Lake, con: duckdb.DuckDBPyConnection, root: str, tabl
     # DuckDB 2 names it to_arrow_reader, 1.x (pyproject admits >= 1.0) record_batch
     reader = rel.to_arrow_reader(_BATCH_ROWS) if hasattr(rel, "to_arrow_reader") else rel.record_batch(_BATCH_ROWS)
     meta = {"cityflow.day_file_of": json.dumps([f.path for f in live])}
-    rows = lake.write_parquet_atomic(target, reader.schema,
-                                     (pa.Table.from_batches([b], reader.schema) for b in reader), meta)
+    rows = lake.write_parquet_atomic(target, reader.schema, _row_groups(reader), meta)
     if rows != expected:
         lake.delete(target)
         raise DayFileError(f"day file {target} got {rows} rows, its {len(live)} inputs hold {expected}; removed")
     log.info("day file %s from %d files rows=%d", target, len(live), rows)
     return rows
+
+
+def _row_groups(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
+    """The reader's batches gathered into tables of about _BATCH_ROWS rows: DuckDB hands out
+    small batches, and each table becomes at least one row group (small row groups made the
+    day file slower to read than it needs to be)."""
+    pending: list[pa.RecordBatch] = []
+    n = 0
+    for batch in reader:
+        pending.append(batch)
+        n += batch.num_rows
+        if n >= _BATCH_ROWS:
+            yield pa.Table.from_batches(pending, reader.schema)
+            pending, n = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending, reader.schema)
 
 
 def _delete_stale(lake: L.Lake, day_dir: str, current: str, now: datetime, keep: timedelta,
