@@ -21,6 +21,11 @@ it, 0.05 s from the list of that day's 96 files). Here:
    any file, and the groups (and a typed empty relation from contracts/tables.py, so a period
    of only older files still has every column) are combined `UNION ALL BY NAME`: the same
    rows, columns and types as union_by_name, decided once per period instead of per query.
+4. a closed day whose *day file* is current (jobs/day_files.py: one copy of the day's live
+   files per table and source, named by their signature) is read from that one file instead
+   of its hour files (a month: ~30 files per table and source instead of ~3,000); a day whose
+   files changed since its copy is read from its hour files. The checked path reads hour files
+   only.
 
 The temp views carry the names of the built views and shadow them for this connection (DuckDB
 resolves temp objects first); they are rendered from the same SQL models with the window sizes
