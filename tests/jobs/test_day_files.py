@@ -187,3 +187,33 @@ def test_retention_drops_the_day_files_of_the_days_it_drops(known: tuple[L.Lake,
     apply_retention(lake, keep_days=1, now=datetime.fromisoformat(f"{DAY}T12:00:00+00:00") + timedelta(days=1))
     left = {f.split("date=", 1)[1][:10] for f in _day_files(lake)}
     assert left and all(d >= DAY for d in left) and left < days
+
+
+def test_an_input_deleted_under_the_copy_is_reported_and_copied_next_run(known: tuple[L.Lake, Path],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compaction or a backfill deletes a file the copy has just listed: that day is not
+    written (counted as failed, logged), the others are, and the next run copies it."""
+    import jobs.day_files as D
+
+    lake, db = known
+    listed = D.live_hour_files
+    saved: dict[str, bytes] = {}  # the deleted file, to put back
+
+    def list_then_delete(lake_: L.Lake, table: str, source: str, day: str) -> list[L.LakeFile]:
+        live = listed(lake_, table, source, day)
+        if not saved and table == L.WINDOWS and source == "traffic" and day == DAY:
+            saved[live[0].path] = lake_.read_bytes(live[0].path)
+            lake_.delete(live[0].path)
+        return live
+
+    monkeypatch.setattr(D, "live_hour_files", list_then_delete)
+    report = build_day_files(lake, now=NOW)
+    assert report.tables[L.WINDOWS].failed == 1 and report.total("written") > 0
+    assert not any(f"windows/source=traffic/date={DAY}/" in f for f in _day_files(lake))
+    for rel, data in saved.items():
+        lake.write_bytes_atomic(rel, data)
+    monkeypatch.setattr(D, "live_hour_files", listed)
+    again = build_day_files(lake, now=NOW)
+    assert again.total("written") == 1 and again.total("failed") == 0
+    assert len(_scans(lake, db)[1]) == 1
+
