@@ -140,7 +140,7 @@ def _compute_scoped(con: duckdb.DuckDBPyConnection, lake: Lake, figures: list[Fi
                     day_files: bool = True) -> dict[str, pa.Table]:
     out: dict[str, pa.Table] = {}
     with period_views(con, lake, start.date(), last_partition_day(start, end), [f.views for f in figures],
-                      checked=checked, day_files=day_files):
+                      checked=checked, day_files=day_files, texts=[f.query.sql for f in figures]):
         for fig in figures:
             out[fig.name] = fig.compute(con, start, end)
             done(fig, out[fig.name])

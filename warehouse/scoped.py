@@ -42,7 +42,7 @@ import json
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, timedelta
 
@@ -258,7 +258,7 @@ def _closure(by_name: dict[str, RenderedView], views: Iterable[str]) -> set[str]
 @contextmanager
 def period_views(con: duckdb.DuckDBPyConnection, lake: L.Lake, first_day: date, last_day: date,
                  queries: Iterable[Iterable[str]] | None = None, checked: bool = False,
-                 day_files: bool = True) -> Iterator[PeriodScans]:
+                 day_files: bool = True, texts: Sequence[str] | None = None) -> Iterator[PeriodScans]:
     """Shadow the views of the connected warehouse with temp views over the files of the
     `date=` partitions first_day..last_day (inclusive); drop them on exit. Yields the scans.
 
@@ -270,7 +270,9 @@ def period_views(con: duckdb.DuckDBPyConnection, lake: L.Lake, first_day: date, 
     paid); a view that only projects a scan stays a view, so each query reads only its columns.
     `checked`: group files by schema (opens every footer first) instead of binding them to the
     contract's schema (see PeriodScans). `day_files`: read a closed day's day file (written by
-    `cityflow compact`, jobs/day_files.py) instead of its hour files while it is current."""
+    `cityflow compact`, jobs/day_files.py) instead of its hour files while it is current.
+    `texts`: the SQL of each query (same order as `queries`); given, a shared temp table keeps
+    only the view's columns named in the queries that read it (`_used_columns`)."""
     root, sizes = built_window_sizes(con)
     scans = PeriodScans(con, lake, root, first_day, last_day, checked, day_files)
     models, macros = load_models(), load_macros()
@@ -287,12 +289,37 @@ def period_views(con: duckdb.DuckDBPyConnection, lake: L.Lake, first_day: date, 
         for r in rendered:
             computes = re.search(r"\b(QUALIFY|GROUP\s+BY)\b", r.sql, re.IGNORECASE) is not None
             kind = "TABLE" if readers[r.name] > 1 and computes else "VIEW"
-            con.execute(f"CREATE OR REPLACE TEMP {kind} {_ident(r.name)} AS\n{r.sql}")
+            sql = r.sql
+            if kind == "TABLE" and texts is not None and not any(r.name in by_name[v].refs for v in needed):
+                sql = _used_columns(con, sql, [t for q, t in zip(asked, texts, strict=True) if r.name in q])
+            con.execute(f"CREATE OR REPLACE TEMP {kind} {_ident(r.name)} AS\n{sql}")
             created.append((kind, r.name))
         yield scans
     finally:
         for kind, name in reversed(created):
             con.execute(f"DROP {kind} IF EXISTS temp.main.{_ident(name)}")
+
+
+# a star select (`SELECT *`, `t.*`, `, *`): a query that may read every column
+_STAR_RE = re.compile(r"(\bSELECT\s+(DISTINCT\s+)?|\.|,\s*)\*", re.IGNORECASE)
+
+
+def _used_columns(con: duckdb.DuckDBPyConnection, sql: str, readers: list[str]) -> str:
+    """`sql` projected to the columns whose names occur in the readers' SQL (all of them if a
+    reader selects `*`). Materialising a de-duplicated view for its readers costs per column:
+    traffic_1m has 20, its three figures use 7, and at the demo rate (864k windows a day) the
+    narrower table took 1.07 s instead of 1.54 s in a probe. A name is kept wherever it occurs
+    (a comment, a string, another table's column): more columns than needed cost time only,
+    and a column a reader needs can only be missing if its name does not occur, which makes
+    that reader fail with a binder error, never answer wrongly."""
+    text = "\n".join(readers)
+    if _STAR_RE.search(text):
+        return sql
+    columns = [d[0] for d in con.execute(f"SELECT * FROM ({sql}) LIMIT 0").description]
+    keep = [c for c in columns if re.search(rf"(?<!\w){re.escape(c)}(?!\w)", text, re.IGNORECASE)]
+    if not keep:
+        return sql
+    return f"SELECT {', '.join(_ident(c) for c in keep)} FROM (\n{sql}\n)"
 
 
 __all__ = ["PeriodScans", "built_window_sizes", "current_day_file", "day_file_path", "live_hour_files",
