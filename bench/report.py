@@ -171,8 +171,21 @@ def warehouse_lines(res: dict) -> list[str]:
     if ex:
         out += ["", (f"report figures ({ex['figures']} in warehouse/figures/) and export, seconds "
                      f"(day {ex['day']}, month {ex['month']} with {ex['month_days_with_data']} days of data):")]
+        job, hours = ex.get("job"), ex.get("hour_files")
+        if job:
+            out.append(f"  the scheduled job (cityflow compact --older-than 1h) ran first: {job['merges']} merges in "
+                       f"{job['compact_s']:.1f}s, day files {job['day_files_written']} written + "
+                       f"{job['day_files_current']} current in {job['day_files_s']:.1f}s; {job['day_files']} day files, "
+                       f"{job['day_files_rows']:,} rows, {job['day_files_bytes'] / 1e6:,.1f} MB, standing for "
+                       f"{job['hour_files_covered']:,} hour files")
+        out.append(f"  {'':<34} {'day files':>9} {'hour files':>11}   target (with day files)")
         for name, target in ex["targets_s"].items():
-            out.append(f"  {name:<34} {ex[name]:>7.3f}   target < {target:g}: {'met' if ex[name] < target else 'NOT met'}")
+            before = f"{hours[name]:>11.3f}" if hours else f"{'':>11}"
+            out.append(f"  {name:<34} {ex[name]:>9.3f} {before}   < {target:g}: {'met' if ex[name] < target else 'NOT met'}")
+        if wh.get("lake_after_job"):
+            after = wh["lake_after_job"]
+            out.append(f"  hour files after the job's merges: {after['files']:,} files, {after['rows']:,} rows, "
+                       f"{after['bytes'] / 1e6:,.0f} MB")
     return out
 
 

@@ -32,6 +32,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from contracts.decode import DecodeLimits
+from contracts.lake import DAYS as L_DAYS
 from contracts.lake import TABLES, Lake
 from contracts.registry import CONTRACTS
 from contracts.windows import window_geometry
@@ -202,20 +203,52 @@ def run_warehouse(workdir: Path, events: int | None = None, days: int = 30, part
                    "daily_report_mid_month": _timed(lambda: daily_report(con, mid_month, lake=lake))}
         for name, sql in ANALYST_QUERIES.items():
             queries[name] = _timed(lambda sql=sql: con.execute(sql).fetchall())
-        export = _time_exports(con, lake, mid_month, days_with_data, workdir)
+        # the report timings on the hour files alone, then after the job a deployment schedules
+        # (`cityflow compact`: merges, then a day file per closed day), read as `cityflow export` does
+        hour_files = _time_exports(con, lake, mid_month, days_with_data, workdir, day_files=False)
+        job = compaction_job(lake)
+        export = {**_time_exports(con, lake, mid_month, days_with_data, workdir, day_files=True),
+                  "hour_files": hour_files, "job": job}
     finally:
         con.close()
+    if job["merges"]:
+        facts["lake_after_job"] = lake_size(root)
     return {**facts, "report_days": len(days_with_data), "build_s": build_s, "query_s": queries, "export": export}
+
+
+def compaction_job(lake: Lake) -> dict:
+    """What `cityflow compact --older-than 1h` does (the job a deployment schedules, README):
+    merge the small files of closed hours, then write the day file of every closed day that
+    lacks a current one (jobs/day_files.py). On a kept lake a second run finds them current."""
+    from datetime import timedelta
+
+    from jobs.compaction import compact
+    from jobs.day_files import build_day_files
+
+    t = time.perf_counter()
+    merged = compact(lake, older_than=timedelta(hours=1))
+    compact_s = time.perf_counter() - t
+    t = time.perf_counter()
+    days = build_day_files(lake, older_than=timedelta(hours=1))
+    day_files_s = time.perf_counter() - t
+    entries = [e for e in lake.list_entries(L_DAYS) if not os.path.basename(e.path).startswith(".")]
+    return {"compact_s": compact_s, "merges": merged.merges, "day_files_s": day_files_s,
+            "day_files_written": days.total("written"), "day_files_current": days.total("current"),
+            "day_files_failed": days.total("failed"), "hour_files_covered": days.total("input_files"),
+            "day_files": len(entries), "day_files_bytes": sum(e.size for e in entries),
+            "day_files_rows": sum(pq.ParquetFile(lake.path(e.path)).metadata.num_rows for e in entries)}
 
 
 # Issue 14's targets for the report figures and exports (reported as figures, never asserted).
 EXPORT_TARGETS_S = {"figures_day_s": 2.0, "figures_month_s": 10.0, "export_month_all_formats_s": 30.0}
 
 
-def _time_exports(con: duckdb.DuckDBPyConnection, lake: Lake, day, days_with_data: list, workdir: Path) -> dict:  # type: ignore[no-untyped-def]
+def _time_exports(con: duckdb.DuckDBPyConnection, lake: Lake, day, days_with_data: list, workdir: Path,  # type: ignore[no-untyped-def]
+                  day_files: bool = True) -> dict:
     """Every figure of warehouse/figures/ for one day and for the calendar month of that day
     (median of 3), and one `cityflow export` of that month in all formats (HTML with charts,
-    CSV, Parquet, manifest; partial allowed: the lake's last day is today)."""
+    CSV, Parquet, manifest; partial allowed: the lake's last day is today). `day_files`
+    False: the hour files only, as on a lake whose compaction job has not run."""
     from jobs.export import export_period
     from jobs.periods import period_of
     from warehouse.figures import compute_figures, figures
@@ -224,13 +257,14 @@ def _time_exports(con: duckdb.DuckDBPyConnection, lake: Lake, day, days_with_dat
     day_p, month_p = period_of("day", day, "UTC"), period_of("month", day, "UTC")
 
     def compute_all(p) -> None:  # type: ignore[no-untyped-def]
-        compute_figures(con, lake, figs.values(), p.start_utc, p.end_utc)  # as the export does
+        compute_figures(con, lake, figs.values(), p.start_utc, p.end_utc, day_files=day_files)  # as the export does
 
     out = workdir / "exports"
     shutil.rmtree(out, ignore_errors=True)
     lateness = {s: window_geometry(s).allowed_lateness_s for s in CONTRACTS}
     t = time.perf_counter()
-    result = export_period(con, lake, month_p, figs, out_dir=out, lateness_s=lateness, allow_partial=True)
+    result = export_period(con, lake, month_p, figs, out_dir=out, lateness_s=lateness, allow_partial=True,
+                           day_files=day_files)
     export_s = time.perf_counter() - t
     month_days = sum(1 for d in days_with_data if month_p.first_day <= d < month_p.next_first_day)
     return {"day": day_p.label, "month": month_p.label, "month_days_with_data": month_days,

@@ -13,10 +13,19 @@ Bookkeeping lives next to the tables, under names no table glob matches:
 ``_checkpoints/`` (per-partition landing snapshot), ``_commits/`` (the per-partition flush log),
 ``_staging/`` (flushed files not yet committed), ``_state/`` (detector state landed with each
 flush) and ``_retention/`` (what retention dropped).
+
+Day files (``_days/<table>/source=<s>/date=YYYY-MM-DD/<signature>.parquet``) are a derived,
+read-optimised copy of one closed day's live files of a table and source, written by
+``cityflow compact`` (jobs/day_files.py) and read only by the period-scoped report path
+(warehouse/scoped.py). The signature names exactly the live files (path, size, mtime) it was
+copied from (`day_signature`), so a reader uses a day file only while the day's files are
+still those; a file landed, compacted, backfilled or deleted since makes the reader read the
+hour files of that day again. They are never the source of truth: deleting them loses nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -58,6 +67,7 @@ COMMITS = "_commits"
 STAGING = "_staging"
 RETENTION = "_retention"
 STATE = "_state"
+DAYS = "_days"
 TABLES = (RAW, WINDOWS, DISTRICT_WINDOWS, LATE_EVENTS, QUARANTINE, ANOMALIES)
 COMPACTED_TAG = "c"
 
@@ -200,6 +210,23 @@ def retention_ledger_dir(table: str, source: str, date: str) -> str:
     if table not in TABLES or not _SOURCE_RE.match(source) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
         raise LakePathError(f"bad retention partition {table!r}/{source!r}/{date!r}")
     return f"{RETENTION}/{table}/source={source}/date={date}"
+
+
+def day_file_dir(table: str, source: str, date: str) -> str:
+    """Where the day files of one table, source and date live (see the module docstring)."""
+    if table not in TABLES or not _SOURCE_RE.match(source) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        raise LakePathError(f"bad day-file partition {table!r}/{source!r}/{date!r}")
+    return f"{DAYS}/{table}/source={source}/date={date}"
+
+
+def day_signature(files: Iterable[LakeFile]) -> str:
+    """A name for exactly this set of live files: their paths, sizes and modification times
+    (a backfill can publish new content under an old name, so the name alone is not enough)."""
+    h = hashlib.sha256()
+    for f in sorted(files, key=lambda f: f.path):
+        mtime = "" if f.mtime is None else str(int(f.mtime.timestamp() * 1_000_000))
+        h.update(f"{f.path}\t{f.size}\t{mtime}\n".encode())
+    return h.hexdigest()[:32]
 
 
 def parse_staging_name(name: str) -> tuple[int, str] | None:

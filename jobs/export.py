@@ -259,9 +259,11 @@ def export_period(
     allow_partial: bool = False,
     progress: Progress = lambda line: None,
     now: datetime | None = None,
+    day_files: bool = True,
 ) -> ExportResult:
     """Export one period (see the module doc); raise PeriodIncomplete when a source has not
-    reached the period end and allow_partial is False."""
+    reached the period end and allow_partial is False. `day_files` False: read hour files
+    only, even where a current day file exists (the bench measures both)."""
     formats = tuple(f for f in FORMATS if f in set(formats))
     con.execute("SET enable_progress_bar = false")  # our own progress lines only, on stderr
     statuses = source_statuses(lake, period, lateness_s)
@@ -285,7 +287,8 @@ def export_period(
             progress(f"[{position[fig.name]}/{len(figures)}] {fig.name}: {table.num_rows} row{'s' if table.num_rows != 1 else ''}")
 
         # all figures over the period's files only, each file read once (warehouse/scoped.py)
-        tables = compute_figures(con, lake, figures.values(), period.start_utc, period.end_utc, computed)
+        tables = compute_figures(con, lake, figures.values(), period.start_utc, period.end_utc, computed,
+                                 day_files=day_files)
         for fig in figures.values():
             table = tables[fig.name]
             for fmt, encode in (("csv", _csv_bytes), ("parquet", _parquet_bytes)):

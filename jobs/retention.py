@@ -100,6 +100,8 @@ def apply_retention(lake: L.Lake, keep_days: int, now: datetime | None = None,
             lake.write_json_atomic(f"{L.retention_ledger_dir(table, source, day)}/{uuid.uuid4().hex[:12]}.json",
                                    {"table": table, "source": source, "date": day, "files": rows,
                                     "rows": dict(by_partition), "dropped_at": now.isoformat()})
+        # its derived day file first (jobs/day_files.py): a crash in between leaves no orphan
+        lake.delete_dir(L.day_file_dir(table, source, day))
         lake.delete_dir(rel)
         log.info("retention dropped table=%s source=%s date=%s files=%d", table, source, day, len(entries))
     return report

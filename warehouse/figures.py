@@ -27,7 +27,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -105,15 +105,18 @@ class Figure:
 
 def compute_figures(con: duckdb.DuckDBPyConnection, lake: Lake, figures: Iterable[Figure],
                     start: datetime, end: datetime,
-                    done: Callable[[Figure, pa.Table], None] = lambda f, t: None) -> dict[str, pa.Table]:
+                    done: Callable[[Figure, pa.Table], None] = lambda f, t: None,
+                    day_files: bool = True) -> dict[str, pa.Table]:
     """Every figure for [start, end), by name, over period-scoped views
     (warehouse/scoped.py): the views the figures select from are re-created for this
     connection over the files of the period's `date=` partitions only (each figure filters on
     `date` between the bounds' dates first), so the rest of the lake is never opened and each
-    file's footer is read once for all figures. `done(figure, table)` is called after each."""
+    file's footer is read once for all figures. `done(figure, table)` is called after each.
+    `day_files`: read a closed day from its day file where one is current (jobs/day_files.py;
+    the same rows in one file instead of ~100): False measures the lake without them."""
     figures = list(figures)
     try:
-        return _compute_scoped(con, lake, figures, start, end, done, checked=False)
+        return _compute_scoped(con, lake, figures, start, end, done, checked=False, day_files=day_files)
     except duckdb.InvalidInputException as exc:
         if "schema mismatch" not in str(exc):
             raise
@@ -123,10 +126,21 @@ def compute_figures(con: duckdb.DuckDBPyConnection, lake: Lake, figures: Iterabl
         return _compute_scoped(con, lake, figures, start, end, done, checked=True)
 
 
+def last_partition_day(start: datetime, end: datetime) -> date:
+    """The last `date=` partition that can hold a row of [start, end) (UTC). Every table is
+    partitioned by the UTC date of the very column its figures bound by [start, end) (raw and
+    late events by `ts`, windows and anomalies by `window_start`, quarantine by `received_at`:
+    streams/sink.py), so a period ending at midnight needs nothing of its end date: for a day
+    that was a second day of traffic windows de-duplicated for nothing."""
+    return max(start.date(), (end - timedelta(microseconds=1)).date())
+
+
 def _compute_scoped(con: duckdb.DuckDBPyConnection, lake: Lake, figures: list[Figure], start: datetime,
-                    end: datetime, done: Callable[[Figure, pa.Table], None], checked: bool) -> dict[str, pa.Table]:
+                    end: datetime, done: Callable[[Figure, pa.Table], None], checked: bool,
+                    day_files: bool = True) -> dict[str, pa.Table]:
     out: dict[str, pa.Table] = {}
-    with period_views(con, lake, start.date(), end.date(), [f.views for f in figures], checked=checked):
+    with period_views(con, lake, start.date(), last_partition_day(start, end), [f.views for f in figures],
+                      checked=checked, day_files=day_files, texts=[f.query.sql for f in figures]):
         for fig in figures:
             out[fig.name] = fig.compute(con, start, end)
             done(fig, out[fig.name])

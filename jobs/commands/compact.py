@@ -1,5 +1,7 @@
 """`cityflow compact`: merge the lake's small files per table/source/hour and topic partition
-into larger ones (atomic, re-runnable, safe while workers write; see jobs/compaction.py)."""
+into larger ones (atomic, re-runnable, safe while workers write; see jobs/compaction.py), then
+write the day file of every closed day that lacks a current one (jobs/day_files.py), which the
+report figures read instead of the day's hour files."""
 
 from __future__ import annotations
 
@@ -37,6 +39,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-superseded", type=parse_span, default=timedelta(0),
                    help="keep merged inputs this long for readers that listed them already; a later "
                         "run deletes them (default 0: delete at once)")
+    p.add_argument("--no-day-files", dest="day_files", action="store_false",
+                   help="do not write day files (one copy per table, source and closed day that the "
+                        "report figures read instead of ~100 hour files; days that ended at least "
+                        "--older-than ago)")
     p.add_argument("--dry-run", action="store_true", help="report what would be merged, change nothing")
     p.set_defaults(func=run)
 
@@ -66,4 +72,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"{t.table:18s} {t.hours:6d} {t.merges:7d} {t.files_before:13d} {t.files_after:12d} "
               f"{t.bytes_before / 1e6:10.2f} {t.bytes_after / 1e6:9.2f} {t.superseded_deleted:15d}")
     print(f"{verb} {report.files_before} files into {report.files_after} ({report.merges} merges)")
+    if args.day_files:
+        from jobs.day_files import build_day_files
+
+        # after the merges: a day file names the files it copies, so it copies the merged ones
+        days = build_day_files(L.Lake(settings.lake), older_than=args.older_than, tables=tables,
+                               keep_stale=args.keep_superseded, dry_run=args.dry_run)
+        print(f"day files (days ended before {days.cutoff:%Y-%m-%d %H:%M} UTC): "
+              f"{'would write' if args.dry_run else 'wrote'} {days.total('written')} "
+              f"({days.total('bytes_written') / 1e6:.2f} MB), {days.total('current')} already current, "
+              f"standing for {days.total('input_files')} hour files; {days.total('stale_deleted')} stale deleted"
+              + (f"; {days.total('failed')} not written (their files changed meanwhile; next run)"
+                 if days.total("failed") else ""))
     return 0

@@ -20,6 +20,7 @@ def test_warehouse_case_alone_with_a_kept_lake(tmp_path: Path) -> None:
         check=False, capture_output=True, text=True, timeout=600, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "the warehouse case alone" in proc.stdout and "figures_month_s" in proc.stdout
+    assert "the scheduled job (cityflow compact --older-than 1h) ran first" in proc.stdout
     results = json.loads(out.read_text())
     assert results["cases"] == {} and results["preload"] is None
     wh = results["warehouse"]
@@ -28,5 +29,11 @@ def test_warehouse_case_alone_with_a_kept_lake(tmp_path: Path) -> None:
     assert size["rows"] >= wh["events"] and size["files"] > 0 and size["bytes"] > 0
     assert size["tables"]["raw"]["rows"] == wh["events"]  # every landed event is a raw row
     assert (lake / LAKE_FACTS).exists()
+    export, job = wh["export"], wh["export"]["job"]
+    for name in export["targets_s"]:  # timed with day files and on the hour files alone
+        assert export[name] > 0 and export["hour_files"][name] > 0
+    # a day file per closed (table, source, day); the lake's last day is still open
+    assert job["day_files"] == job["day_files_written"] + job["day_files_current"]
+    assert job["day_files_rows"] <= size["rows"] and job["day_files_failed"] == 0
     again = prepared_lake(lake, 3000, 1, 4)  # same events, days, partitions, seed: reused
     assert again["reused"] is True and again["lake"] == size

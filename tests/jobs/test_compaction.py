@@ -196,6 +196,8 @@ def test_compact_command(small_files_lake, tmp_path, monkeypatch, capsys):
     assert cli(["compact", "--older-than", "1h"]) == 0  # now: every landed hour is older
     out = capsys.readouterr().out
     assert f"merged {n} files into {len(data_files(root))}" in out
+    assert "day files (days ended before" in out and " 0 stale deleted" in out  # then the closed days are copied
+    assert L.Lake(str(root)).list_entries(L.DAYS)
     with pytest.raises(SystemExit):
         cli(["compact", "--older-than", "soon"])
 

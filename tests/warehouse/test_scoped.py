@@ -102,3 +102,30 @@ def test_compute_figures_falls_back_to_the_checked_path(lake_db: tuple[L.Lake, P
         con.close()
     assert whole.column("readings")[0].as_py() > 0
     assert scoped[fig.name].equals(whole)
+
+
+def test_a_shared_table_keeps_the_columns_its_readers_name(lake_db: tuple[L.Lake, Path]) -> None:
+    """traffic_1m, read by two queries, is materialised once with only the columns their SQL
+    names (fewer columns to de-duplicate and copy), and whole when a reader selects *; the rows
+    are the view's either way."""
+    lake, db = lake_db
+    readers = [["traffic_1m"], ["traffic_1m"]]
+    named = ["SELECT district, sum(vehicle_count) FROM traffic_1m WHERE date = $d GROUP BY 1",
+             "SELECT count(*) FROM traffic_1m t WHERE t.avg_occupancy_pct >= 25 -- entity"]
+    con = _connect(db)
+    try:
+        every = [d[0] for d in con.execute("SELECT * FROM traffic_1m LIMIT 0").description]
+        whole = con.execute(f"SELECT district, date, vehicle_count, avg_occupancy_pct, entity FROM traffic_1m "
+                            f"WHERE date = DATE '{DAY}' ORDER BY ALL").fetchall()
+        with period_views(con, lake, DAY, DAY, readers, texts=named):
+            kept = [d[0] for d in con.execute("SELECT * FROM traffic_1m LIMIT 0").description]
+            assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = 'traffic_1m'"
+                               ).fetchone() == (1,)
+            scoped = con.execute("SELECT district, date, vehicle_count, avg_occupancy_pct, entity FROM traffic_1m "
+                                 "ORDER BY ALL").fetchall()
+        assert kept == [c for c in every if c in {"district", "date", "vehicle_count", "avg_occupancy_pct", "entity"}]
+        assert scoped == whole and len(whole) > 0
+        with period_views(con, lake, DAY, DAY, readers, texts=[named[0], "SELECT * FROM traffic_1m"]):
+            assert [d[0] for d in con.execute("SELECT * FROM traffic_1m LIMIT 0").description] == every
+    finally:
+        con.close()

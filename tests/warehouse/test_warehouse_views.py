@@ -4,6 +4,7 @@ rows, window de-duplication and versions, district partials combined."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import duckdb
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from contracts import lake as L
+from contracts.aggregates import AGGREGATES
 from contracts.registry import CONTRACTS
 from contracts.windows import WINDOW_DEFAULTS
 from tests.support.warehouse_lake import (
@@ -239,6 +241,37 @@ def test_latest_version_wins_and_history_keeps_every_version(lake: L.Lake, db_pa
     ]
     hist = sql(lake, db_path, "SELECT version, n_events FROM wifi_5m_history ORDER BY version")
     assert hist.to_dict("records") == [{"version": 0, "n_events": 2}, {"version": 1, "n_events": 3}]
+
+
+@pytest.mark.parametrize("source", sorted(CONTRACTS))
+def test_latest_view_is_the_highest_version_of_history_in_one_step(source: str, lake: L.Lake, db_path: Path) -> None:
+    """The latest-version views de-duplicate once (macros/window_latest.sql) and must keep
+    exactly the row the two steps kept: of the highest version, the last emitted copy."""
+    view = {"traffic": "traffic_1m", "lighting": "lighting_15m", "wifi": "wifi_5m",
+            "logistics": "logistics_5m", "supply": "supply_15m"}[source]
+    count = next(a.name for a in AGGREGATES[source] if a.fn == "count")
+    at = "2024-03-02T10:00:00"
+    emitted = [utc("2024-03-02T11:00:00") + timedelta(minutes=i) for i in range(4)]
+    first = [  # e1: versions 0, 1 and 2; e2: version 0 only
+        {"entity": "e1", "window_start": at, "version": 0, count: 1, "emitted_at": emitted[0]},
+        {"entity": "e1", "window_start": at, "version": 1, count: 2, "emitted_at": emitted[1]},
+        {"entity": "e1", "window_start": at, "version": 2, count: 3, "emitted_at": emitted[2]},
+        {"entity": "e2", "window_start": at, "version": 0, count: 7, "emitted_at": emitted[0]},
+    ]
+    land(lake, L.WINDOWS, source, window_table(source, first), "window_start", first=0, last=9)
+    # version 2 of e1 written again, emitted later (a replay): that copy is the one kept; and a
+    # stale copy of version 1 emitted last of all must not win over version 2
+    again = [{"entity": "e1", "window_start": at, "version": 2, count: 4, "emitted_at": emitted[3]},
+             {"entity": "e1", "window_start": at, "version": 1, count: 5,
+              "emitted_at": emitted[3] + timedelta(minutes=5)}]
+    land(lake, L.WINDOWS, source, window_table(source, again), "window_start", first=10, last=12)
+    latest = sql(lake, db_path, f"SELECT entity, version, {count} AS n FROM {view} ORDER BY entity")
+    two_steps = sql(lake, db_path, f"""
+        SELECT entity, version, {count} AS n FROM {view}_history
+        QUALIFY row_number() OVER (PARTITION BY entity, window_start ORDER BY version DESC, emitted_at DESC) = 1
+        ORDER BY entity""")
+    assert latest.to_dict("records") == two_steps.to_dict("records") == [
+        {"entity": "e1", "version": 2, "n": 4}, {"entity": "e2", "version": 0, "n": 7}]
 
 
 def test_window_views_only_show_the_default_window_size(lake: L.Lake, db_path: Path) -> None:

@@ -10,9 +10,6 @@
 --          Replays rewrite the same key with identical content in another file: one row is
 --          kept. date/hour = UTC partition of window_start; they are part of the dedupe
 --          partition (they follow from window_start) so date filters prune files.
--- from:    lighting_15m_history (the highest version of each key)
-SELECT *
-FROM {ref:lighting_15m_history}
-QUALIFY row_number() OVER (
-    PARTITION BY entity, window_start, window_size_s, date, hour
-    ORDER BY version DESC, emitted_at DESC) = 1
+-- from:    lake windows/source=lighting, via macros/window_latest.sql (the rows of
+--          lighting_15m_history with the highest version of each key, in one de-duplication)
+{window_latest:lighting}

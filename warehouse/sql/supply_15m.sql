@@ -12,9 +12,6 @@
 --          energy_kwh, voltage, frequency; water: flow, water_m3, pressure; heat: temperatures,
 --          heat flow, heat_kwh); the asset type is in raw_supply. date/hour = UTC partition of
 --          window_start; they are part of the dedupe partition so date filters prune files.
--- from:    supply_15m_history (the highest version of each key)
-SELECT *
-FROM {ref:supply_15m_history}
-QUALIFY row_number() OVER (
-    PARTITION BY entity, window_start, window_size_s, date, hour
-    ORDER BY version DESC, emitted_at DESC) = 1
+-- from:    lake windows/source=supply, via macros/window_latest.sql (the rows of
+--          supply_15m_history with the highest version of each key, in one de-duplication)
+{window_latest:supply}
