@@ -156,6 +156,33 @@ def load_jobs(path: Path) -> tuple[ExportJob, ...]:
     return tuple(jobs)
 
 
+@dataclass(frozen=True)
+class MaintenanceJob:
+    """A job the scheduler runs beside the exports on a cron of its own, e.g. the hourly
+    compaction that keeps report figures fast (day files). A failure is logged and the job runs
+    again at its next firing; it never stops the exports."""
+
+    name: str
+    cron: str
+    work: Callable[[], str]  # returns a one-line summary for the log
+
+    def __post_init__(self) -> None:
+        try:
+            cron_trigger(self.cron, UTC)
+        except ValueError as exc:
+            raise ScheduleError(f"{self.name}: cron {self.cron!r} is not a 5-field crontab expression ({exc})") from None
+
+    def __call__(self) -> bool:
+        started = time.monotonic()
+        try:
+            summary = self.work()
+        except Exception:
+            log.exception("schedule job=%s failed; it runs again at its next firing", self.name)
+            return False
+        log.info("schedule job=%s done in %.1fs: %s", self.name, time.monotonic() - started, summary)
+        return True
+
+
 class Exporter(Protocol):
     """What the scheduler needs from the export: is a period done, and export it."""
 
@@ -253,13 +280,19 @@ class ExportScheduler:
         """Every job's due periods once: the catch-up after a start, and `--once`."""
         return [self.run_job(job, now) for job in self.jobs if only is None or job.name == only]
 
-    def serve(self) -> None:  # pragma: no cover - blocks; its parts are tested
-        """Catch up, then run each job on its cron trigger until SIGTERM / Ctrl-C."""
+    def serve(self, maintenance: tuple[MaintenanceJob, ...] = ()) -> None:  # pragma: no cover - blocks
+        """Catch up, then run each job (and each maintenance job) on its cron trigger until
+        SIGTERM / Ctrl-C. Its parts are tested: run_due, run_job, MaintenanceJob.__call__."""
         from apscheduler.schedulers.blocking import BlockingScheduler
 
         self.run_due()
         zone = ZoneInfo(self.tz)
         scheduler = BlockingScheduler(timezone=zone)
+        for task in maintenance:
+            scheduler.add_job(task, cron_trigger(task.cron, zone), id=task.name, name=task.name, max_instances=1,
+                              coalesce=True, misfire_grace_time=None)
+            log.info("schedule job=%s cron=%r next=%s", task.name, task.cron,
+                     cron_trigger(task.cron, zone).get_next_fire_time(None, datetime.now(zone)))
         for job in self.jobs:
             scheduler.add_job(self.run_job, cron_trigger(job.cron, zone), args=[job], id=job.name,
                               name=f"export {job.period}", max_instances=1, coalesce=True,
@@ -269,5 +302,5 @@ class ExportScheduler:
         scheduler.start()
 
 
-__all__ = ["DEFAULT_JOBS", "ExportJob", "ExportScheduler", "Exporter", "PeriodLock", "RunResult", "ScheduleError",
+__all__ = ["DEFAULT_JOBS", "ExportJob", "ExportScheduler", "Exporter", "MaintenanceJob", "PeriodLock", "RunResult", "ScheduleError",
            "cron_trigger", "load_jobs"]

@@ -29,7 +29,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--once", action="store_true", help="one catch-up pass, then exit (for crontab / CronJob)")
     p.add_argument("--job", default=None, help="with --once: only this job")
     p.add_argument("--list", action="store_true", help="show the jobs and their next firing, then exit")
+    p.add_argument("--compact-cron", default=COMPACT_CRON, metavar="CRON",
+                   help="when the scheduler also compacts the lake (merges closed hours, writes day files: "
+                   "what keeps report figures fast), a crontab expression in CITYFLOW_REPORT_TZ; 'none' = "
+                   "never, e.g. when cron or a CronJob runs `cityflow compact` (default '%(default)s'; "
+                   "not with --once)")
     p.set_defaults(func=run)
+
+
+COMPACT_CRON = "5 * * * *"  # hourly, after the hour's flushes settled; `compact --older-than 1h`
+
+
+def compact_lake(settings: Any) -> str:
+    """What `cityflow compact --older-than 1h` does (merge closed hours, then day files), as
+    the scheduler's maintenance job; returns the summary it logs."""
+    from datetime import timedelta
+
+    from contracts.lake import Lake
+    from jobs.compaction import compact
+    from jobs.day_files import build_day_files
+
+    lake = Lake(settings.lake)
+    merged = compact(lake, older_than=timedelta(hours=1))
+    days = build_day_files(lake, older_than=timedelta(hours=1))
+    return (f"merged {merged.files_before} files into {merged.files_after} ({merged.merges} merges); day files: "
+            f"{days.total('written')} written, {days.total('current')} current, {days.total('failed')} changed meanwhile")
 
 
 class LakeExporter:
@@ -72,7 +96,14 @@ class LakeExporter:
 
 def run(args: argparse.Namespace) -> int:
     from contracts.settings import load_settings
-    from jobs.schedule import DEFAULT_JOBS, ExportScheduler, ScheduleError, cron_trigger, load_jobs
+    from jobs.schedule import (
+        DEFAULT_JOBS,
+        ExportScheduler,
+        MaintenanceJob,
+        ScheduleError,
+        cron_trigger,
+        load_jobs,
+    )
 
     settings = load_settings()
     try:
@@ -84,6 +115,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --job {args.job}: no such job; jobs: {', '.join(j.name for j in jobs)}", file=sys.stderr)
         return 2
     tz = settings.report_tz
+    maintenance: tuple[Any, ...] = ()
+    if args.compact_cron.strip().lower() != "none":
+        try:
+            maintenance = (MaintenanceJob("compaction", args.compact_cron, lambda: compact_lake(settings)),)
+        except ScheduleError as exc:
+            print(f"error: --compact-cron: {exc}", file=sys.stderr)
+            return 2
     if args.list:
         zone = ZoneInfo(tz)
         now = datetime.now(zone)
@@ -91,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
             nxt = cron_trigger(j.cron, zone).get_next_fire_time(None, now)
             print(f"{j.name}: {j.period} at '{j.cron}' ({tz}), next {nxt.isoformat()}, formats {','.join(j.formats)}, "
                   f"looks back {j.look_back} {j.period}(s), into {j.out or args.out}")
+        for task in maintenance:
+            nxt = cron_trigger(task.cron, zone).get_next_fire_time(None, now)
+            print(f"{task.name}: at '{task.cron}' ({tz}), next {nxt.isoformat()}: cityflow compact --older-than 1h")
         return 0
     exporter = LakeExporter(settings, args.out)
     scheduler = ExportScheduler(jobs, tz, exporter, args.out / ".locks")
@@ -103,5 +144,5 @@ def run(args: argparse.Namespace) -> int:
                   + (f"; FAILED: {', '.join(r.failed)}" if r.failed else ""))
         return 1 if any(r.failed for r in results) else 0
     log.info("schedule started jobs=%s tz=%s out=%s", ",".join(j.name for j in jobs), tz, args.out)
-    scheduler.serve()
+    scheduler.serve(maintenance)
     return 0

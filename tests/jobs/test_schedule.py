@@ -222,3 +222,37 @@ def test_the_scheduler_exports_real_periods_once_and_waits_for_incomplete_ones(
     again = sched.run_due()[0]
     assert "2024-03-02" not in again.exported  # done: not exported twice
     assert sorted(again.waiting) == sorted(first.waiting)
+
+
+# -- the compaction job the scheduler runs beside the exports -----------------------------------
+def test_the_scheduler_compacts_the_lake_and_writes_day_files(tmp_path: Path, monkeypatch, capsys) -> None:
+    """`cityflow schedule` runs `compact --older-than 1h` on its own cron (what keeps report
+    figures fast); --list shows it, 'none' turns it off, a bad cron is refused, and a failing
+    run is logged without raising (the exports go on)."""
+    from contracts import lake as L
+    from contracts.settings import load_settings
+    from jobs.cli import main as cli
+    from jobs.commands.schedule import compact_lake
+    from jobs.schedule import MaintenanceJob
+    from tests.support.report_lake import build_known_lake
+
+    lake = L.Lake(str(tmp_path / "lake"))
+    build_known_lake(lake)
+    monkeypatch.setenv("CITYFLOW_LAKE", lake.root)
+    summary = compact_lake(load_settings())
+    day_files = sorted(Path(lake.root, "_days").rglob("*.parquet"))
+    assert day_files and "day files: " in summary and f"{len(day_files)} written" in summary
+    assert "0 written" in compact_lake(load_settings())  # the next firing: nothing new
+
+    assert cli(["schedule", "--list", "--compact-cron", "15 * * * *"]) == 0
+    assert "compaction: at '15 * * * *'" in capsys.readouterr().out
+    assert cli(["schedule", "--list", "--compact-cron", "none"]) == 0
+    assert "compaction" not in capsys.readouterr().out
+    assert cli(["schedule", "--list", "--compact-cron", "every hour"]) == 2
+    assert "--compact-cron: compaction: cron 'every hour'" in capsys.readouterr().err
+
+    def broken() -> str:
+        raise OSError("lake unreachable")
+
+    assert MaintenanceJob("compaction", "5 * * * *", broken)() is False
+    assert MaintenanceJob("compaction", "5 * * * *", lambda: "ok")() is True
