@@ -195,6 +195,27 @@ def staging_dir(topic: str, partition: int, first: int | None = None, flush_id: 
     return f"{base}/{int(first):020d}-{flush_id}"
 
 
+def staged_name(path: str) -> str:
+    """The flat name under which a flush stages the file it publishes at `path` (the path with
+    `~` for `/`, so a staged file still says what it is): a flush's staging directory is one
+    flat directory, so staging creates no mirrored table tree and clearing it after publish
+    removes one empty directory (deleting each flush's mirrored tree cost ~16 % of landing,
+    issue 17)."""
+    return path.replace("/", "~")
+
+
+def staged_moves(commit: dict[str, Any]) -> list[tuple[str, str]]:
+    """(staged path, table path) of each file a flush's commit record names. Records written
+    before flat staging have no `staged` list: their files were staged at the mirrored path."""
+    staging, files = commit["staging"], commit["files"]
+    staged = commit.get("staged")
+    if staged is None:
+        return [(f"{staging}/{path}", path) for path in files]
+    if len(staged) != len(files):
+        raise CorruptLakeFile(f"commit {commit.get('chain')} names {len(files)} files but {len(staged)} staged ones")
+    return [(f"{staging}/{name}", path) for name, path in zip(staged, files)]
+
+
 def retention_ledger_dir(table: str, source: str, date: str) -> str:
     """Where retention records the files (and rows) it dropped from one date partition."""
     if table not in TABLES or not _SOURCE_RE.match(source) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
