@@ -65,6 +65,12 @@ _FILE_RE = re.compile(r"^(?P<topic>[a-z0-9._-]+)\+(?P<partition>\d+)\+(?P<first>
 _TOPIC_RE = re.compile(r"^[a-z0-9._-]+$")
 _SOURCE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _PARQUET_ROW_GROUP = 128_000
+# The codec of the files a flush lands. A flush writes many small files (one per table, source,
+# partition and hour), where zstd's per-column set-up dominates: snappy encoded the bench's
+# landed files in half the time of zstd (0.68 against 1.37 ms per file, CPU) for ~20 % more
+# bytes. Compaction rewrites every closed hour with zstd (`write_parquet_atomic`), so the
+# extra bytes last about an hour.
+LANDING_COMPRESSION = "snappy"
 
 
 class LakePathError(ValueError):
@@ -346,9 +352,13 @@ class Lake:
                 out.write(data)
             self.fs.move(tmp, self.path(rel))
 
-    def write_table_atomic(self, rel: str, table: pa.Table, metadata: dict[str, str] | None = None) -> None:
+    def write_table_atomic(self, rel: str, table: pa.Table, metadata: dict[str, str] | None = None,
+                           compression: str = "zstd") -> None:
+        """One Parquet file, atomically. `compression`: zstd by default; landing passes
+        LANDING_COMPRESSION (see there). Only string columns are dictionary-encoded."""
         buf = io.BytesIO()
-        pq.write_table(_with_metadata(table, metadata), buf, compression="zstd", row_group_size=_PARQUET_ROW_GROUP)
+        pq.write_table(_with_metadata(table, metadata), buf, compression=compression,
+                       row_group_size=_PARQUET_ROW_GROUP, use_dictionary=_dictionary_columns(table.schema))
         self.write_bytes_atomic(rel, buf.getvalue())
 
     def write_parquet_atomic(self, rel: str, schema: pa.Schema, tables: Iterable[pa.Table],
@@ -527,9 +537,16 @@ def _with_metadata(table: pa.Table, metadata: dict[str, str] | None) -> pa.Table
     return table.replace_schema_metadata(merged)
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The columns worth a Parquet dictionary: strings (ids, districts, kinds). On the flush's
+    small files a dictionary for every numeric column cost time and made them larger (measured
+    on the bench's landed files, zstd: 1.37 -> 1.17 ms per file, 18.3 -> 16.6 MB)."""
+    return [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+
+
 def _write_parquet(sink: Any, schema: pa.Schema, tables: Iterable[pa.Table]) -> int:
     rows = 0
-    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+    with pq.ParquetWriter(sink, schema, compression="zstd", use_dictionary=_dictionary_columns(schema)) as writer:
         for t in tables:
             writer.write_table(t.cast(schema), row_group_size=_PARQUET_ROW_GROUP)
             rows += t.num_rows

@@ -204,7 +204,8 @@ class PartitionSink:
         stage = L.staging_dir(self.topic, self.partition, chain, flush_id)
         staged = [L.staged_name(path) for path in files]
         for (_, part), staged_as in zip(planned, staged):  # 1. stage
-            self.lake.write_table_atomic(f"{stage}/{staged_as}", part, {"cityflow.flush": f"{b.first}-{b.last}"})
+            self.lake.write_table_atomic(f"{stage}/{staged_as}", part, {"cityflow.flush": f"{b.first}-{b.last}"},
+                                         compression=L.LANDING_COMPRESSION)
         if state is not None:
             self.lake.write_bytes_atomic(f"{stage}/{staged[-1]}", state)
         commit = {"chain": chain, "first": b.first, "last": b.last, "files": files, "staging": stage, "staged": staged,
