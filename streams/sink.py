@@ -203,11 +203,12 @@ class PartitionSink:
         flush_id = uuid.uuid4().hex[:12]
         stage = L.staging_dir(self.topic, self.partition, chain, flush_id)
         staged = [L.staged_name(path) for path in files]
-        for (_, part), staged_as in zip(planned, staged):  # 1. stage
+        for (_, part), staged_as in zip(planned, staged):  # 1. stage (made durable together below)
             self.lake.write_table_atomic(f"{stage}/{staged_as}", part, {"cityflow.flush": f"{b.first}-{b.last}"},
-                                         compression=L.LANDING_COMPRESSION)
+                                         compression=L.LANDING_COMPRESSION, sync=False)
         if state is not None:
-            self.lake.write_bytes_atomic(f"{stage}/{staged[-1]}", state)
+            self.lake.write_bytes_atomic(f"{stage}/{staged[-1]}", state, sync=False)
+        self.lake.sync([f"{stage}/{name}" for name in staged])  # every staged file durable before the commit
         commit = {"chain": chain, "first": b.first, "last": b.last, "files": files, "staging": stage, "staged": staged,
                   "flush_id": flush_id, "records": b.rows, "consumed": self.consumed + b.rows,
                   "max_ts": int(self.engine.max_ts), "writer": self.writer, "committed_at": time.time(),
