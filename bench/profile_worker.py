@@ -5,6 +5,7 @@ timed per stage and optionally under cProfile.
 
     python -m bench.profile_worker --events 400000 --batch 5000 --cprofile 30
     python -m bench.profile_worker --batch 50000 --detectors 'none;all' --repeat 3   # detector cost
+    python -m bench.profile_worker --cpu   # stages in process CPU seconds (a loaded machine)
 
 `--detectors` takes CITYFLOW_DETECTORS specs separated by ';': each is run in turn, `--repeat`
 times alternating, and the median events/s of each spec and its ratio to the first are printed
