@@ -202,8 +202,8 @@ class DistrictStage:
         self.lake.write_json_atomic(rel, ckpt)
 
     def _publish(self, commit: dict[str, Any]) -> None:
-        for path in commit["files"]:
-            self.lake.move(f"{commit['staging']}/{path}", path)
+        for staged, path in L.staged_moves(commit):
+            self.lake.move(staged, path)
         self.lake.delete_dir(commit["staging"])
 
     # -- running ---------------------------------------------------------------------------
@@ -318,10 +318,11 @@ class DistrictStage:
                 planned.append((L.data_file_path(L.ANOMALIES, source, date, hour, name), part))
         base = L.district_stage_dir(kind)
         staging = f"{base}/staging/{chain:020d}-{uuid.uuid4().hex[:12]}"
-        for path, part in planned:
-            self.lake.write_table_atomic(f"{staging}/{path}", part, {"cityflow.district": f"{start}-{until}"})
+        staged = [L.staged_name(path) for path, _ in planned]
+        for (_, part), name in zip(planned, staged):
+            self.lake.write_table_atomic(f"{staging}/{name}", part, {"cityflow.district": f"{start}-{until}"})
         commit = {"chain": chain, "start_ms": start, "end_ms": until, "files": [p for p, _ in planned],
-                  "staging": staging, "state": state, "writer": self.writer, "committed_at": time.time()}
+                  "staging": staging, "staged": staged, "state": state, "writer": self.writer, "committed_at": time.time()}
         if not self.lake.create_exclusive(self._commit_path(kind, chain), commit):
             self.lake.delete_dir(staging)
             log.info("district stage kind=%s step %d was committed by another writer; this one (%s) drops its own",

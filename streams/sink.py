@@ -2,11 +2,12 @@
 
 Flush protocol (a crash at any step loses nothing and doubles nothing, and of two workers that
 both believe they own the partition exactly one lands each offset):
-  1. stage: write every file of the flush under `_staging/<topic>+<p>/<chain>-<id>/` (temp
-     name, fsync, rename: contracts.lake.Lake); readers never look there;
-  2. commit: create `_commits/<topic>+<p>/<chain>.json` naming the offset range, the files and
-     the running counts, *only if it does not exist* (chain = committed offset + 1). This is
-     the commit point. Losing that race means another writer landed these offsets first:
+  1. stage: write every file of the flush flat under `_staging/<topic>+<p>/<chain>-<id>/`
+     (`raw~source=...~<file>`, contracts.lake.staged_name; temp name, fsync, rename:
+     contracts.lake.Lake); readers never look there;
+  2. commit: create `_commits/<topic>+<p>/<chain>.json` naming the offset range, the files (and
+     their staged names) and the running counts, *only if it does not exist* (chain =
+     committed offset + 1). This is the commit point. Losing that race means another writer landed these offsets first:
      the staged files are dropped and FlushFenced is raised (the caller recovers and seeks);
   3. publish: move the staged files to their table paths (idempotent: a staged file that is
      gone was moved already);
@@ -201,11 +202,14 @@ class PartitionSink:
         files = [p for p, _ in planned] + ([state_path] if state is not None and state_path else [])
         flush_id = uuid.uuid4().hex[:12]
         stage = L.staging_dir(self.topic, self.partition, chain, flush_id)
-        for path, part in planned:  # 1. stage
-            self.lake.write_table_atomic(f"{stage}/{path}", part, {"cityflow.flush": f"{b.first}-{b.last}"})
+        staged = [L.staged_name(path) for path in files]
+        for (_, part), staged_as in zip(planned, staged):  # 1. stage (made durable together below)
+            self.lake.write_table_atomic(f"{stage}/{staged_as}", part, {"cityflow.flush": f"{b.first}-{b.last}"},
+                                         compression=L.LANDING_COMPRESSION, sync=False)
         if state is not None:
-            self.lake.write_bytes_atomic(f"{stage}/{state_path}", state)
-        commit = {"chain": chain, "first": b.first, "last": b.last, "files": files, "staging": stage,
+            self.lake.write_bytes_atomic(f"{stage}/{staged[-1]}", state, sync=False)
+        self.lake.sync([f"{stage}/{name}" for name in staged])  # every staged file durable before the commit
+        commit = {"chain": chain, "first": b.first, "last": b.last, "files": files, "staging": stage, "staged": staged,
                   "flush_id": flush_id, "records": b.rows, "consumed": self.consumed + b.rows,
                   "max_ts": int(self.engine.max_ts), "writer": self.writer, "committed_at": time.time(),
                   "detector_state": state_path, "anomalies": list(alert_files)}
@@ -291,8 +295,8 @@ class PartitionSink:
 
     def _publish(self, commit: dict[str, Any]) -> None:
         """Move a committed flush's staged files to their table paths (idempotent)."""
-        for path in commit["files"]:
-            self.lake.move(f"{commit['staging']}/{path}", path)
+        for staged, path in L.staged_moves(commit):
+            self.lake.move(staged, path)
         self.lake.delete_dir(commit["staging"])
 
     def _gc_detector_states(self) -> None:

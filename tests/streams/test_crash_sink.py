@@ -260,3 +260,26 @@ def test_a_stale_writer_whose_staging_a_recovery_deleted_under_it_carries_on(tmp
     feed(a, 300, 300, flush_every=1)
     state = lake_state(root)
     assert state["raw"]["kafka_offset"].is_unique and len(state["raw"]) + len(state["quarantine"]) == N
+
+
+def test_a_commit_staged_at_mirrored_paths_is_still_rolled_forward(tmp_path, reference):
+    """A commit record written before flat staging (no `staged` list: its files were staged at
+    their table paths under the staging directory) is still published by recovery."""
+    state, ops = reference
+    commit_op = [i for i, op in enumerate(ops) if op.startswith("create_exclusive")][1]
+    root = tmp_path / "mirrored"
+    with pytest.raises(SimulatedCrash):
+        sink = new_sink(FaultyLake(str(root), crash_at=commit_op + 1))
+        sink.recover()
+        feed(sink, 0, 300, flush_every=1)
+    lake = L.Lake(str(root))
+    rel = ops[commit_op].split(" ", 1)[1]
+    commit = lake.read_json(rel)
+    assert commit["staged"] and all("/" not in name for name in commit["staged"])
+    for staged, path in L.staged_moves(commit):  # rewrite it the way the old layout staged it
+        assert lake.move(staged, f"{commit['staging']}/{path}")
+    del commit["staged"]
+    lake.write_json_atomic(rel, commit)
+    again = new_sink(L.Lake(str(root)), "after")
+    feed(again, again.recover(), 130, flush_every=2)
+    assert_exactly_once(root, state)

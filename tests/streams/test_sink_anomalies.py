@@ -107,7 +107,7 @@ def test_other_batch_sizes_land_the_same_anomalies_and_state(tmp_path, reference
 def alert_flush_ops(ops: list[str]) -> list[int]:
     """The lake operations of the flush that lands the cold-chain alert's file, from its
     first staged file to its snapshot, plus the first operation of the next flush."""
-    staged = next(i for i, op in enumerate(ops) if op.startswith("write _staging/") and "/anomalies/" in op)
+    staged = next(i for i, op in enumerate(ops) if op.startswith("write _staging/") and "/anomalies~" in op)
     first = max(i for i in range(staged) if ops[i].startswith("write _checkpoints")) + 1
     snapshot = next(i for i in range(staged, len(ops)) if ops[i].startswith("write _checkpoints"))
     return list(range(first, snapshot + 2))
@@ -194,7 +194,7 @@ def test_unsent_alerts_of_a_commit_not_yet_in_the_snapshot_are_found(tmp_path) -
     probe = FaultyLake(str(ref))
     s = CITY.sink(probe)
     CITY.feed(s, s.recover(), 500)
-    staged = next(i for i, op in enumerate(probe.ops) if "/anomalies/" in op)
+    staged = next(i for i, op in enumerate(probe.ops) if op.startswith("write _staging/") and "/anomalies~" in op)
     commit = next(i for i in range(staged, len(probe.ops)) if probe.ops[i].startswith("create_exclusive"))
     root = tmp_path / "lake"
     with pytest.raises(SimulatedCrash):

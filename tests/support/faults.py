@@ -44,9 +44,9 @@ class FaultyLake(Lake):
                     f.write(b"PAR1\x00torn")
             raise SimulatedCrash(f"crash at op {n}: {what} {rel}")
 
-    def write_bytes_atomic(self, rel: str, data: bytes) -> None:
+    def write_bytes_atomic(self, rel: str, data: bytes, sync: bool = True) -> None:
         self._op("write", rel, torn=True)
-        super().write_bytes_atomic(rel, data)
+        super().write_bytes_atomic(rel, data, sync)
 
     def write_parquet_atomic(self, rel: str, *args: Any, **kwargs: Any) -> int:
         self._op("write_parquet", rel, torn=True)
