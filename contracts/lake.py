@@ -382,7 +382,7 @@ class Lake:
             self._write_local_tmp(tmp, data, sync)
             os.replace(tmp, self.path(rel))
             if sync:
-                _fsync_dir(parent)
+                fsync_path(parent)
         else:
             self.fs.create_dir(parent, recursive=True)
             with self.fs.open_output_stream(tmp) as out:
@@ -409,11 +409,11 @@ class Lake:
             return
         paths = [self.path(r) for r in rels]
         if len(paths) == 1:
-            _fsync_file(paths[0])
+            fsync_path(paths[0])
         else:
-            list(_sync_pool().map(_fsync_file, paths))
+            list(_sync_pool().map(fsync_path, paths))
         for parent in sorted({p.rsplit("/", 1)[0] for p in paths}):
-            _fsync_dir(parent)
+            fsync_path(parent)
 
     def write_parquet_atomic(self, rel: str, schema: pa.Schema, tables: Iterable[pa.Table],
                              metadata: dict[str, str] | None = None) -> int:
@@ -428,7 +428,7 @@ class Lake:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.path(rel))
-            _fsync_dir(parent)
+            fsync_path(parent)
         else:
             self.fs.create_dir(parent, recursive=True)
             with self.fs.open_output_stream(tmp) as out:
@@ -458,7 +458,7 @@ class Lake:
                 return False
             finally:
                 os.unlink(tmp)
-            _fsync_dir(parent)
+            fsync_path(parent)
             return True
         if self.exists(rel):
             return False
@@ -473,7 +473,7 @@ class Lake:
             if self.is_local:
                 os.makedirs(parent, exist_ok=True)
                 os.replace(src, dst)
-                _fsync_dir(parent)
+                fsync_path(parent)
             else:
                 self.fs.create_dir(parent, recursive=True)
                 self.fs.move(src, dst)
@@ -618,15 +618,8 @@ def _sync_pool() -> ThreadPoolExecutor:
     return _sync_executor
 
 
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """fsync a local file, or a directory (which makes the renames in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

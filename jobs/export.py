@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from contracts.lake import RAW, Lake
+from contracts.lake import RAW, Lake, fsync_path
 from contracts.registry import CONTRACTS
 from jobs.periods import Period
 from warehouse.figures import Figure, compute_figures
@@ -179,14 +179,6 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -221,7 +213,7 @@ def _replace_dir(tmp: Path, target: Path) -> None:
         old = target.with_name(f".{target.name}.old-{os.getpid()}-{os.urandom(4).hex()}")
         os.rename(target, old)
     os.rename(tmp, target)
-    _fsync_dir(target.parent)
+    fsync_path(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
@@ -331,7 +323,7 @@ def export_period(
             },
         }
         _write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-        _fsync_dir(tmp)
+        fsync_path(tmp)
         _replace_dir(tmp, target)
         return ExportResult(target, "written", partial, manifest)
     except BaseException:
