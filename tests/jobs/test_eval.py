@@ -33,6 +33,7 @@ def trimmed_nab(target: Path) -> Path:
     return target
 
 
+@pytest.mark.slow  # ~40 s: a real broker and worker through both evaluations (make test neared 15 min)
 @pytest.mark.skipif(not NAB.exists(), reason="needs ../shared/data/nab")
 def test_eval_on_a_small_slice_checks_its_own_arithmetic(tmp_path):
     out = tmp_path / "eval.json"

@@ -46,6 +46,7 @@ def landed_total(lake: str) -> int:
     return sum(landed_by_source(L.Lake(lake)).values())
 
 
+@pytest.mark.slow  # ~50 s: two workers, a kill, a takeover (make test neared its 15 min)
 def test_two_workers_split_partitions_and_survive_a_kill(fresh_broker, tmp_path):
     ensure_topics(fresh_broker, city_topics(4))
     events = list(generate(seed=21, rate=500, seconds=40, speedup=120, start=datetime.now(UTC) - timedelta(hours=2)))
