@@ -153,10 +153,11 @@ def write_day_file(lake: L.Lake, con: duckdb.DuckDBPyConnection, root: str, tabl
     schema = lake_table_schema(table, source)
     columns = [*schema.names, *(n for n, _ in HIVE_COLUMNS if n not in schema.names)]
     select = ", ".join(_ident(c) for c in columns)
-    expected = con.execute("SELECT sum(num_rows) FROM parquet_file_metadata(?)", [files]).fetchone()[0]
+    counted = con.execute("SELECT sum(num_rows) FROM parquet_file_metadata(?)", [files]).fetchone()
+    expected = counted[0] if counted else 0
     rel = con.sql(f"SELECT {select} FROM {scans.relation(table, source, files)}")
     # DuckDB 2 names it to_arrow_reader, 1.x (pyproject admits >= 1.0) record_batch
-    reader = rel.to_arrow_reader(_BATCH_ROWS) if hasattr(rel, "to_arrow_reader") else rel.record_batch(_BATCH_ROWS)
+    reader = getattr(rel, "to_arrow_reader" if hasattr(rel, "to_arrow_reader") else "record_batch")(_BATCH_ROWS)
     meta = {"cityflow.day_file_of": json.dumps([f.path for f in live])}
     rows = lake.write_parquet_atomic(target, reader.schema, _row_groups(reader), meta)
     if rows != expected:

@@ -319,8 +319,8 @@ class DistrictStage:
         base = L.district_stage_dir(kind)
         staging = f"{base}/staging/{chain:020d}-{uuid.uuid4().hex[:12]}"
         staged = [L.staged_name(path) for path, _ in planned]
-        for (_, part), name in zip(planned, staged):
-            self.lake.write_table_atomic(f"{staging}/{name}", part, {"cityflow.district": f"{start}-{until}"})
+        for (_, part), staged_as in zip(planned, staged):
+            self.lake.write_table_atomic(f"{staging}/{staged_as}", part, {"cityflow.district": f"{start}-{until}"})
         commit = {"chain": chain, "start_ms": start, "end_ms": until, "files": [p for p, _ in planned],
                   "staging": staging, "staged": staged, "state": state, "writer": self.writer, "committed_at": time.time()}
         if not self.lake.create_exclusive(self._commit_path(kind, chain), commit):

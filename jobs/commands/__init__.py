@@ -7,4 +7,8 @@ import argparse
 
 def help_when_bare(parser: argparse.ArgumentParser) -> None:
     """A command group run without its subcommand (`cityflow topics`) prints its help and exits 2."""
-    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=usage)

@@ -72,7 +72,7 @@ def run_describe(args: argparse.Namespace) -> int:
     except BrokerUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    rows = []
+    rows: list[list[object]] = []
     for t in topics:
         if not t.exists:
             rows.append([t.name, "-", "-", "missing (cityflow topics create)", "-"])
