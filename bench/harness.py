@@ -239,7 +239,16 @@ def run_peer_cases(bootstrap: str, events: int, workdir: Path, broker_pid: int, 
             result["failed"] = f"wrong windows: {check['reason']}"
         say(f"{name}: {check['emitted']:,} windows, " + ("match the recompute" if check["ok"] else result["failed"]))
         cases[name] = result
-    say(f"cityflow with 1 worker, traffic only: all {events:,} traffic events to the lake ...")
-    cases["cityflow_traffic_1w"] = run_cityflow(bootstrap, {PEER_SOURCE: events}, 1, workdir, broker_pid, env,
+    # The same job: validate, window, land the raw rows exactly-once; no anomaly detectors (the
+    # peers run none). Then, unless the run turned them off, the worker as deployed (every
+    # detector on: traffic's are the costliest) beside it, for the price of the detectors.
+    say(f"cityflow with 1 worker, traffic only, no detectors: all {events:,} traffic events to the lake ...")
+    cases["cityflow_traffic_1w"] = run_cityflow(bootstrap, {PEER_SOURCE: events}, 1, workdir, broker_pid,
+                                                {**env, "CITYFLOW_DETECTORS": "none"},
                                                 sources=(PEER_SOURCE,), tag="cityflow-traffic-1w")
+    if env.get("CITYFLOW_DETECTORS", "none") != "none":
+        say(f"cityflow with 1 worker, traffic only, detectors {env['CITYFLOW_DETECTORS']}: all {events:,} traffic events ...")
+        cases["cityflow_traffic_1w_detectors"] = run_cityflow(bootstrap, {PEER_SOURCE: events}, 1, workdir, broker_pid,
+                                                              env, sources=(PEER_SOURCE,),
+                                                              tag="cityflow-traffic-1w-detectors")
     return cases

@@ -170,6 +170,7 @@ def run_latency(workdir: Path, rate: float, seconds: float, env: Mapping[str, st
             time.sleep(WATCH_INTERVAL_S)
         watcher.poll()
         produced = asyncio.run(_record_times(broker.bootstrap, total))
+        flushing = flush_breakdown(_worker.web_port, seconds)
         rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{lake}/raw/*/*/*/[!.]*.parquet')").fetchall()[0][0]
     lat, missing = latencies(watcher, produced)
     files = files_and_compaction(Path(lake), seconds)
@@ -186,8 +187,34 @@ def run_latency(workdir: Path, rate: float, seconds: float, env: Mapping[str, st
         "not_visible": missing,
         "duckdb_rows": int(rows),
         "target_p99_s": flush_s + TARGET_OVER_FLUSH_S,
+        "flushing": flushing,
         **files,
     }
+
+
+def flush_breakdown(web_port: int, seconds: float) -> dict:
+    """From the worker's own /metrics: flushes (one per partition landing), their mean time and
+    the share of the run's wall time the consume loop spent landing (it does not fetch then)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError as exc:
+        return {"error": str(exc)}
+    total, count = 0.0, 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name != "cityflow_flush_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_sum"):
+                total += sample.value
+            elif sample.name.endswith("_count"):
+                count += sample.value
+    return {"flushes": int(count), "flush_mean_ms": 1000 * total / count if count else None,
+            "flushes_per_s": count / seconds, "busy_share": total / seconds}
 
 
 def _landed_files(lake: Path) -> int:

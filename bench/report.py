@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 CASE_ORDER = ("ceiling", "naive", "take", "cityflow_1w", "cityflow_2w")
-PEER_ORDER = ("quix", "bytewax", "cityflow_traffic_1w")
+PEER_ORDER = ("quix", "bytewax", "cityflow_traffic_1w", "cityflow_traffic_1w_detectors")
 PEER_RATIOS = ("cityflow_vs_quix", "cityflow_vs_bytewax", "cityflow_vs_quix_by_cpu", "cityflow_vs_bytewax_by_cpu")
 CASE_LABELS = {
     "ceiling": "ceiling (aiokafka getmany + orjson + pyarrow)",
@@ -21,7 +21,8 @@ CASE_LABELS = {
     "cityflow_2w": "cityflow, 2 workers",
     "quix": "Quix Streams 3 (tumbling_window.agg.final)",
     "bytewax": "Bytewax (EventClock + fold_window, 1 worker)",
-    "cityflow_traffic_1w": "cityflow, 1 worker, traffic only",
+    "cityflow_traffic_1w": "cityflow, 1 worker, traffic, no detectors",
+    "cityflow_traffic_1w_detectors": "cityflow, 1 worker, traffic, + detectors",
 }
 # The targets: (comparison, threshold). Issue 8's ratios to Faust; issue 17's ceiling, scaling,
 # CPU and peer ratios (the peers only window; cityflow also validates and lands raw rows).
@@ -80,7 +81,8 @@ def summarise(raw: dict) -> dict:
         # the same, from when the workers had consumed everything (no wait for the last flush)
         "cityflow_consumed_vs_ceiling": _ratio(consumed.get("cityflow_1w"), rate.get("ceiling")),
         "scale_2w_vs_1w_consumed": _ratio(consumed.get("cityflow_2w"), consumed.get("cityflow_1w")),
-        # the traffic window job: cityflow (validating and landing raw rows too) over each peer
+        # the traffic window job: cityflow (validating and landing raw rows too, no anomaly
+        # detectors: the peers run none) over each peer
         "cityflow_vs_quix": _ratio(rate.get("cityflow_traffic_1w"), rate.get("quix")),
         "cityflow_vs_bytewax": _ratio(rate.get("cityflow_traffic_1w"), rate.get("bytewax")),
     }
@@ -223,6 +225,10 @@ def format_table(res: dict) -> str:
                 (f"  p50 {_num(lat['p50_s'], '{:.2f}')}s  p90 {_num(lat['p90_s'], '{:.2f}')}s  p99 {_num(lat['p99_s'], '{:.2f}')}s  "
                 f"max {_num(lat['max_s'], '{:.2f}')}s   target p99 <= {lat['target_p99_s']:g}s: "
                 f"{'met' if res['targets'].get('latency_p99_s', {}).get('met') else 'NOT met'}")]
+        fl = lat.get("flushing") or {}
+        if fl.get("flushes"):
+            out.append(f"  {fl['flushes']:,} partition flushes ({fl['flushes_per_s']:.1f}/s), {fl['flush_mean_ms']:.1f} ms each: "
+                       f"the consume loop spent {100 * fl['busy_share']:.0f} % of the run landing")
         if lat.get("files") is not None:
             out.append(f"  {lat['files']:,} Parquet files landed ({lat['files_per_hour']:,.0f} per hour at this pace); "
                        f"a raw-table scan took {lat['raw_scan_s']:.3f}s, {lat['raw_scan_compacted_s']:.3f}s after "

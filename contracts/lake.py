@@ -248,10 +248,19 @@ def day_file_dir(table: str, source: str, date: str) -> str:
     return f"{DAYS}/{table}/source={source}/date={date}"
 
 
+# What a day file holds, in its signature: a day file of an earlier format is not current (the
+# next `cityflow compact` rewrites it). 2: windows' day files carry LATEST_FLAG.
+DAY_FILE_FORMAT = 2
+# The column of a windows day file saying whether a row is the latest version of its window
+# (jobs/day_files.py); hour files do not have it (warehouse/scoped.py reads it as NULL there).
+LATEST_FLAG = "_latest"
+
+
 def day_signature(files: Iterable[LakeFile]) -> str:
     """A name for exactly this set of live files: their paths, sizes and modification times
-    (a backfill can publish new content under an old name, so the name alone is not enough)."""
-    h = hashlib.sha256()
+    (a backfill can publish new content under an old name, so the name alone is not enough),
+    and the day files' format."""
+    h = hashlib.sha256(f"day file format {DAY_FILE_FORMAT}\n".encode())
     for f in sorted(files, key=lambda f: f.path):
         mtime = "" if f.mtime is None else str(int(f.mtime.timestamp() * 1_000_000))
         h.update(f"{f.path}\t{f.size}\t{mtime}\n".encode())

@@ -152,6 +152,15 @@ def empty_relation(schema: pa.Schema) -> str:
     return f"(SELECT {select} WHERE false)"
 
 
+def with_latest_flag(table: str, relation: str) -> str:
+    """A scan of the windows table carries `_latest` (contracts.lake.LATEST_FLAG): true or
+    false in a closed day's day file (jobs/day_files.py decided it), NULL in hour files, whose
+    rows macros/window_latest.sql de-duplicates; other tables' scans are left as they are."""
+    if table != L.WINDOWS:
+        return relation
+    return f"(SELECT *, CAST(NULL AS BOOLEAN) AS {_ident(L.LATEST_FLAG)} FROM {relation})"
+
+
 # -- rendering -------------------------------------------------------------------------------
 def load_models(sql_dir: Path = SQL_DIR) -> list[ViewModel]:
     """The view models, one per `*.sql` file, sorted by name."""
@@ -271,15 +280,15 @@ def render_view(
                 raise fail(m, f"names no lake table; known: {', '.join(L.TABLES)}")
             if source != "*":
                 source_arg(m, source)
-            if scan_relation is not None:
+            if scan_relation is not None:  # it flags windows' rows itself (warehouse/scoped.py)
                 relation = scan_relation(table, source)
-                return relation if relation is not None else empty_relation(lake_table_schema(table, source))
+                return relation if relation is not None else with_latest_flag(table, empty_relation(lake_table_schema(table, source)))
             pattern = f"{root}/{table}/source={source}/{SCAN_GLOB}"
             if con.execute("SELECT 1 FROM glob(?) LIMIT 1", [pattern]).fetchone():
                 # skip files a compacted file supersedes (jobs/compaction.py, contracts/lake.py)
-                return L.live_scan_sql(pattern, SCAN_OPTIONS)
+                return with_latest_flag(table, L.live_scan_sql(pattern, SCAN_OPTIONS))
             empty.append(pattern)
-            return empty_relation(lake_table_schema(table, source))
+            return with_latest_flag(table, empty_relation(lake_table_schema(table, source)))
         if name == "ref":
             refs.append(args[0])
             return _ident(args[0])

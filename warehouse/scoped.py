@@ -64,6 +64,7 @@ from warehouse.db import (
     load_macros,
     load_models,
     render_view,
+    with_latest_flag,
 )
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ class PeriodScans:
         key = (table, source)
         if key not in self._sql:
             files, days = self.files(table, source), self.day_files(table, source)
-            parts = [self.relation(table, source, files)] if files else []
+            parts = [with_latest_flag(table, self.relation(table, source, files))] if files else []
             if days:
                 parts.append(self._day_relation(table, source, days))
             self._sql[key] = ("(" + "\nUNION ALL BY NAME ".join(f"SELECT * FROM {p}" for p in parts) + ")"
@@ -168,12 +169,14 @@ class PeriodScans:
         return self._sql[key]
 
     @staticmethod
-    def _bound_struct(table: str, source: str) -> str:
-        """The current contract's columns of the table plus the Hive columns, as bound_schema."""
+    def _bound_struct(table: str, source: str, flagged: bool = False) -> str:
+        """The current contract's columns of the table plus the Hive columns, as bound_schema
+        (`flagged`: and a windows day file's LATEST_FLAG)."""
         schema = lake_table_schema(table, source)
         names = set(schema.names)
         bound = [(f.name, duckdb_type(f.type)) for f in schema]
         bound += [(n, t) for n, t in HIVE_COLUMNS if n not in names]
+        bound += [(L.LATEST_FLAG, "BOOLEAN")] if flagged else []
         return "{" + ", ".join(f"{_sql_str(n)}: {_sql_str(t)}" for n, t in bound) + "}"
 
     def _contract_relation(self, table: str, source: str, files: list[str]) -> str:
@@ -188,7 +191,7 @@ class PeriodScans:
         """Day files, read as the current contract's schema: they hold the Hive columns
         themselves (their path has no hour). A day file written under an older contract lacks
         a column and fails like an older hour file (then the checked path reads hour files)."""
-        struct = self._bound_struct(table, source)
+        struct = self._bound_struct(table, source, flagged=table == L.WINDOWS)
         return (f"(SELECT * FROM read_parquet({_sql_list(files)}, hive_partitioning = false, "
                 f"bound_schema = {struct}))")
 

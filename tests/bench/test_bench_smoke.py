@@ -116,8 +116,13 @@ def test_peer_cases_are_checked_or_say_why_not(results: dict) -> None:
             continue
         assert c["events"] == traffic and c["check"]["ok"], c.get("failed")
         assert c["check"]["emitted"] >= c["check"]["expected_closed"] > 0
-    cf = results["cases"]["cityflow_traffic_1w"]
-    assert cf["events"] == traffic and cf["sources"] == ["traffic"]
+    # the same job (no detectors: the peers run none), then the worker as deployed (every detector)
+    work = Path(results["workdir"])
+    for case, detectors in (("cityflow_traffic_1w", False), ("cityflow_traffic_1w_detectors", True)):
+        cf = results["cases"][case]
+        assert cf["events"] == traffic and cf["sources"] == ["traffic"]
+        states = list((work / f"lake-{case.replace('_', '-')}" / "_state" / "detectors").rglob("*.arrow"))
+        assert bool(states) == detectors, case
 
 
 @pytest.mark.timeout(300)
@@ -129,6 +134,8 @@ def test_latency_warehouse_and_soak_fields(results: dict) -> None:
     assert lat["flush_seconds"] == 1.0 and lat["target_p99_s"] == 1.5  # issue 17
     assert lat["files"] > 0 and lat["files_per_hour"] > 0 and lat["files_after_compaction"] <= lat["files"]
     assert _positive(lat["raw_scan_s"]) and _positive(lat["raw_scan_compacted_s"])
+    fl = lat["flushing"]  # from the worker's /metrics: what the consume loop spent landing
+    assert fl["flushes"] > 0 and _positive(fl["flush_mean_ms"]) and 0 < fl["busy_share"] < 1
     assert "latency_p99_s" in results["targets"]
     wh = results["warehouse"]
     assert wh["events"] > 0 and wh["files"] > 0 and wh["days"] == 1 and _positive(wh["build_s"])

@@ -90,10 +90,21 @@ def test_day_files_hold_exactly_the_hour_files_rows_and_give_the_same_figures(kn
             scans = PeriodScans(con, lake, lake.root, PERIOD_START.date(), PERIOD_START.date(), checked=True)
             hours = scans.relation(table, source, [lake.path(f.path) for f in live])
             day_rel = f"read_parquet('{lake.path(rel)}', hive_partitioning = false)"
-            cols = ", ".join(f'"{c}"' for c in con.execute(f"SELECT * FROM {day_rel} LIMIT 0").fetchdf().columns)
+            names = list(con.execute(f"SELECT * FROM {day_rel} LIMIT 0").fetchdf().columns)
+            assert (L.LATEST_FLAG in names) == (table == L.WINDOWS), rel  # windows' rows are flagged
+            cols = ", ".join(f'"{c}"' for c in names if c != L.LATEST_FLAG)
             for a, b in ((f"SELECT {cols} FROM {day_rel}", f"SELECT {cols} FROM {hours}"),
                          (f"SELECT {cols} FROM {hours}", f"SELECT {cols} FROM {day_rel}")):
                 assert con.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b})").fetchone() == (0,), rel
+            if table == L.WINDOWS:  # the flag keeps exactly one row per window: its highest version
+                key = "entity, window_start, window_size_s, date, hour"
+                kept = con.execute(f"SELECT count(*), count(DISTINCT ({key})) FROM {day_rel} WHERE _latest").fetchone()
+                assert kept[0] == kept[1] == con.execute(f"SELECT count(DISTINCT ({key})) FROM {day_rel}").fetchone()[0]
+                assert con.execute(f"""SELECT count(*) FROM {day_rel} AS d WHERE _latest AND version <
+                    (SELECT max(version) FROM {day_rel} AS o WHERE o.entity = d.entity AND o.window_start = d.window_start
+                     AND o.window_size_s = d.window_size_s)""").fetchone() == (0,), rel
+                if source == "traffic":  # the known lake corrects some traffic windows: rows flagged false
+                    assert con.execute(f"SELECT count(*) FROM {day_rel} WHERE NOT _latest").fetchone()[0] > 0
             n = con.execute(f"SELECT count(*) FROM {day_rel}").fetchone()[0]
             assert n == sum(lake.parquet_metadata(f.path).num_rows for f in live) > 0, rel
     finally:
