@@ -52,8 +52,8 @@ def _met(op: str, value: float | None, threshold: float) -> bool:
 def summarise(raw: dict) -> dict:
     """Add events/s, CPU s per million events, ratios and target checks to raw results (cases
     not run, or failed peers, give no figure: their ratios are None, their targets not met)."""
-    if not raw["cases"]:  # --cases warehouse: no throughput cases to derive from
-        return {**raw, "ratios": {}, "targets": {}}
+    if not raw["cases"]:  # --cases latency/warehouse: no throughput cases to derive from
+        return {**raw, "ratios": {}, "targets": _run_targets(raw)}
     cases = {}
     for name in (*CASE_ORDER, *PEER_ORDER):
         if name not in raw["cases"]:
@@ -96,6 +96,12 @@ def summarise(raw: dict) -> dict:
     for name, (op, threshold) in TARGETS.items():
         value = figures[name]
         targets[name] = {"value": value, "target": f"{op} {threshold:g}", "met": _met(op, value, threshold)}
+    return {**raw, "cases": cases, "ratios": ratios, "targets": {**targets, **_run_targets(raw)}}
+
+
+def _run_targets(raw: dict) -> dict:
+    """The latency and soak targets (runs of their own, not throughput cases)."""
+    targets = {}
     lat = raw.get("latency") or {}
     if lat.get("p99_s") is not None:
         targets["latency_p99_s"] = {"value": lat["p99_s"], "target": f"<= {lat['target_p99_s']:g}",
@@ -104,7 +110,7 @@ def summarise(raw: dict) -> dict:
     if soak and soak.get("growth_pct") is not None:
         targets["soak_rss_growth_pct"] = {"value": soak["growth_pct"], "target": "<= 10",
                                           "met": soak["growth_pct"] <= 10}
-    return {**raw, "cases": cases, "ratios": ratios, "targets": targets}
+    return targets
 
 
 def _num(v: float | None, fmt: str = "{:,.0f}") -> str:
@@ -191,13 +197,34 @@ def warehouse_lines(res: dict) -> list[str]:
     return out
 
 
+def latency_lines(res: dict) -> list[str]:
+    """Produce -> queryable latency, the worker's flushes and the files they made."""
+    lat = res.get("latency")
+    if not lat:
+        return []
+    out = ["", (f"latency produce -> queryable in DuckDB ({lat['rate']:g} events/s for {lat['seconds']:g}s, "
+                f"flush every {lat['flush_seconds']:g}s, {lat['measured']:,} events):"),
+            (f"  p50 {_num(lat['p50_s'], '{:.2f}')}s  p90 {_num(lat['p90_s'], '{:.2f}')}s  p99 {_num(lat['p99_s'], '{:.2f}')}s  "
+            f"max {_num(lat['max_s'], '{:.2f}')}s   target p99 <= {lat['target_p99_s']:g}s: "
+            f"{'met' if res['targets'].get('latency_p99_s', {}).get('met') else 'NOT met'}")]
+    fl = lat.get("flushing") or {}
+    if fl.get("flushes"):
+        out.append(f"  {fl['flushes']:,} partition flushes ({fl['flushes_per_s']:.1f}/s), {fl['flush_mean_ms']:.1f} ms each: "
+                   f"the consume loop spent {100 * fl['busy_share']:.0f} % of the run landing")
+    if lat.get("files") is not None:
+        out.append(f"  {lat['files']:,} Parquet files landed ({lat['files_per_hour']:,.0f} per hour at this pace); "
+                   f"a raw-table scan took {lat['raw_scan_s']:.3f}s, {lat['raw_scan_compacted_s']:.3f}s after "
+                   f"compaction merged them into {lat['files_after_compaction']:,}")
+    return out
+
+
 def format_table(res: dict) -> str:
     """The run as text: throughput cases, peers, ratios, latency, warehouse queries, soak."""
     m, cfg = res["machine"], res["config"]
-    if not res["cases"]:  # --cases warehouse
-        out = [(f"cityflow benchmark: the warehouse case alone, {m['cores']} cores ({m['cpu_model']}), "
-                f"run took {res['wall_s']:.0f}s")]
-        return "\n".join(out + warehouse_lines(res))
+    if not res["cases"]:  # --cases latency and/or warehouse
+        out = [(f"cityflow benchmark: {' and '.join(k for k in ('latency', 'warehouse') if res.get(k))} alone, "
+                f"{m['cores']} cores ({m['cpu_model']}), run took {res['wall_s']:.0f}s")]
+        return "\n".join(out + latency_lines(res) + (warehouse_lines(res) if res.get("warehouse") else []))
     out = [(f"cityflow benchmark: {res['preload']['events']:,} events preloaded, {cfg['partitions']} partitions "
            f"per source topic, {m['cores']} cores ({m['cpu_model']}), run took {res['wall_s']:.0f}s"),
            f"cityflow workers with CITYFLOW_DETECTORS={workers_detectors(cfg)}", ""]
@@ -218,21 +245,7 @@ def format_table(res: dict) -> str:
             out.append(f"  {name:<30} {_num(r, '{:.2f}'):>7}{_target_mark(res, name)}")
     cpu = res["targets"]["cityflow_cpu_s_per_M_events"]["value"]
     out.append(f"  {'cityflow_1w CPU s/M events':<30} {_num(cpu, '{:.2f}'):>7}{_target_mark(res, 'cityflow_cpu_s_per_M_events')}")
-    lat = res.get("latency")
-    if lat:
-        out += ["", (f"latency produce -> queryable in DuckDB ({lat['rate']:g} events/s for {lat['seconds']:g}s, "
-                    f"flush every {lat['flush_seconds']:g}s, {lat['measured']:,} events):"),
-                (f"  p50 {_num(lat['p50_s'], '{:.2f}')}s  p90 {_num(lat['p90_s'], '{:.2f}')}s  p99 {_num(lat['p99_s'], '{:.2f}')}s  "
-                f"max {_num(lat['max_s'], '{:.2f}')}s   target p99 <= {lat['target_p99_s']:g}s: "
-                f"{'met' if res['targets'].get('latency_p99_s', {}).get('met') else 'NOT met'}")]
-        fl = lat.get("flushing") or {}
-        if fl.get("flushes"):
-            out.append(f"  {fl['flushes']:,} partition flushes ({fl['flushes_per_s']:.1f}/s), {fl['flush_mean_ms']:.1f} ms each: "
-                       f"the consume loop spent {100 * fl['busy_share']:.0f} % of the run landing")
-        if lat.get("files") is not None:
-            out.append(f"  {lat['files']:,} Parquet files landed ({lat['files_per_hour']:,.0f} per hour at this pace); "
-                       f"a raw-table scan took {lat['raw_scan_s']:.3f}s, {lat['raw_scan_compacted_s']:.3f}s after "
-                       f"compaction merged them into {lat['files_after_compaction']:,}")
+    out += latency_lines(res)
     if res.get("warehouse"):
         out += warehouse_lines(res)
     soak = res.get("soak")
