@@ -8,7 +8,9 @@ Why: the lake keeps one file per table, source, hour and topic partition (the st
 partition-hour, compaction merges per hour), and a month's figures opened ~17,000 of them at
 ~1-2 ms each (docs/architecture.md, Warehouse). A day file holds the same rows as the day's
 hour files, with the Hive columns (source, date, hour) stored in it, under
-`_days/<table>/source=<s>/date=<D>/<signature>.parquet` (contracts/lake.py).
+`_days/<table>/source=<s>/date=<D>/<signature>.parquet` (contracts/lake.py). A windows day
+file also flags the rows macros/window_latest.sql keeps (`_latest`), so the latest-version views
+do not sort a closed day's windows again (docs/architecture.md, Warehouse).
 
 It is derived, never the source of truth, so nothing else changes: the stream, compaction,
 backfill, retention, `cityflow verify`, the views and Spark read the hour files as before, and

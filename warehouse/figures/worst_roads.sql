@@ -15,19 +15,23 @@ WITH roads AS (
     FROM raw_traffic
     WHERE date BETWEEN CAST($start AS DATE) AND CAST($end AS DATE) AND ts >= $start AND ts < $end
     GROUP BY detector_id
-), w AS (
-    SELECT r.road, t.district, t.vehicle_count, t.avg_speed_kmh, t.avg_occupancy_pct
-    FROM traffic_1m AS t JOIN roads AS r ON r.detector_id = t.entity
-    WHERE t.date BETWEEN CAST($start AS DATE) AND CAST($end AS DATE)
-      AND t.window_start >= $start AND t.window_start < $end
+), per_detector AS (  -- one row per detector first (a month is ~26M windows), then its road
+    SELECT entity, min(district) AS district,
+           count(*) FILTER (WHERE avg_occupancy_pct >= 25) AS congested_minutes,
+           sum(vehicle_count) AS vehicles,
+           sum(avg_speed_kmh * vehicle_count) FILTER (WHERE avg_speed_kmh IS NOT NULL) AS speed_x_vehicles,
+           sum(vehicle_count) FILTER (WHERE avg_speed_kmh IS NOT NULL) AS speed_vehicles
+    FROM traffic_1m
+    WHERE date BETWEEN CAST($start AS DATE) AND CAST($end AS DATE)
+      AND window_start >= $start AND window_start < $end
+    GROUP BY entity
 )
-SELECT road, min(district) AS district,
-       round(count(*) FILTER (WHERE avg_occupancy_pct >= 25) / 60.0, 2) AS congestion_hours,
-       CAST(sum(vehicle_count) AS BIGINT) AS vehicles,
-       round(sum(avg_speed_kmh * vehicle_count) FILTER (WHERE avg_speed_kmh IS NOT NULL)
-             / nullif(sum(vehicle_count) FILTER (WHERE avg_speed_kmh IS NOT NULL), 0), 1) AS avg_speed_kmh
-FROM w
-GROUP BY road
-HAVING count(*) FILTER (WHERE avg_occupancy_pct >= 25) > 0
+SELECT r.road, min(d.district) AS district,
+       round(sum(d.congested_minutes) / 60.0, 2) AS congestion_hours,
+       CAST(sum(d.vehicles) AS BIGINT) AS vehicles,
+       round(sum(d.speed_x_vehicles) / nullif(sum(d.speed_vehicles), 0), 1) AS avg_speed_kmh
+FROM per_detector AS d JOIN roads AS r ON r.detector_id = d.entity
+GROUP BY r.road
+HAVING sum(d.congested_minutes) > 0
 ORDER BY congestion_hours DESC, avg_speed_kmh ASC NULLS LAST, road
 LIMIT 10
