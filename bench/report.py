@@ -222,7 +222,8 @@ def format_table(res: dict) -> str:
     """The run as text: throughput cases, peers, ratios, latency, warehouse queries, soak."""
     m, cfg = res["machine"], res["config"]
     if not res["cases"]:  # --cases latency and/or warehouse
-        out = [(f"cityflow benchmark: {' and '.join(k for k in ('latency', 'warehouse') if res.get(k))} alone, "
+        alone = " and ".join(f"the {k} case" for k in ("latency", "warehouse") if res.get(k)) or "no case"
+        out = [(f"cityflow benchmark: {alone} alone, "
                 f"{m['cores']} cores ({m['cpu_model']}), run took {res['wall_s']:.0f}s")]
         return "\n".join(out + latency_lines(res) + (warehouse_lines(res) if res.get("warehouse") else []))
     out = [(f"cityflow benchmark: {res['preload']['events']:,} events preloaded, {cfg['partitions']} partitions "

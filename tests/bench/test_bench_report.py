@@ -27,7 +27,7 @@ def test_a_latency_only_run_gets_its_target_and_prints_its_lines() -> None:
     met = summarise(_run(latency=_latency(1.36)))
     assert met["targets"]["latency_p99_s"] == {"value": 1.36, "target": "<= 1.5", "met": True}
     text = format_table(met)
-    assert text.startswith("cityflow benchmark: latency alone")
+    assert text.startswith("cityflow benchmark: the latency case alone")
     assert "p99 1.36s" in text and "target p99 <= 1.5s: met" in text
     assert "700 partition flushes (17.5/s), 6.5 ms each: the consume loop spent 11 % of the run landing" in text
     missed = summarise(_run(latency=_latency(2.4)))
