@@ -42,17 +42,19 @@ import duckdb
 import pyarrow as pa
 
 from contracts import lake as L
-from warehouse.db import HIVE_COLUMNS, _ident, lake_table_schema, lake_uri, prepare_connection
+from warehouse.db import (
+    HIVE_COLUMNS,
+    LATEST_ROW_SQL,
+    _ident,
+    lake_table_schema,
+    lake_uri,
+    prepare_connection,
+)
 from warehouse.scoped import PeriodScans, day_file_path, live_hour_files
 
 log = logging.getLogger(__name__)
 
 STALE_TEMP = timedelta(hours=1)  # a temp file older than this belongs to a dead writer
-# macros/window_latest.sql's choice of the latest version of a window, as a flag (the same
-# partition and order: a windows day file holds every row of its date, and `date` is part of
-# the partition, so the flag equals what the de-duplication keeps over any period)
-LATEST_ROW_SQL = ("row_number() OVER (PARTITION BY entity, window_start, window_size_s, date, hour "
-                  "ORDER BY version DESC, emitted_at DESC) = 1")
 _BATCH_ROWS = 128_000  # rows per row group, as the lake's own files (contracts/lake.py)
 
 
@@ -160,7 +162,9 @@ def write_day_file(lake: L.Lake, con: duckdb.DuckDBPyConnection, root: str, tabl
     schema = lake_table_schema(table, source)
     columns = [*schema.names, *(n for n, _ in HIVE_COLUMNS if n not in schema.names)]
     select = ", ".join(_ident(c) for c in columns)
-    if table == L.WINDOWS:  # which row is its window's latest version, decided once per closed day
+    if table == L.WINDOWS:  # which row is its window's latest version, decided once per closed day:
+        # the views' own rule (a day file holds every row of its date, and `date` is part of the
+        # rule's partition, so the flag equals what the de-duplication keeps over any period)
         select += f", {LATEST_ROW_SQL} AS {L.LATEST_FLAG}"
     counted = con.execute("SELECT sum(num_rows) FROM parquet_file_metadata(?)", [files]).fetchone()
     expected = counted[0] if counted else 0

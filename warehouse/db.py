@@ -155,7 +155,7 @@ def empty_relation(schema: pa.Schema) -> str:
 def with_latest_flag(table: str, relation: str) -> str:
     """A scan of the windows table carries `_latest` (contracts.lake.LATEST_FLAG): true or
     false in a closed day's day file (jobs/day_files.py decided it), NULL in hour files, whose
-    rows macros/window_latest.sql de-duplicates; other tables' scans are left as they are."""
+    rows macros/window_latest_flagged.sql de-duplicates; other tables' scans are left as they are."""
     if table != L.WINDOWS:
         return relation
     return f"(SELECT *, CAST(NULL AS BOOLEAN) AS {_ident(L.LATEST_FLAG)} FROM {relation})"
@@ -221,7 +221,15 @@ def _expand_macro(macro: ViewModel, source: str) -> str:
 
 
 # Built-in placeholders and how many arguments each takes. Any other name is a macro.
+# The latest version of a per-entity window: the highest version, and of its copies (a replay
+# writes the same key again) the last emitted. Defined once: the latest-version views
+# de-duplicate with it ({latest_row}, macros/window_latest*.sql) and the day files flag the rows
+# it keeps (jobs/day_files.py), so the two can never disagree.
+LATEST_ROW_SQL = ("row_number() OVER (PARTITION BY entity, window_start, window_size_s, date, hour "
+                  "ORDER BY version DESC, emitted_at DESC) = 1")
+
 _BUILTINS: dict[str, int] = {
+    "latest_row": 0,  # {latest_row}: true for the row LATEST_ROW_SQL keeps (a window function)
     "scan": 2,  # {scan:<table>:<source or *>}: that lake table's live files (or a typed empty one)
     "ref": 1,  # {ref:<view>}: another view, which is then created first (dbt's ref())
     "window_size_s": 1,  # {window_size_s:<source>}: the source's default window size
@@ -292,6 +300,8 @@ def render_view(
         if name == "ref":
             refs.append(args[0])
             return _ident(args[0])
+        if name == "latest_row":
+            return LATEST_ROW_SQL
         if name == "window_size_s":
             return str(sizes[source_arg(m, args[0])])
         if name == "district_measures":
@@ -359,6 +369,7 @@ def fingerprint(models: list[ViewModel], macros: dict[str, ViewModel] | None = N
     h.update(repr(sorted(resolved_window_sizes(window_sizes).items())).encode())
     for m in [*models, *macros.values()]:
         h.update(f"\0{m.path.parent.name}/{m.name}\0{m.template}".encode())
+    h.update(LATEST_ROW_SQL.encode())
     h.update(repr(sorted(AGGREGATES.items())).encode())
     h.update(repr(sorted(WINDOW_DEFAULTS.items())).encode())
     for source in sorted(CONTRACTS):

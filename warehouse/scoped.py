@@ -279,6 +279,8 @@ def period_views(con: duckdb.DuckDBPyConnection, lake: L.Lake, first_day: date, 
     root, sizes = built_window_sizes(con)
     scans = PeriodScans(con, lake, root, first_day, last_day, checked, day_files)
     models, macros = load_models(), load_macros()
+    # closed days may come from day files, whose windows are flagged: de-duplicate the rest only
+    macros["window_latest"] = macros["window_latest_flagged"]
     # which views each query needs follows from the models: render once, touching no file
     outline = [render_view(m, root, con, macros, sizes, scan_relation=lambda t, s: None) for m in models]
     by_name = {r.name: r for r in outline}
