@@ -149,7 +149,7 @@ def run_latency(workdir: Path, rate: float, seconds: float, env: Mapping[str, st
     defaults); p50/p99 produce -> queryable."""
     env = dict(env or {})
     flush_s = float(env.get("CITYFLOW_FLUSH_SECONDS") or load_settings().flush_seconds)
-    with live_worker(workdir, "latency", env) as (broker, _worker, lake):
+    with live_worker(workdir, "latency", env) as (broker, worker, lake):
         watcher = LakeWatcher(lake)
         counts_path = workdir / "latency-counts.json"
         producer = start_producer(broker.bootstrap, rate, seconds, 1.0, counts_path, workdir / "latency-producer.log")
@@ -170,7 +170,7 @@ def run_latency(workdir: Path, rate: float, seconds: float, env: Mapping[str, st
             time.sleep(WATCH_INTERVAL_S)
         watcher.poll()
         produced = asyncio.run(_record_times(broker.bootstrap, total))
-        flushing = flush_breakdown(_worker.web_port, seconds)
+        flushing = flush_breakdown(worker.web_port, seconds)
         rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{lake}/raw/*/*/*/[!.]*.parquet')").fetchall()[0][0]
     lat, missing = latencies(watcher, produced)
     files = files_and_compaction(Path(lake), seconds)
